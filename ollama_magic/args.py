@@ -1,0 +1,442 @@
+"""The ``%%ollama`` line: flags in, a ``/api/generate`` request body out. Pure: no I/O, no IPython.
+
+Every value a user can type is checked here, before any request, so a typo costs one short
+message and not a round trip. Names in the user's namespace (``--format``, ``--image``,
+``--context``) are resolved from a plain mapping handed in by the magic.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import json
+import math
+import re
+import shlex
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .server.gotime import parse_duration
+
+THINK_LEVELS = ("low", "medium", "high", "max")
+
+#: Flags that go into ``options``: flag destination -> (option key, type).
+OPTION_FLAGS: dict[str, tuple[str, type]] = {
+    "temperature": ("temperature", float),
+    "num_ctx": ("num_ctx", int),
+    "num_predict": ("num_predict", int),
+    "seed": ("seed", int),
+    "top_k": ("top_k", int),
+    "top_p": ("top_p", float),
+    "min_p": ("min_p", float),
+    "repeat_penalty": ("repeat_penalty", float),
+}
+
+
+class ArgsError(ValueError):
+    """A bad flag or value; the message says what to write instead."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise ArgsError(message)
+
+
+def build_parser(prog: str = "%%ollama") -> argparse.ArgumentParser:
+    """The one definition of the magic's flags; ``%%ollama?`` shows its help."""
+    p = _Parser(
+        prog=prog,
+        add_help=False,
+        allow_abbrev=False,
+        usage=f"{prog} [MODEL] [flags]\n<prompt: the rest of the cell>",
+        description=(
+            "Send the cell body as the prompt to Ollama's POST /api/generate and stream the "
+            "answer into the cell, with the model's reasoning shown apart from it. {name} in the "
+            "body is replaced by the variable's value when such a variable exists; other braces "
+            "stay as written."
+        ),
+    )
+    p.add_argument("model", nargs="?", help="model name (default: %%config OllamaMagics.model)")
+    req = p.add_argument_group("request fields")
+    req.add_argument("-s", "--system", help="system prompt (overrides the Modelfile's)")
+    req.add_argument("--suffix", help="text after the answer (fill-in-the-middle models)")
+    req.add_argument("--template", help='prompt template, e.g. "{{ .System }} {{ .Prompt }}"')
+    req.add_argument("--raw", action="store_true", help="send the prompt with no template")
+    req.add_argument(
+        "--format",
+        metavar="FORMAT",
+        help="'json', a JSON schema object, or the name of a variable holding a schema dict "
+        "or a pydantic model class (the result's .data is then parsed)",
+    )
+    req.add_argument(
+        "-i",
+        "--image",
+        action="append",
+        default=[],
+        metavar="PATH",
+        help="image file, or a variable holding bytes (repeatable)",
+    )
+    req.add_argument(
+        "-k",
+        "--keep-alive",
+        metavar="DURATION",
+        help="how long the model stays loaded: seconds (300), a duration (10m, 1h30m), "
+        "negative for forever, 0 to unload at once",
+    )
+    req.add_argument("--no-stream", action="store_true", help="wait for the whole answer")
+    think = req.add_mutually_exclusive_group()
+    think.add_argument(
+        "--think",
+        nargs="?",
+        const=True,
+        metavar="LEVEL",
+        help="ask a thinking model to reason (optional level: low, medium, high, max)",
+    )
+    think.add_argument("--no-think", action="store_true", help="ask the model not to reason")
+    req.add_argument(
+        "--context",
+        metavar="VAR",
+        help="continue from a variable holding a result or its .context token list",
+    )
+    req.add_argument(
+        "-c", "--continue", dest="cont", action="store_true", help="continue the previous answer"
+    )
+    opts = p.add_argument_group("options (sent inside 'options')")
+    opts.add_argument("--temperature", type=float, metavar="T")
+    opts.add_argument("--num-ctx", type=int, metavar="N", help="context window in tokens")
+    opts.add_argument("--num-predict", type=int, metavar="N", help="most tokens to generate")
+    opts.add_argument("--seed", type=int, metavar="N")
+    opts.add_argument("--top-k", type=int, metavar="K")
+    opts.add_argument("--top-p", type=float, metavar="P")
+    opts.add_argument("--min-p", type=float, metavar="P")
+    opts.add_argument("--repeat-penalty", type=float, metavar="R")
+    opts.add_argument(
+        "--stop", action="append", default=[], metavar="TEXT", help="stop sequence (repeatable)"
+    )
+    opts.add_argument(
+        "-O",
+        "--option",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="any other option; VALUE is read as JSON when it is JSON (repeatable)",
+    )
+    run = p.add_argument_group("this cell")
+    run.add_argument("-o", "--out", metavar="NAME", help="store the result in this variable")
+    run.add_argument("--host", metavar="URL", help="Ollama server (default: $OLLAMA_HOST)")
+    run.add_argument(
+        "--timeout", type=float, metavar="SECONDS", help="longest wait for the next piece"
+    )
+    run.add_argument(
+        "--literal", action="store_true", help="send the body as written: no {name} filling"
+    )
+    run.add_argument("--hide-thinking", action="store_true", help="do not show the reasoning")
+    run.add_argument("-q", "--quiet", action="store_true", help="show nothing; use with -o")
+    return p
+
+
+PARSER = build_parser()
+
+
+def parse_line(line: str) -> argparse.Namespace:
+    """Split the magic line like a shell would and parse it.
+
+    >>> ns = parse_line("llama3.2 --num-predict 5 --stop 'The end' -k 10m")
+    >>> ns.model, ns.num_predict, ns.stop, ns.keep_alive
+    ('llama3.2', 5, ['The end'], '10m')
+    """
+    try:
+        tokens = shlex.split(line)
+    except ValueError as exc:
+        raise ArgsError(f"cannot split the magic line: {exc}") from None
+    return PARSER.parse_args(_attach_dash_values(tokens))
+
+
+def _attach_dash_values(tokens: list[str]) -> list[str]:
+    """Let values that start with ``-`` follow their flag: ``-k -1m`` means ``-k=-1m``.
+
+    >>> _attach_dash_values(["-k", "-1m", "--stop", "--", "-q"])
+    ['-k=-1m', '--stop=--', '-q']
+    """
+    actions = PARSER._option_string_actions
+    out: list[str] = []
+    i = 0
+    while i < len(tokens):
+        token = tokens[i]
+        action = actions.get(token)
+        takes_value = action is not None and action.nargs is None and action.const is None
+        if takes_value and i + 1 < len(tokens):
+            following = tokens[i + 1]
+            if following.startswith("-") and following not in actions:
+                out.append(f"{token}={following}")
+                i += 2
+                continue
+        out.append(token)
+        i += 1
+    return out
+
+
+@dataclass
+class GenerateCall:
+    """Everything one ``%%ollama`` cell will do, resolved and checked."""
+
+    body: dict[str, Any]
+    stream: bool
+    out: str | None = None
+    host: str | None = None
+    timeout: float | None = None
+    schema_model: Any = None  # a pydantic model class for .data, if one was given
+    show_thinking: bool = True
+    quiet: bool = False
+    notes: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Defaults:
+    """Values from ``%config OllamaMagics`` that flags override."""
+
+    model: str = ""
+    system: str = ""
+    options: Mapping[str, Any] = field(default_factory=dict)
+    keep_alive: str = ""
+    think: str = ""
+    interpolate: bool = True
+    show_thinking: bool = True
+
+
+_NAME = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+def fill_prompt(text: str, namespace: Mapping[str, Any]) -> str:
+    """Replace ``{name}`` where ``name`` is a variable; leave every other brace alone.
+
+    >>> fill_prompt("Sort {xs} in {lang}: def f(): return {}", {"xs": [3, 1]})
+    'Sort [3, 1] in {lang}: def f(): return {}'
+    """
+
+    def swap(match: re.Match[str]) -> str:
+        name = match.group(1)
+        return str(namespace[name]) if name in namespace else match.group(0)
+
+    return _NAME.sub(swap, text)
+
+
+def keep_alive_value(text: str) -> int | float | str:
+    """A keep_alive flag as it must go on the wire: numbers as JSON numbers, durations as strings.
+
+    >>> keep_alive_value("300"), keep_alive_value("-1"), keep_alive_value("10m")
+    (300, -1, '10m')
+    >>> keep_alive_value("1d")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    ollama_magic.args.ArgsError: --keep-alive 1d: time: unknown unit "d" in duration "1d"; ...
+    """
+    value = text.strip()
+    try:
+        number = float(value)
+    except ValueError:
+        pass
+    else:
+        if not math.isfinite(number) or abs(number) > 9e9:
+            raise ArgsError(f"--keep-alive {text}: too large; use -1 to keep the model forever")
+        return int(number) if number.is_integer() else number
+    try:
+        parse_duration(value)
+    except ValueError as exc:
+        raise ArgsError(
+            f"--keep-alive {text}: {exc}; use seconds (300), a duration with s/m/h (10m, 24h), "
+            "-1 for forever or 0 to unload"
+        ) from None
+    return value
+
+
+def think_value(text: str | bool) -> bool | str:
+    """``--think`` with no level is ``true``; levels are checked before sending."""
+    if isinstance(text, bool):
+        return text
+    lowered = text.strip().lower()
+    if lowered in ("true", "on", "yes"):
+        return True
+    if lowered in ("false", "off", "no"):
+        return False
+    if lowered in THINK_LEVELS:
+        return lowered
+    raise ArgsError(f"--think {text}: use no value, or one of {', '.join(THINK_LEVELS)}")
+
+
+_ESCAPES = {"n": "\n", "t": "\t", "\\": "\\"}
+
+
+def unescape(text: str) -> str:
+    r"""Let ``--stop '\n\n'`` mean two newlines (only ``\n``, ``\t`` and ``\\`` are read).
+
+    >>> unescape(r"\n\n"), unescape(r"a\\n"), unescape("你好")
+    ('\n\n', 'a\\n', '你好')
+    """
+    return re.sub(r"\\([nt\\])", lambda m: _ESCAPES[m.group(1)], text)
+
+
+def option_pair(text: str) -> tuple[str, Any]:
+    """``-O KEY=VALUE``: the value is a JSON literal when it parses as one, else a string.
+
+    >>> option_pair("num_gpu=0"), option_pair("stop=[\\"a\\"]"), option_pair("x=hello")
+    (('num_gpu', 0), ('stop', ['a']), ('x', 'hello'))
+    """
+    key, sep, raw = text.partition("=")
+    key = key.strip().replace("-", "_")
+    if not sep or not key:
+        raise ArgsError(f"-O {text}: write KEY=VALUE, e.g. -O num_gpu=0")
+    try:
+        return key, json.loads(raw)
+    except ValueError:
+        return key, raw
+
+
+def build_call(
+    ns: argparse.Namespace,
+    cell: str,
+    namespace: Mapping[str, Any],
+    defaults: Defaults,
+    previous_context: list[int] | None = None,
+) -> GenerateCall:
+    """Resolve a parsed line and the cell body into the request body and cell settings."""
+    model = ns.model or defaults.model
+    if not model:
+        raise ArgsError(
+            "no model given: write %%ollama MODEL on the first line, "
+            "or set one with %config OllamaMagics.model = 'llama3.2'"
+        )
+    prompt = cell if ns.literal or not defaults.interpolate else fill_prompt(cell, namespace)
+    if not prompt.strip():
+        raise ArgsError("the cell is empty: write the prompt below the %%ollama line")
+    stream = not ns.no_stream
+    body: dict[str, Any] = {"model": model, "prompt": prompt}
+    if ns.suffix is not None:
+        body["suffix"] = ns.suffix
+    images = [_image(ref, namespace) for ref in ns.image]
+    if images:
+        body["images"] = images
+    schema_model = None
+    if ns.format is not None:
+        body["format"], schema_model = _format(ns.format, namespace)
+    options = dict(defaults.options)
+    for dest, (key, _) in OPTION_FLAGS.items():
+        value = getattr(ns, dest)
+        if value is not None:
+            options[key] = value
+    if ns.stop:
+        options["stop"] = [unescape(s) for s in ns.stop]
+    for pair in ns.option:
+        key, value = option_pair(pair)
+        options[key] = value
+    if options:
+        body["options"] = options
+    system = ns.system if ns.system is not None else defaults.system
+    if system:
+        body["system"] = system
+    if ns.template is not None:
+        body["template"] = ns.template
+    body["stream"] = stream
+    if ns.raw:
+        body["raw"] = True
+        for name in ("template", "system"):
+            if ns.raw and getattr(ns, name) is not None:
+                raise ArgsError(f"--raw sends the prompt as is, so it cannot take --{name}")
+        body.pop("system", None)
+    keep_alive = ns.keep_alive if ns.keep_alive is not None else defaults.keep_alive
+    if keep_alive:
+        body["keep_alive"] = keep_alive_value(keep_alive)
+    context = _context(ns, namespace, previous_context)
+    if context is not None:
+        if ns.raw:
+            raise ArgsError("--raw cannot continue a conversation (--context/--continue)")
+        body["context"] = context
+    if ns.no_think:
+        body["think"] = False
+    elif ns.think is not None:
+        body["think"] = think_value(ns.think)
+    elif defaults.think:
+        body["think"] = think_value(defaults.think)
+    return GenerateCall(
+        body=body,
+        stream=stream,
+        out=_identifier(ns.out, "-o/--out") if ns.out else None,
+        host=ns.host,
+        timeout=_positive(ns.timeout, "--timeout"),
+        schema_model=schema_model,
+        show_thinking=defaults.show_thinking and not ns.hide_thinking,
+        quiet=ns.quiet,
+    )
+
+
+def _identifier(name: str, flag: str) -> str:
+    if not name.isidentifier():
+        raise ArgsError(f"{flag} {name}: not a valid Python variable name")
+    return name
+
+
+def _positive(value: float | None, flag: str) -> float | None:
+    if value is not None and value <= 0:
+        raise ArgsError(f"{flag} {value}: must be a positive number of seconds")
+    return value
+
+
+def _image(ref: str, namespace: Mapping[str, Any]) -> str:
+    value = namespace.get(ref)
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return base64.b64encode(bytes(value)).decode()
+    path = Path(ref).expanduser()
+    if path.is_file():
+        return base64.b64encode(path.read_bytes()).decode()
+    raise ArgsError(f"--image {ref}: no such file, and no variable {ref!r} holding bytes")
+
+
+def _format(ref: str, namespace: Mapping[str, Any]) -> tuple[str | dict[str, Any], Any]:
+    text = ref.strip()
+    if text == "json":
+        return "json", None
+    if text.startswith("{"):
+        try:
+            schema = json.loads(text)
+        except ValueError as exc:
+            raise ArgsError(f"--format: the JSON schema does not parse: {exc}") from None
+        return schema, None
+    if text not in namespace:
+        raise ArgsError(
+            f"--format {ref}: use 'json', a JSON schema object, or the name of a variable "
+            "holding a schema dict or a pydantic model class"
+        )
+    value = namespace[text]
+    if isinstance(value, dict):
+        return value, None
+    schema_of = getattr(value, "model_json_schema", None)
+    if isinstance(value, type) and callable(schema_of):
+        return schema_of(), value
+    raise ArgsError(
+        f"--format {ref}: {ref} is a {type(value).__name__}; it must be a schema dict "
+        "or a pydantic model class"
+    )
+
+
+def _context(
+    ns: argparse.Namespace, namespace: Mapping[str, Any], previous: list[int] | None
+) -> list[int] | None:
+    if ns.cont and ns.context:
+        raise ArgsError("use either --continue or --context, not both")
+    if ns.cont:
+        if not previous:
+            raise ArgsError("--continue: no previous answer with a context in this session yet")
+        return list(previous)
+    if not ns.context:
+        return None
+    if ns.context not in namespace:
+        raise ArgsError(f"--context {ns.context}: no such variable")
+    value = namespace[ns.context]
+    value = getattr(value, "context", value)
+    if not isinstance(value, (list, tuple)) or not all(isinstance(t, int) for t in value):
+        raise ArgsError(
+            f"--context {ns.context}: expected a result (from -o) or a list of token ids"
+        )
+    return list(value)

@@ -1,0 +1,214 @@
+"""A small synchronous Ollama client over ``requests``; it knows nothing about Jupyter.
+
+It resolves the host like the official clients (``OLLAMA_HOST``), sends ``OLLAMA_API_KEY`` as a
+bearer token, keeps connect and read timeouts apart, reads NDJSON from raw bytes, and turns every
+failure into one of the typed errors in :mod:`ollama_magic.errors`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import urllib.parse
+from collections.abc import Iterator
+from typing import Any
+
+import requests
+import urllib3
+
+from . import __version__
+from .errors import (
+    ConnectionFailed,
+    ModelNotFound,
+    ReadTimedOut,
+    ResponseError,
+    StreamTruncated,
+)
+from .ndjson import NDJSONDecoder
+
+DEFAULT_PORT = 11434
+
+
+def parse_host(host: str | None) -> str:
+    """Turn an ``OLLAMA_HOST``-style value into a base URL.
+
+    Follows the official Python client (``ollama/_client.py::_parse_host``), plus the Go side's
+    leniency: surrounding quotes and spaces are stripped, a bare IPv6 address is bracketed, and
+    the bind-all addresses are rewritten to loopback so they can be connected to everywhere.
+
+    >>> parse_host(None)
+    'http://127.0.0.1:11434'
+    >>> parse_host("1.2.3.4")
+    'http://1.2.3.4:11434'
+    >>> parse_host(":56789")
+    'http://127.0.0.1:56789'
+    >>> parse_host("https://Example.com")
+    'https://example.com:443'
+    >>> parse_host("http://example.com")
+    'http://example.com:80'
+    >>> parse_host("example.com:56789/path/")
+    'http://example.com:56789/path'
+    >>> parse_host("[::1]:8080")
+    'http://[::1]:8080'
+    >>> parse_host("::1")
+    'http://[::1]:11434'
+    >>> parse_host(" '0.0.0.0' ")
+    'http://127.0.0.1:11434'
+    """
+    value = (host or "").strip().strip("\"'").strip()
+    scheme, sep, rest = value.partition("://")
+    if sep:
+        default_port = {"http": 80, "https": 443}.get(scheme, DEFAULT_PORT)
+    else:
+        scheme, rest, default_port = "http", value, DEFAULT_PORT
+    hostport, _, path = rest.partition("/")
+    if hostport.count(":") > 1 and not hostport.startswith("["):
+        hostport = f"[{hostport}]"
+    parts = urllib.parse.urlsplit(f"{scheme}://{hostport}")
+    try:
+        port = parts.port or default_port
+    except ValueError:
+        raise ValueError(f"invalid port in Ollama host {host!r}") from None
+    name = {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(parts.hostname or "", parts.hostname)
+    name = name or "127.0.0.1"
+    if ":" in name:
+        name = f"[{name}]"
+    path = path.strip("/")
+    return f"{scheme}://{name}:{port}" + (f"/{path}" if path else "")
+
+
+def resolve_host(host: str | None = None) -> str:
+    """The explicit ``host`` if given, else ``$OLLAMA_HOST``, else the default, as a base URL."""
+    return parse_host(host or os.environ.get("OLLAMA_HOST"))
+
+
+class Stream:
+    """The objects of one streamed (or single-object) response; close it to stop the server."""
+
+    def __init__(self, response: requests.Response, url: str, read_timeout: float | None) -> None:
+        self._response = response
+        self._url = url
+        self._read_timeout = read_timeout
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        decoder = NDJSONDecoder()
+        try:
+            for data in self._response.iter_content(chunk_size=None):
+                yield from decoder.feed(data)
+            yield from decoder.flush()
+        except (requests.exceptions.ChunkedEncodingError, urllib3.exceptions.ProtocolError) as exc:
+            raise StreamTruncated("the connection was closed by the server") from exc
+        except requests.exceptions.ConnectionError as exc:
+            if exc.args and isinstance(exc.args[0], urllib3.exceptions.ReadTimeoutError):
+                raise ReadTimedOut(self._url, self._read_timeout) from exc
+            raise StreamTruncated(str(exc)) from exc
+
+    def close(self) -> None:
+        """Close the socket at once (not back to the pool), so the server stops generating."""
+        self._response.close()
+
+    def __enter__(self) -> Stream:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class OllamaClient:
+    """One server's API.
+
+    **Parameters:** ``host`` (else ``$OLLAMA_HOST``), ``connect_timeout`` and ``read_timeout`` in
+    seconds (``None`` waits forever; the read timeout is the longest silence allowed between two
+    pieces of a stream, not a limit on the whole answer).
+
+    **Usage:** ``OllamaClient().stream("/api/generate", {"model": "m", "prompt": "hi"})``.
+    """
+
+    def __init__(
+        self,
+        host: str | None = None,
+        *,
+        connect_timeout: float | None = 5.0,
+        read_timeout: float | None = 600.0,
+        api_key: str | None = None,
+    ) -> None:
+        self.base_url = resolve_host(host)
+        self.timeout = (connect_timeout, read_timeout)
+        self._session = requests.Session()
+        self._session.headers.update(
+            {
+                "Content-Type": "application/json",
+                "Accept": "application/json",
+                "User-Agent": f"ollama-magic/{__version__} ({platform.machine()} "
+                f"{platform.system().lower()}) Python/{platform.python_version()}",
+            }
+        )
+        key = api_key if api_key is not None else os.environ.get("OLLAMA_API_KEY")
+        if key:
+            self._session.headers["Authorization"] = f"Bearer {key}"
+
+    def stream(self, path: str, body: dict[str, Any], method: str = "POST") -> Stream:
+        """Send ``body`` and return the response's objects as a :class:`Stream`."""
+        response = self._send(method, path, body, stream=True)
+        return Stream(response, self.base_url, self.timeout[1])
+
+    def call(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
+        """A request with a single JSON (or empty) reply; returns the parsed body or ``None``."""
+        response = self._send(method, path, body, stream=False)
+        if not response.content.strip():
+            return None
+        try:
+            return response.json()
+        except ValueError:
+            return response.text
+
+    def tags(self) -> list[dict[str, Any]]:
+        """The installed models (``/api/tags``)."""
+        return list((self.call("GET", "/api/tags") or {}).get("models", []))
+
+    def close(self) -> None:
+        self._session.close()
+
+    def _send(
+        self, method: str, path: str, body: dict[str, Any] | None, *, stream: bool
+    ) -> requests.Response:
+        url = self.base_url + path
+        data = None if body is None else json.dumps(body).encode()
+        try:
+            response = self._session.request(
+                method, url, data=data, stream=stream, timeout=self.timeout
+            )
+        except requests.exceptions.ConnectTimeout as exc:
+            raise ConnectionFailed(self.base_url, "connect timed out") from exc
+        except requests.exceptions.ReadTimeout as exc:
+            raise ReadTimedOut(self.base_url, self.timeout[1]) from exc
+        except requests.exceptions.ConnectionError as exc:
+            raise ConnectionFailed(self.base_url, _reason(exc)) from exc
+        except requests.exceptions.InvalidURL as exc:
+            raise ConnectionFailed(self.base_url, "invalid URL") from exc
+        if response.status_code >= 400:
+            raise _status_error(response, body, self.base_url)
+        return response
+
+
+def _status_error(response: requests.Response, body: dict[str, Any] | None, url: str) -> Exception:
+    text = response.text.strip()
+    try:
+        message = str(json.loads(text)["error"])
+    except (ValueError, KeyError, TypeError):
+        message = text or response.reason or "no message"
+    response.close()
+    model = (body or {}).get("model") or (body or {}).get("name")
+    if response.status_code == 404 and model and "not found" in message:
+        return ModelNotFound(str(model), message, url)
+    return ResponseError(response.status_code, message, url)
+
+
+def _reason(exc: Exception) -> str:
+    text = str(exc)
+    for hint in ("Connection refused", "Name or service not known", "No route to host"):
+        if hint in text:
+            return hint.lower()
+    return text.split(": ", 1)[-1][:120]
+

@@ -1,0 +1,311 @@
+"""Where a streaming answer is shown: live in a notebook, as plain text in a terminal, or nowhere.
+
+The notebook view is built for three constraints at once:
+
+* **Cheap for the browser.** An update replaces a whole output, so re-sending the full answer on
+  every update costs the square of its length. The answer is shown in *slots* (outputs of the
+  cell): only the last slot is updated, and it is closed and a new one opened at a line break
+  once it grows past a size that depends on the stream's pace. Updates are throttled and wait
+  for enough new text to be worth sending, so display bytes stay a small multiple of the answer.
+* **Honest under nbval.** nbval ignores ``update_display_data``. Every live slot therefore starts
+  as an empty bundle and is emptied again at the end, and the final answer is displayed once as
+  a new output. A saved notebook and a re-run both hold: empty slots (compared as nothing) and
+  the same final rendering.
+* **Safe.** Only bundles from :mod:`ollama_magic.render`, which escapes model text, are shown.
+"""
+
+from __future__ import annotations
+
+import io
+import sys
+import time
+import uuid
+from collections.abc import Callable
+from typing import Any, Protocol, TextIO
+
+from .render import (
+    escape_markdown,
+    footer_text,
+    live_thinking_piece,
+    open_fence,
+    result_bundle,
+    thinking_block,
+)
+from .result import GenerationResult
+
+Bundle = dict[str, Any]
+EMPTY: Bundle = {}
+
+
+class Sink(Protocol):
+    """Receives a generation as it happens (the session calls these in order)."""
+
+    def thinking(self, text: str) -> None: ...
+
+    def answer(self, text: str) -> None: ...
+
+    def retract(self, reasoning: str) -> None:
+        """Everything shown as answer so far was reasoning; ``reasoning`` is all of it."""
+        ...
+
+    def finish(self, result: GenerationResult) -> None: ...
+
+
+class Publisher(Protocol):
+    """The three display operations a notebook front end understands."""
+
+    def show(self, bundle: Bundle, display_id: str) -> None: ...
+
+    def update(self, bundle: Bundle, display_id: str) -> None: ...
+
+    def final(self, bundle: Bundle) -> None: ...
+
+
+class IPythonPublisher:
+    """Publishes through IPython's display machinery (``display_data`` and updates)."""
+
+    def show(self, bundle: Bundle, display_id: str) -> None:
+        from IPython.display import display
+
+        display(bundle, raw=True, display_id=display_id)
+
+    def update(self, bundle: Bundle, display_id: str) -> None:
+        from IPython.display import update_display
+
+        update_display(bundle, raw=True, display_id=display_id)
+
+    def final(self, bundle: Bundle) -> None:
+        from IPython.display import display
+
+        display(bundle, raw=True)
+
+
+class NullSink:
+    """Shows nothing (``--quiet``)."""
+
+    def thinking(self, text: str) -> None:
+        pass
+
+    def answer(self, text: str) -> None:
+        pass
+
+    def retract(self, reasoning: str) -> None:
+        pass
+
+    def finish(self, result: GenerationResult) -> None:
+        pass
+
+
+class FinalOnly(NullSink):
+    """Shows only the finished result (``--no-stream``, or ``%config OllamaMagics.display``)."""
+
+    def __init__(self, publisher: Publisher, *, show_thinking: bool = True) -> None:
+        self._publisher = publisher
+        self._show_thinking = show_thinking
+
+    def finish(self, result: GenerationResult) -> None:
+        self._publisher.final(result_bundle(result, show_thinking=self._show_thinking))
+
+
+class TextSink:
+    """Terminal IPython: plain streamed text, reasoning dimmed when the terminal has colour."""
+
+    def __init__(self, out: TextIO | None = None, *, show_thinking: bool = True) -> None:
+        self._out = out or sys.stdout
+        self._show_thinking = show_thinking
+        self._color = bool(getattr(self._out, "isatty", lambda: False)())
+        self._mode = ""
+
+    def _write(self, text: str, mode: str) -> None:
+        if mode != self._mode:
+            if mode == "thinking":
+                self._out.write("\x1b[2m" if self._color else "")
+                self._out.write("Thinking…\n" if not self._mode else "")
+            elif self._mode == "thinking":
+                self._out.write("\x1b[0m" if self._color else "")
+                self._out.write("\n\n")
+            self._mode = mode
+        self._out.write(text)
+        self._out.flush()
+
+    def thinking(self, text: str) -> None:
+        if self._show_thinking:
+            self._write(text, "thinking")
+
+    def answer(self, text: str) -> None:
+        self._write(text, "answer")
+
+    def retract(self, reasoning: str) -> None:
+        self._write("\n(the text above was the model's reasoning)\n", "answer")
+
+    def finish(self, result: GenerationResult) -> None:
+        self._write("", "answer")
+        self._out.write(f"\n\n[{footer_text(result)}]\n")
+        self._out.flush()
+
+
+class _Slot:
+    """One output of the cell, created empty, showing one piece of the live stream."""
+
+    __slots__ = ("display_id", "kind")
+
+    def __init__(self, kind: str) -> None:
+        self.display_id = uuid.uuid4().hex
+        self.kind = kind
+
+
+class LiveDisplay:
+    """The notebook view: live slots while streaming, one final rendering at the end.
+
+    **Parameters:** ``interval``, the least time between two updates (20 a second at most);
+    ``ratio``, an update waits until the new text is at least 1/``ratio`` of the slot it
+    refreshes (so updates cost at most ``ratio`` times the text they add), or ``max_wait``;
+    ``slot_seconds``, how much of the stream's pace one slot may hold before a new one starts.
+    """
+
+    def __init__(
+        self,
+        publisher: Publisher,
+        *,
+        show_thinking: bool = True,
+        clock: Callable[[], float] = time.monotonic,
+        interval: float = 0.05,
+        ratio: int = 5,
+        max_wait: float = 0.3,
+        slot_seconds: float = 1.5,
+        min_slot: int = 120,
+        max_slot: int = 2400,
+    ) -> None:
+        self._publisher = publisher
+        self._show_thinking = show_thinking
+        self._clock = clock
+        self._interval = interval
+        self._ratio = ratio
+        self._max_wait = max_wait
+        self._slot_seconds = slot_seconds
+        self._min_slot = min_slot
+        self._max_slot = max_slot
+        self._slots: list[_Slot] = []
+        self._reasoning = io.StringIO()
+        self._kind = ""  # kind of the current tail: "thinking" or "answer"
+        self._tail = ""  # text of the current (last) slot
+        self._fence: str | None = None  # code fence the tail starts inside
+        self._shown = 0  # length of the tail already on screen
+        self._last_update = -1e9
+        self._started = 0.0
+        self._seen = 0  # characters received, for the pace
+        self.updates = 0
+
+    # Sink -------------------------------------------------------------------------------
+    def thinking(self, text: str) -> None:
+        if not self._show_thinking:
+            return
+        self._reasoning.write(text)
+        self._append("thinking", text)
+
+    def answer(self, text: str) -> None:
+        if self._kind == "thinking" or (self._kind == "" and self._reasoning.tell()):
+            self._collapse_reasoning()
+        self._append("answer", text)
+
+    def retract(self, reasoning: str) -> None:
+        for slot in self._slots:
+            self._publisher.update(EMPTY, slot.display_id)
+        self._slots.clear()
+        self._reasoning = io.StringIO()
+        self._kind, self._tail, self._shown, self._fence = "", "", 0, None
+        if self._show_thinking and reasoning:
+            self.thinking(reasoning)
+
+    def finish(self, result: GenerationResult) -> None:
+        for slot in self._slots:
+            self._publisher.update(EMPTY, slot.display_id)
+        self._slots.clear()
+        self._publisher.final(result_bundle(result, show_thinking=self._show_thinking))
+
+    # Internals --------------------------------------------------------------------------
+    def _append(self, kind: str, text: str) -> None:
+        now = self._clock()
+        if not self._seen:
+            self._started = now
+        self._seen += len(text)
+        if kind != self._kind:
+            self._open_slot(kind)
+        self._tail += text
+        self._maybe_update(now)
+
+    def _open_slot(self, kind: str, fence: str | None = None) -> None:
+        if self._shown < len(self._tail) and self._slots:
+            self._push(self._tail)
+        slot = _Slot(kind)
+        self._publisher.show(EMPTY, slot.display_id)
+        self._slots.append(slot)
+        self._kind, self._tail, self._shown, self._fence = kind, "", 0, fence
+        self._last_update = -1e9  # the first words of a slot show at once
+
+    def _slot_limit(self, now: float) -> int:
+        elapsed = max(now - self._started, 1e-3)
+        pace = self._seen / elapsed  # characters a second
+        return int(min(self._max_slot, max(self._min_slot, pace * self._slot_seconds)))
+
+    def _maybe_update(self, now: float) -> None:
+        new = len(self._tail) - self._shown
+        if new <= 0 or now - self._last_update < self._interval:
+            return
+        waited = now - self._last_update
+        if self._shown and new * self._ratio < len(self._tail) and waited < self._max_wait:
+            return
+        limit = self._slot_limit(now)
+        if len(self._tail) > limit:
+            cut = self._cut_point(limit)
+            if cut:
+                head, rest = self._tail[:cut], self._tail[cut:]
+                self._push(head)
+                fence = open_fence(head, self._fence) if self._kind == "answer" else None
+                self._tail = head
+                self._open_slot(self._kind, fence)
+                self._tail = rest
+                if rest:
+                    self._push(rest)
+                self._last_update = now
+                return
+        self._push(self._tail)
+        self._last_update = now
+
+    def _cut_point(self, limit: int) -> int:
+        """Where to close the current slot: after a line break, else a space, else anywhere."""
+        tail = self._tail
+        for sep in ("\n\n", "\n"):
+            at = tail.rfind(sep, limit // 4)
+            if at >= 0:
+                return at + len(sep)
+        if len(tail) > 2 * limit:
+            at = tail.rfind(" ", limit // 2)
+            return at + 1 if at >= 0 else len(tail)
+        return 0
+
+    def _push(self, text: str) -> None:
+        slot = self._slots[-1]
+        first = len(self._slots) == 1 or self._slots[-2].kind != slot.kind
+        if slot.kind == "thinking":
+            markdown = thinking_block(text, live=True) if first else live_thinking_piece(text)
+        else:
+            source = f"{self._fence}\n{text}" if self._fence else text
+            markdown = escape_markdown(source)
+            closing = open_fence(source)
+            if closing:
+                markdown += f"\n{closing}"
+        self._publisher.update({"text/markdown": markdown}, slot.display_id)
+        self._shown = len(text)
+        self.updates += 1
+
+    def _collapse_reasoning(self) -> None:
+        """The answer has started: fold all reasoning into its first slot, closed."""
+        thinking_slots = [s for s in self._slots if s.kind == "thinking"]
+        if thinking_slots:
+            first, *rest = thinking_slots
+            block = thinking_block(self._reasoning.getvalue(), live=False)
+            self._publisher.update({"text/markdown": block}, first.display_id)
+            for slot in rest:
+                self._publisher.update(EMPTY, slot.display_id)
+        self._kind, self._tail, self._shown = "collapsed", "", 0

@@ -1,0 +1,88 @@
+"""What one generation produced, as a plain object a user can keep (``-o NAME``)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+#: ``done_reason`` values this package adds to the server's ``stop``/``length``.
+INTERRUPTED = "interrupted"
+ERROR = "error"
+
+
+@dataclass
+class GenerationResult:
+    """The answer, the reasoning, and the server's numbers for one request.
+
+    ``answer`` and ``thinking`` are split apart (from Ollama's ``thinking`` field or inline
+    ``<think>`` tags); ``response`` is the raw ``response`` text as the server sent it.
+    ``done_reason`` is the server's (``stop``, ``length``, ...) or ``interrupted`` / ``error``
+    when the stream did not end normally; then ``error`` holds the message.
+    """
+
+    model: str
+    answer: str = ""
+    thinking: str = ""
+    response: str = ""
+    done_reason: str | None = None
+    context: list[int] | None = None
+    prompt_eval_count: int | None = None
+    prompt_eval_duration: int | None = None
+    eval_count: int | None = None
+    eval_duration: int | None = None
+    load_duration: int | None = None
+    total_duration: int | None = None
+    raw: dict[str, Any] | None = None
+    data: Any = None
+    error: str | None = None
+    request: dict[str, Any] = field(default_factory=dict, repr=False)
+
+    @classmethod
+    def from_final(cls, model: str, final: dict[str, Any] | None, **parts: Any) -> GenerationResult:
+        """Build from the final chunk (``done: true``), or without one for a cut stream."""
+        final = final or {}
+        return cls(
+            model=final.get("model", model),
+            done_reason=final.get("done_reason"),
+            context=final.get("context"),
+            prompt_eval_count=final.get("prompt_eval_count"),
+            prompt_eval_duration=final.get("prompt_eval_duration"),
+            eval_count=final.get("eval_count"),
+            eval_duration=final.get("eval_duration"),
+            load_duration=final.get("load_duration"),
+            total_duration=final.get("total_duration"),
+            raw=final or None,
+            **parts,
+        )
+
+    @property
+    def tokens_per_second(self) -> float | None:
+        """``eval_count / eval_duration``, as the Ollama docs compute it."""
+        if not self.eval_count or not self.eval_duration:
+            return None
+        return self.eval_count / self.eval_duration * 1e9
+
+    @property
+    def ok(self) -> bool:
+        return self.done_reason not in (None, INTERRUPTED, ERROR)
+
+    def __str__(self) -> str:
+        return self.answer
+
+    def __repr__(self) -> str:
+        answer = self.answer if len(self.answer) <= 60 else self.answer[:57] + "..."
+        parts = [f"model={self.model!r}", f"done_reason={self.done_reason!r}"]
+        if self.eval_count:
+            parts.append(f"eval_count={self.eval_count}")
+        rate = self.tokens_per_second
+        if rate:
+            parts.append(f"tokens_per_second={rate:.1f}")
+        if self.thinking:
+            parts.append(f"thinking=<{len(self.thinking)} chars>")
+        parts.append(f"answer={answer!r}")
+        return f"GenerationResult({', '.join(parts)})"
+
+    def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, str]:
+        from .render import result_bundle
+
+        return result_bundle(self)

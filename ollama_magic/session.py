@@ -1,0 +1,111 @@
+"""One generation from request to result: client -> NDJSON -> reasoning splitter -> sink.
+
+This is the only module that joins transport and display. It never raises for what the server
+or the user did: a Ctrl-C, an error line or a dropped connection all end in a (partial) result,
+which the sink shows, plus the error for the magic to report.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from collections.abc import Callable
+from typing import Any
+
+from .client import OllamaClient, Stream
+from .errors import OllamaError, StreamTruncated
+from .live import Sink
+from .result import ERROR, INTERRUPTED, GenerationResult
+from .thinking import RETRACT, ReasoningSplitter, SplitText
+
+#: Takes one chunk, returns its (response text, thinking text).
+Pieces = Callable[[dict[str, Any]], tuple[str, str]]
+
+
+def generate_pieces(chunk: dict[str, Any]) -> tuple[str, str]:
+    return chunk.get("response") or "", chunk.get("thinking") or ""
+
+
+def chat_pieces(chunk: dict[str, Any]) -> tuple[str, str]:
+    message = chunk.get("message") or {}
+    return message.get("content") or "", message.get("thinking") or ""
+
+
+def run(
+    client: OllamaClient,
+    path: str,
+    body: dict[str, Any],
+    sink: Sink,
+    pieces: Pieces = generate_pieces,
+) -> tuple[GenerationResult, OllamaError | None]:
+    """Stream one request into ``sink``; return the result (partial on failure) and any error."""
+    splitter = ReasoningSplitter()
+    text = SplitText()
+    raw = io.StringIO()
+    final: dict[str, Any] | None = None
+    error: OllamaError | None = None
+    stopped_by = None
+    received = False
+    stream: Stream | None = None
+    try:
+        stream = client.stream(path, body)
+        for chunk in stream:
+            received = True
+            response, thinking = pieces(chunk)
+            raw.write(response)
+            for event in splitter.feed(response, thinking):
+                _deliver(event, text, sink)
+            if chunk.get("done"):
+                final = chunk
+                break
+        else:
+            raise StreamTruncated("the server closed the stream without a final chunk")
+    except KeyboardInterrupt:
+        stopped_by = INTERRUPTED
+    except OllamaError as exc:
+        error, stopped_by = exc, ERROR
+    finally:
+        if stream is not None:
+            stream.close()
+    for event in splitter.flush():
+        _deliver(event, text, sink)
+    result = GenerationResult.from_final(
+        str(body.get("model", "")),
+        final,
+        answer=text.answer,
+        thinking=text.thinking,
+        response=raw.getvalue(),
+        request=body,
+    )
+    if stopped_by:
+        result.done_reason = stopped_by
+        result.error = str(error) if error else "interrupted by the user"
+    if received:
+        sink.finish(result)
+    return result, error
+
+
+def _deliver(event: tuple[str, str], text: SplitText, sink: Sink) -> None:
+    text.apply(event)  # type: ignore[arg-type]
+    kind, piece = event
+    if kind == RETRACT:
+        sink.retract(text.thinking)
+    elif kind == "thinking":
+        sink.thinking(piece)
+    else:
+        sink.answer(piece)
+
+
+def attach_data(result: GenerationResult, schema_model: Any = None) -> str | None:
+    """Parse a ``--format`` answer into ``result.data``; return a note when it does not parse."""
+    if not result.answer.strip():
+        return None
+    try:
+        if schema_model is not None:
+            result.data = schema_model.model_validate_json(result.answer)
+        else:
+            result.data = json.loads(result.answer)
+    except ValueError as exc:  # json.JSONDecodeError and pydantic.ValidationError are ValueErrors
+        first = str(exc).strip().splitlines()[0]
+        return f"the answer is not valid for --format, so .data is None: {first}"
+    return None

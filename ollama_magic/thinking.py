@@ -1,0 +1,154 @@
+"""Split a model's reasoning from its answer, incrementally and without I/O.
+
+Reasoning reaches a client in two ways: Ollama's separate ``thinking`` field (models with a
+built-in parser, ``think`` on) or inline in ``response`` as ``<think>…</think>`` (older servers,
+older model pulls, ``raw`` mode, some models even with ``think: false``). Tags can be cut at any
+character by chunking, a reply can stop inside ``<think>`` (``num_predict`` reached), and some
+templates put ``<think>`` in the prompt so the reply has only ``</think>``. One splitter handles
+all of these and yields the same result for any chunking of the same text.
+"""
+
+from __future__ import annotations
+
+import io
+from typing import Literal
+
+THINKING: Literal["thinking"] = "thinking"
+ANSWER: Literal["answer"] = "answer"
+#: Everything emitted as answer so far was reasoning (a bare ``</think>`` arrived); the event's
+#: text is more reasoning that follows it.
+RETRACT: Literal["retract"] = "retract"
+
+Kind = Literal["thinking", "answer", "retract"]
+Event = tuple[Kind, str]
+
+OPEN_TAG = "<think>"
+CLOSE_TAG = "</think>"
+
+
+def _partial_suffix(text: str, tag: str) -> int:
+    """Length of the longest end of ``text`` that is a proper start of ``tag``.
+
+    >>> _partial_suffix("abc</th", "</think>")
+    4
+    >>> _partial_suffix("abc", "</think>")
+    0
+    """
+    if "<" not in text[-len(tag) :]:
+        return 0
+    for size in range(min(len(tag) - 1, len(text)), 0, -1):
+        if tag.startswith(text[-size:]):
+            return size
+    return 0
+
+
+class ReasoningSplitter:
+    """Feed ``response`` (and ``thinking``) pieces; get ``(kind, text)`` events back.
+
+    >>> s = ReasoningSplitter()
+    >>> s.feed("<thi") + s.feed("nk>\\nHmm.</th") + s.feed("ink>\\n\\nHi!") + s.flush()
+    [('thinking', 'Hmm.'), ('answer', 'Hi!')]
+    """
+
+    def __init__(self) -> None:
+        self._state: Literal["start", "think", "answer"] = "start"
+        self._pending = ""
+        self._skip_space = False
+        self._tag_seen = False  # once any tag was seen, a later </think> is plain text
+
+    def feed(self, response: str, thinking: str = "") -> list[Event]:
+        events: list[Event] = []
+        if thinking:
+            events.append((THINKING, thinking))
+        if response:
+            self._scan(self._pending + response, events)
+        return events
+
+    def flush(self) -> list[Event]:
+        """End of stream: text held back as a possible tag is emitted as what it was inside."""
+        text, self._pending = self._pending, ""
+        if not text or (self._skip_space and not text.strip()):
+            return []
+        return [(THINKING if self._state == "think" else ANSWER, text)]
+
+    def _scan(self, text: str, events: list[Event]) -> None:
+        self._pending = ""
+        while text:
+            if self._skip_space:
+                text = text.lstrip()
+                if not text:
+                    return
+                self._skip_space = False
+            if self._state == "start":
+                body = text.lstrip()
+                if body.startswith(OPEN_TAG):
+                    self._state, self._tag_seen, self._skip_space = "think", True, True
+                    text = body[len(OPEN_TAG) :]
+                elif not body or OPEN_TAG.startswith(body):
+                    self._pending = text  # whitespace or a cut opening tag: wait for more
+                    return
+                else:
+                    self._state = "answer"
+            elif self._state == "think":
+                end = text.find(CLOSE_TAG)
+                if end >= 0:
+                    if end:
+                        events.append((THINKING, text[:end]))
+                    self._state, self._skip_space = "answer", True
+                    text = text[end + len(CLOSE_TAG) :]
+                else:
+                    self._emit_holding_back(text, THINKING, events)
+                    return
+            elif self._tag_seen:
+                events.append((ANSWER, text))
+                return
+            else:
+                end = text.find(CLOSE_TAG)
+                if end >= 0:  # no opening tag, yet a closing one: all so far was reasoning
+                    events.append((RETRACT, text[:end]))
+                    self._tag_seen, self._skip_space = True, True
+                    text = text[end + len(CLOSE_TAG) :]
+                else:
+                    self._emit_holding_back(text, ANSWER, events)
+                    return
+
+    def _emit_holding_back(self, text: str, kind: Kind, events: list[Event]) -> None:
+        keep = _partial_suffix(text, CLOSE_TAG)
+        if keep:
+            text, self._pending = text[:-keep], text[-keep:]
+        if text:
+            events.append((kind, text))
+
+
+class SplitText:
+    """Accumulates events into the whole reasoning and answer (no per-token objects kept).
+
+    >>> t = SplitText()
+    >>> for e in [("answer", "Let me see. "), ("retract", "Yes."), ("answer", "42")]:
+    ...     t.apply(e)
+    >>> t.thinking, t.answer
+    ('Let me see. Yes.', '42')
+    """
+
+    def __init__(self) -> None:
+        self._thinking = io.StringIO()
+        self._answer = io.StringIO()
+
+    def apply(self, event: Event) -> None:
+        kind, text = event
+        if kind == ANSWER:
+            self._answer.write(text)
+        elif kind == THINKING:
+            self._thinking.write(text)
+        else:
+            self._thinking.write(self._answer.getvalue())
+            self._answer = io.StringIO()
+            self._thinking.write(text)
+
+    @property
+    def thinking(self) -> str:
+        return self._thinking.getvalue()
+
+    @property
+    def answer(self) -> str:
+        return self._answer.getvalue()

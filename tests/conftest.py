@@ -1,0 +1,33 @@
+"""Shared fixtures: the package's own Ollama-compatible server and real IPython kernels."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from ollama_magic.server import OllamaServer
+
+from .kernel import Kernel
+
+
+@pytest.fixture(scope="session")
+def server() -> Iterator[OllamaServer]:
+    with OllamaServer() as srv:
+        yield srv
+
+
+@pytest.fixture()
+def ollama(server: OllamaServer) -> OllamaServer:
+    """The session's server with its request log cleared for this test."""
+    server.clear()
+    return server
+
+
+@pytest.fixture(scope="module")
+def kernel(server: OllamaServer) -> Iterator[Kernel]:
+    k = Kernel(env={"OLLAMA_HOST": server.url})
+    run = k.run("%load_ext ollama_magic")
+    assert run.ok, run.error
+    yield k
+    k.shutdown()

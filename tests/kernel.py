@@ -1,0 +1,122 @@
+"""A real IPython kernel for integration tests: run cells, collect every iopub message."""
+
+from __future__ import annotations
+
+import os
+import queue
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from jupyter_client.manager import KernelManager
+
+
+@dataclass
+class CellRun:
+    """The messages one cell produced, in order."""
+
+    reply: dict[str, Any]
+    messages: list[dict[str, Any]] = field(default_factory=list)
+
+    def of_type(self, *types: str) -> list[dict[str, Any]]:
+        return [m for m in self.messages if m["msg_type"] in types]
+
+    @property
+    def ok(self) -> bool:
+        return self.reply["content"]["status"] == "ok"
+
+    @property
+    def error(self) -> dict[str, Any] | None:
+        errors = self.of_type("error")
+        return errors[0]["content"] if errors else None
+
+    @property
+    def stdout(self) -> str:
+        return "".join(
+            m["content"]["text"] for m in self.of_type("stream") if m["content"]["name"] == "stdout"
+        )
+
+    def notebook_outputs(self) -> list[dict[str, Any]]:
+        """The outputs a front end ends with (updates applied), as mime bundles."""
+        outputs: list[dict[str, Any]] = []
+        where: dict[str, int] = {}
+        for m in self.messages:
+            content = m["content"]
+            did = content.get("transient", {}).get("display_id")
+            if m["msg_type"] == "update_display_data":
+                if did in where:
+                    outputs[where[did]] = content["data"]
+            elif m["msg_type"] in ("display_data", "execute_result"):
+                if did:
+                    where[did] = len(outputs)
+                outputs.append(content["data"])
+        return outputs
+
+    def nbval_outputs(self) -> list[dict[str, Any]]:
+        """What nbval compares: first versions only, updates dropped."""
+        return [
+            m["content"]["data"]
+            for m in self.messages
+            if m["msg_type"] in ("display_data", "execute_result")
+        ]
+
+    def final_markdown(self) -> str:
+        shown = [o for o in self.notebook_outputs() if o]
+        return shown[-1].get("text/markdown", "") if shown else ""
+
+
+class Kernel:
+    """One ipykernel process with ``OLLAMA_HOST`` pointed at a test server."""
+
+    def __init__(self, env: dict[str, str] | None = None) -> None:
+        self.km = KernelManager(kernel_name="python3")
+        full_env = dict(os.environ)
+        full_env.update(env or {})
+        self.km.start_kernel(env=full_env)
+        self.kc = self.km.client()
+        self.kc.start_channels()
+        self.kc.wait_for_ready(timeout=60)
+
+    def run(self, code: str, timeout: float = 60, on_message: Any = None) -> CellRun:
+        """Execute ``code`` and return its messages; ``on_message(msg)`` sees each as it comes."""
+        msg_id = self.kc.execute(code, store_history=True)
+        run = CellRun(reply={})
+        deadline = time.monotonic() + timeout
+        idle = False
+        while not idle:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise TimeoutError(f"cell did not finish in {timeout} s: {code[:80]!r}")
+            try:
+                msg = self.kc.get_iopub_msg(timeout=remaining)
+            except queue.Empty:
+                continue
+            if msg["parent_header"].get("msg_id") != msg_id:
+                continue
+            if msg["msg_type"] == "status":
+                idle = msg["content"]["execution_state"] == "idle"
+                continue
+            if msg["msg_type"] == "execute_input":
+                continue
+            run.messages.append(msg)
+            if on_message is not None:
+                on_message(msg)
+        run.reply = self.kc.get_shell_msg(timeout=timeout)
+        while run.reply["parent_header"].get("msg_id") != msg_id:
+            run.reply = self.kc.get_shell_msg(timeout=timeout)
+        return run
+
+    def value(self, expression: str) -> Any:
+        """Evaluate ``expression`` in the kernel and return its ``repr`` parsed back."""
+        import ast
+
+        run = self.run(f"print(repr({expression}))")
+        assert run.ok, run.error
+        return ast.literal_eval(run.stdout.strip())
+
+    def interrupt(self) -> None:
+        self.km.interrupt_kernel()
+
+    def shutdown(self) -> None:
+        self.kc.stop_channels()
+        self.km.shutdown_kernel(now=True)

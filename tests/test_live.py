@@ -1,0 +1,206 @@
+"""The live notebook view: slots, throttling, display bytes, nbval equivalence, safety."""
+
+from __future__ import annotations
+
+import json
+import re
+
+from ollama_magic.live import LiveDisplay
+from ollama_magic.render import result_bundle
+from ollama_magic.result import GenerationResult
+
+
+class Recorder:
+    """A publisher that keeps every message, and can replay them as a notebook or as nbval."""
+
+    def __init__(self) -> None:
+        self.messages: list[tuple[str, str | None, dict]] = []
+
+    def show(self, bundle: dict, display_id: str) -> None:
+        self.messages.append(("show", display_id, dict(bundle)))
+
+    def update(self, bundle: dict, display_id: str) -> None:
+        self.messages.append(("update", display_id, dict(bundle)))
+
+    def final(self, bundle: dict) -> None:
+        self.messages.append(("final", None, dict(bundle)))
+
+    def notebook(self) -> list[dict]:
+        """What a front end (or nbclient) ends with: outputs with updates applied."""
+        outputs: list[dict] = []
+        where: dict[str, int] = {}
+        for kind, did, bundle in self.messages:
+            if kind == "update":
+                outputs[where[did]] = bundle
+            else:
+                if did:
+                    where[did] = len(outputs)
+                outputs.append(bundle)
+        return outputs
+
+    def nbval(self) -> list[dict]:
+        """What nbval sees: the first version of each output; updates are dropped."""
+        return [bundle for kind, _, bundle in self.messages if kind != "update"]
+
+    def bytes(self) -> int:
+        return sum(len(json.dumps(b)) for _, _, b in self.messages)
+
+    def updates(self) -> int:
+        return sum(1 for kind, *_ in self.messages if kind == "update")
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def flatten(outputs: list[dict]) -> dict[str, list[str]]:
+    """nbval's comparison: values grouped by mime type (empty bundles contribute nothing)."""
+    flat: dict[str, list[str]] = {}
+    for bundle in outputs:
+        for mime, value in bundle.items():
+            flat.setdefault(mime, []).append(value)
+    return flat
+
+
+MARKDOWN = (
+    "## Section {n}\n\nA paragraph about item {n} with `inline <code>` and some **bold** words "
+    "that go on for a while, as answers do.\n\n- point one\n- point two <b>not html</b>\n\n"
+    "```python\nfor i in range({n}):\n    print(i < {n})\n```\n\n"
+)
+
+
+def long_answer(size: int = 12_000) -> str:
+    text, n = "", 0
+    while len(text) < size:
+        text += MARKDOWN.format(n=n)
+        n += 1
+    return text
+
+
+def tokens(text: str, size: int = 4) -> list[str]:
+    return [text[i : i + size] for i in range(0, len(text), size)]
+
+
+def stream(answer: str, per_second: float, thinking: str = "") -> tuple[Recorder, LiveDisplay]:
+    rec, clock = Recorder(), Clock()
+    live = LiveDisplay(rec, clock=clock)
+    for piece in tokens(thinking):
+        clock.now += 1 / per_second
+        live.thinking(piece)
+    for piece in tokens(answer):
+        clock.now += 1 / per_second
+        live.answer(piece)
+    result = GenerationResult(model="m", answer=answer, thinking=thinking, done_reason="stop")
+    live.finish(result)
+    return rec, live
+
+
+def test_first_words_show_at_once() -> None:
+    rec, clock = Recorder(), Clock()
+    live = LiveDisplay(rec, clock=clock)
+    live.answer("Hello")
+    assert [m[0] for m in rec.messages] == ["show", "update"]
+    assert rec.messages[0][2] == {}
+    assert rec.messages[1][2] == {"text/markdown": "Hello"}
+
+
+def test_updates_are_throttled_to_20_a_second_at_any_rate() -> None:
+    for rate in (50, 400, 5000):
+        rec, _ = stream(long_answer(), per_second=rate)
+        seconds = len(tokens(long_answer())) / rate
+        assert rec.updates() <= 20 * seconds + 40, rate  # + the slot closings and the end
+
+
+def test_display_bytes_grow_linearly() -> None:
+    answer = long_answer(12_000)
+    for rate in (20, 60, 400):
+        rec, _ = stream(answer, per_second=rate)
+        assert rec.bytes() <= 10 * len(answer), (rate, rec.bytes() / len(answer))
+    big = long_answer(48_000)
+    rec_big, _ = stream(big, per_second=400)
+    rec_small, _ = stream(answer, per_second=400)
+    assert rec_big.bytes() / len(big) < 1.5 * rec_small.bytes() / len(answer)
+
+
+def test_nbval_sees_what_the_saved_notebook_holds() -> None:
+    rec, _ = stream(long_answer(5000), per_second=60, thinking="Let me think about it. " * 40)
+    assert flatten(rec.nbval()) == flatten(rec.notebook())
+    final = rec.messages[-1]
+    assert final[0] == "final"
+    result = GenerationResult(
+        model="m", answer=long_answer(5000), thinking="Let me think about it. " * 40,
+        done_reason="stop",
+    )
+    assert flatten(rec.notebook()) == flatten([result_bundle(result)])
+
+
+def test_every_slot_starts_and_ends_empty() -> None:
+    rec, _ = stream(long_answer(), per_second=100)
+    shown = [did for kind, did, _ in rec.messages if kind == "show"]
+    assert len(shown) > 1  # a long answer uses several slots
+    for did in shown:
+        versions = [b for kind, d, b in rec.messages if d == did]
+        assert versions[0] == {} and versions[-1] == {}
+
+
+def test_live_slots_keep_code_fences_balanced() -> None:
+    rec, _ = stream(long_answer(), per_second=100)
+    for kind, _, bundle in rec.messages:
+        if kind == "update" and bundle:
+            text = bundle["text/markdown"]
+            fences = re.findall(r"^```", text, flags=re.M)
+            assert len(fences) % 2 == 0, text
+
+
+def test_live_view_shows_the_whole_answer_in_order() -> None:
+    answer = long_answer(6000)
+    rec, clock = Recorder(), Clock()
+    live = LiveDisplay(rec, clock=clock)
+    for piece in tokens(answer):
+        clock.now += 1 / 60
+        live.answer(piece)
+    clock.now += 1
+    live.answer(" END")
+    shown = [b.get("text/markdown", "") for b in rec.notebook()]
+    joined = "".join(shown)
+    assert "END" in joined
+    assert re.sub(r"\s|`|&lt;|<", "", joined).startswith(re.sub(r"\s|`|<", "", answer)[:500])
+
+
+def test_reasoning_collapses_when_the_answer_starts() -> None:
+    rec, clock = Recorder(), Clock()
+    live = LiveDisplay(rec, clock=clock)
+    live.thinking("Considering <x> ")
+    first = rec.messages[-1][2]["text/markdown"]
+    assert "Thinking…" in first and "&lt;x&gt;" in first
+    clock.now += 1
+    live.answer("Done.")
+    collapsed = [b for k, _, b in rec.messages if k == "update" and "<details>" in str(b)]
+    assert collapsed and "Thinking (2 words)" in collapsed[-1]["text/markdown"]
+
+
+def test_retract_moves_the_answer_into_reasoning() -> None:
+    rec, clock = Recorder(), Clock()
+    live = LiveDisplay(rec, clock=clock)
+    live.answer("I should greet")
+    clock.now += 1
+    live.retract("I should greet.")
+    clock.now += 1
+    live.answer("Hello!")
+    live.finish(GenerationResult(model="m", thinking="I should greet.", answer="Hello!"))
+    notebook = [b for b in rec.notebook() if b]
+    assert len(notebook) == 1 and "Hello!" in notebook[0]["text/markdown"]
+    assert flatten(rec.nbval()) == flatten(rec.notebook())
+
+
+def test_hidden_reasoning_is_not_shown() -> None:
+    rec, clock = Recorder(), Clock()
+    live = LiveDisplay(rec, clock=clock, show_thinking=False)
+    live.thinking("secret plan")
+    live.answer("Hi")
+    live.finish(GenerationResult(model="m", thinking="secret plan", answer="Hi"))
+    assert "secret" not in json.dumps(rec.messages)

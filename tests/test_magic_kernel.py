@@ -1,0 +1,252 @@
+"""``%%ollama`` end to end: a real kernel, the package's own server, real HTTP.
+
+Each test asserts what the server received, what the cell displayed, and what was bound.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+
+import pytest
+
+from .kernel import Kernel
+
+
+def generate_bodies(server) -> list[dict]:
+    return [r.json for r in server.requests if r.path == "/api/generate"]
+
+
+def flatten(outputs: list[dict]) -> dict[str, list[str]]:
+    flat: dict[str, list[str]] = {}
+    for bundle in outputs:
+        for mime, value in bundle.items():
+            flat.setdefault(mime, []).append(value)
+    return flat
+
+
+def error_line(run) -> str:
+    err = run.error
+    assert err is not None, "the cell should have failed"
+    assert err["ename"] == "UsageError", err
+    assert len(err["traceback"]) <= 2, err["traceback"]  # a message, not a traceback
+    return err["evalue"]
+
+
+def test_streams_markdown_and_binds_the_result(kernel: Kernel, ollama) -> None:
+    run = kernel.run(
+        "%%ollama echo -o r --num-predict 50\nHello {who}, brace {kept}.\n".replace(
+            "{who}", "{name}"
+        ),
+        timeout=30,
+    )
+    assert run.ok, run.error
+    # the request, as sent
+    (body,) = generate_bodies(ollama)
+    assert body["model"] == "echo" and body["stream"] is True
+    assert body["options"] == {"num_predict": 50}
+    assert body["prompt"] == "Hello {name}, brace {kept}.\n"  # no such variables: unchanged
+    # live updates happened, and the final rendering is one output after empty slots
+    assert run.of_type("update_display_data")
+    shown = [o for o in run.notebook_outputs() if o]
+    assert len(shown) == 1
+    assert "Echo:" in shown[0]["text/markdown"] and "done: stop" in shown[0]["text/plain"]
+    assert flatten(run.nbval_outputs()) == flatten(run.notebook_outputs())
+    assert kernel.value("r.done_reason") == "stop"
+    assert kernel.value("r.answer.startswith('Echo:')") is True
+    assert kernel.value("type(r.context).__name__") == "list"
+    assert kernel.value("r.tokens_per_second > 0") is True
+    assert kernel.value("r.raw['done']") is True
+
+
+def test_variables_fill_the_prompt_and_line_text_arrives_intact(kernel: Kernel, ollama) -> None:
+    kernel.run("topic = 'tides'")
+    run = kernel.run(
+        "%%ollama echo --template '{{ .Prompt }}' -s 'Be {brief}' -q\nTell me about {topic}."
+    )
+    assert run.ok, run.error
+    (body,) = generate_bodies(ollama)
+    assert body["template"] == "{{ .Prompt }}"
+    assert body["system"] == "Be {brief}"
+    assert body["prompt"] == "Tell me about tides."
+    assert run.notebook_outputs() == []  # --quiet
+
+
+def test_inline_reasoning_is_split_and_collapsed(kernel: Kernel, ollama) -> None:
+    run = kernel.run("%%ollama reasoner -o r\nWhy is the sky blue?")
+    assert run.ok, run.error
+    assert kernel.value("'<think>' in r.response") is True
+    assert kernel.value("'<think>' in r.answer or '</think>' in r.answer") is False
+    assert kernel.value("len(r.thinking) > 10 and len(r.answer) > 10") is True
+    final = run.final_markdown()
+    assert final.startswith("<details><summary>Thinking (")
+    # while streaming, reasoning was shown open before it collapsed
+    live = [
+        m["content"]["data"].get("text/markdown", "") for m in run.of_type("update_display_data")
+    ]
+    assert any("Thinking…" in text for text in live)
+
+
+def test_thinking_field_and_think_flags(kernel: Kernel, ollama) -> None:
+    run = kernel.run("%%ollama thinker --think high -o r\nPlan a picnic.")
+    assert run.ok, run.error
+    assert generate_bodies(ollama)[-1]["think"] == "high"
+    assert kernel.value("bool(r.thinking) and '<think>' not in r.response") is True
+    run = kernel.run("%%ollama thinker --no-think -o r\nPlan a picnic.")
+    assert generate_bodies(ollama)[-1]["think"] is False
+    assert kernel.value("r.thinking") == ""
+
+
+def test_reasoning_cut_by_num_predict(kernel: Kernel, ollama) -> None:
+    run = kernel.run("%%ollama reasoner --num-predict 6 -o r\n请生成一个关于人工智能的简短介绍。")
+    assert run.ok, run.error
+    assert kernel.value("(r.done_reason, r.answer)") == ("length", "")
+    assert kernel.value("len(r.thinking) > 0") is True
+    assert "raise --num-predict" in run.notebook_outputs()[-1]["text/plain"]
+
+
+def test_chinese_split_across_reads(kernel: Kernel, ollama) -> None:
+    run = kernel.run("%%ollama chinese -o r\n介绍一下人工智能")
+    assert run.ok, run.error
+    answer = kernel.value("r.answer")
+    assert "人工智能" in answer and "\ufffd" not in answer
+
+
+def test_no_stream_shows_one_final_output(kernel: Kernel, ollama) -> None:
+    run = kernel.run("%%ollama echo --no-stream -o r\nhi")
+    assert run.ok, run.error
+    assert generate_bodies(ollama)[-1]["stream"] is False
+    assert not run.of_type("update_display_data")
+    assert len(run.notebook_outputs()) == 1
+    assert kernel.value("r.answer.startswith('Echo:')") is True
+
+
+def test_json_format_and_pydantic_data(kernel: Kernel, ollama) -> None:
+    kernel.run(
+        "from pydantic import BaseModel\n"
+        "class City(BaseModel):\n    name: str\n    population: int\n"
+    )
+    run = kernel.run("%%ollama echo --format City -o r -q\nA city, please.")
+    assert run.ok, run.error
+    body = generate_bodies(ollama)[-1]
+    assert body["format"]["properties"]["population"]["type"] == "integer"
+    assert kernel.value("type(r.data).__name__") == "City"
+    run = kernel.run("%%ollama echo --format json -o r -q\nJSON please.")
+    assert kernel.value("isinstance(r.data, dict)") is True
+
+
+def test_continue_sends_the_previous_context(kernel: Kernel, ollama) -> None:
+    kernel.run("%%ollama echo -o first -q\nRemember the number 7.")
+    run = kernel.run("%%ollama echo -c -o second -q\nWhat number?")
+    assert run.ok, run.error
+    first_context = kernel.value("first.context")
+    assert generate_bodies(ollama)[-1]["context"] == first_context
+    run = kernel.run("%%ollama echo --context first -q\nAgain?")
+    assert generate_bodies(ollama)[-1]["context"] == first_context
+
+
+def test_keep_alive_forms_on_the_wire(kernel: Kernel, ollama) -> None:
+    for flag, wire in (("300", 300), ("10m", "10m"), ("-1", -1), ("0", 0)):
+        run = kernel.run(f"%%ollama echo -k {flag} -q\nhi")
+        assert run.ok, run.error
+        assert generate_bodies(ollama)[-1]["keep_alive"] == wire
+
+
+def test_bad_flag_values_fail_before_any_request(kernel: Kernel, ollama) -> None:
+    for line in ("echo -k 1d", "echo --think extreme", "echo --temperature hot", "--bogus"):
+        run = kernel.run(f"%%ollama {line}\nhi")
+        assert error_line(run)
+    assert generate_bodies(ollama) == []
+    assert kernel.run("1 + 1").ok  # the kernel still works
+
+
+def test_unknown_model_names_it_and_suggests(kernel: Kernel, ollama) -> None:
+    run = kernel.run("%%ollama ecoh\nhi")
+    text = error_line(run)
+    assert "Model 'ecoh' is not installed" in text
+    assert "%ollama pull ecoh" in text and "echo:latest" in text
+
+
+def test_server_unreachable_names_the_url(kernel: Kernel, ollama) -> None:
+    run = kernel.run("%%ollama echo --host http://127.0.0.1:9\nhi")
+    text = error_line(run)
+    assert "Cannot reach Ollama at http://127.0.0.1:9" in text and "ollama serve" in text
+
+
+def test_http_error_carries_the_server_message(kernel: Kernel, ollama) -> None:
+    run = kernel.run("%%ollama reasoner --think\nhi")
+    assert 'Ollama answered 400: "reasoner" does not support thinking' in error_line(run)
+    run = kernel.run("%%ollama echo -O temperature='\"hot\"'\nhi")
+    assert 'Ollama answered 500: option "temperature" must be of type float32' in error_line(run)
+
+
+def test_error_mid_stream_keeps_the_partial_answer(kernel: Kernel, ollama) -> None:
+    run = kernel.run("%%ollama broken -o r\nhi")
+    text = error_line(run)
+    assert "The model failed mid-answer" in text and "scripted failure" in text
+    assert "kept above and in r" in text
+    assert kernel.value("r.done_reason") == "error"
+    assert kernel.value("len(r.answer) > 0") is True
+    shown = [o for o in run.notebook_outputs() if o]
+    assert shown and "failed: the answer above is partial" in shown[-1]["text/plain"]
+
+
+def test_dropped_connection_keeps_the_partial_answer(kernel: Kernel, ollama) -> None:
+    run = kernel.run("%%ollama dropper -o r\nhi")
+    text = error_line(run)
+    assert "The connection closed before the answer was finished" in text
+    assert kernel.value("(r.done_reason, len(r.answer) > 0)") == ("error", True)
+
+
+def test_interrupt_closes_the_stream_and_keeps_the_partial_answer(kernel: Kernel, ollama) -> None:
+    updates = threading.Event()
+
+    def watch(msg: dict) -> None:
+        if msg["msg_type"] == "update_display_data" and msg["content"]["data"]:
+            updates.set()
+
+    def interrupt_after_first_words() -> None:
+        updates.wait(20)
+        time.sleep(0.3)
+        kernel.interrupt()
+
+    threading.Thread(target=interrupt_after_first_words, daemon=True).start()
+    run = kernel.run("%%ollama slow -o r --num-predict 400\nCount slowly.", on_message=watch)
+    assert "Interrupted" in error_line(run) or "interrupted" in error_line(run)
+    assert kernel.value("r.done_reason") == "interrupted"
+    assert kernel.value("0 < len(r.answer)") is True
+    shown = [o for o in run.notebook_outputs() if o]
+    assert "interrupted: the answer above is partial" in shown[-1]["text/plain"]
+    (request,) = [r for r in ollama.requests if r.path == "/api/generate"]
+    assert request.disconnected_at is not None
+    assert kernel.run("1 + 1").ok
+
+
+def test_help_shows_every_flag(kernel: Kernel) -> None:
+    run = kernel.run("%%ollama?\n")
+    text = json.dumps([m["content"] for m in run.messages])
+    for flag in ("--num-predict", "--keep-alive", "--format", "--think", "--literal"):
+        assert flag in text
+
+
+def test_config_defaults(kernel: Kernel, ollama) -> None:
+    run = kernel.run(
+        "%config OllamaMagics.model = 'echo'\n%config OllamaMagics.options = {'num_ctx': 1024}\n"
+    )
+    assert run.ok, run.error
+    run = kernel.run("%%ollama -q\nhi")
+    assert run.ok, run.error
+    body = generate_bodies(ollama)[-1]
+    assert body["model"] == "echo" and body["options"] == {"num_ctx": 1024}
+    kernel.run("%config OllamaMagics.model = ''\n%config OllamaMagics.options = {}")
+
+
+@pytest.mark.parametrize("payload", ['<img src=x onerror="alert(1)">', "<script>alert(1)</script>"])
+def test_model_html_shows_as_text(kernel: Kernel, ollama, payload: str) -> None:
+    run = kernel.run(f"%%ollama echo --raw\n{payload}")
+    assert run.ok, run.error
+    for m in run.of_type("display_data", "update_display_data"):
+        markdown = m["content"]["data"].get("text/markdown", "")
+        assert payload not in markdown
+    assert "&lt;" in run.final_markdown()
