@@ -50,7 +50,7 @@ def build_parser(prog: str = "%%ollama") -> argparse.ArgumentParser:
         prog=prog,
         add_help=False,
         allow_abbrev=False,
-        usage=f"{prog} [MODEL] [flags]\n<prompt: the rest of the cell>",
+        usage="%(prog)s [MODEL] [flags]\n<prompt: the rest of the cell>",
         description=(
             "Send the cell body as the prompt to Ollama's POST /api/generate and stream the "
             "answer into the cell, with the model's reasoning shown apart from it. {name} in the "
@@ -308,6 +308,7 @@ def build_call(
             "no model given: write %%ollama MODEL on the first line, "
             "or set one with %config OllamaMagics.model = 'llama3.2'"
         )
+    cell = cell.rstrip("\n")  # IPython ends every cell body with a newline the user never typed
     prompt = cell if ns.literal or not defaults.interpolate else fill_prompt(cell, namespace)
     if not prompt.strip():
         raise ArgsError("the cell is empty: write the prompt below the %%ollama line")

@@ -16,7 +16,6 @@ The notebook view is built for three constraints at once:
 
 from __future__ import annotations
 
-import io
 import sys
 import time
 import uuid
@@ -32,6 +31,7 @@ from .render import (
     thinking_block,
 )
 from .result import GenerationResult
+from .thinking import TextBuffer
 
 Bundle = dict[str, Any]
 EMPTY: Bundle = {}
@@ -186,7 +186,7 @@ class LiveDisplay:
         self._min_slot = min_slot
         self._max_slot = max_slot
         self._slots: list[_Slot] = []
-        self._reasoning = io.StringIO()
+        self._reasoning = TextBuffer()
         self._kind = ""  # kind of the current tail: "thinking" or "answer"
         self._tail = ""  # text of the current (last) slot
         self._fence: str | None = None  # code fence the tail starts inside
@@ -204,7 +204,7 @@ class LiveDisplay:
         self._append("thinking", text)
 
     def answer(self, text: str) -> None:
-        if self._kind == "thinking" or (self._kind == "" and self._reasoning.tell()):
+        if self._kind == "thinking" or (self._kind == "" and len(self._reasoning)):
             self._collapse_reasoning()
         self._append("answer", text)
 
@@ -212,7 +212,7 @@ class LiveDisplay:
         for slot in self._slots:
             self._publisher.update(EMPTY, slot.display_id)
         self._slots.clear()
-        self._reasoning = io.StringIO()
+        self._reasoning = TextBuffer()
         self._kind, self._tail, self._shown, self._fence = "", "", 0, None
         if self._show_thinking and reasoning:
             self.thinking(reasoning)
@@ -304,7 +304,7 @@ class LiveDisplay:
         thinking_slots = [s for s in self._slots if s.kind == "thinking"]
         if thinking_slots:
             first, *rest = thinking_slots
-            block = thinking_block(self._reasoning.getvalue(), live=False)
+            block = thinking_block(self._reasoning.value(), live=False)
             self._publisher.update({"text/markdown": block}, first.display_id)
             for slot in rest:
                 self._publisher.update(EMPTY, slot.display_id)

@@ -7,7 +7,6 @@ which the sink shows, plus the error for the magic to report.
 
 from __future__ import annotations
 
-import io
 import json
 from collections.abc import Callable
 from typing import Any
@@ -16,7 +15,7 @@ from .client import OllamaClient, Stream
 from .errors import OllamaError, StreamTruncated
 from .live import Sink
 from .result import ERROR, INTERRUPTED, GenerationResult
-from .thinking import RETRACT, ReasoningSplitter, SplitText
+from .thinking import RETRACT, ReasoningSplitter, SplitText, TextBuffer
 
 #: Takes one chunk, returns its (response text, thinking text).
 Pieces = Callable[[dict[str, Any]], tuple[str, str]]
@@ -41,7 +40,7 @@ def run(
     """Stream one request into ``sink``; return the result (partial on failure) and any error."""
     splitter = ReasoningSplitter()
     text = SplitText()
-    raw = io.StringIO()
+    raw = TextBuffer()
     final: dict[str, Any] | None = None
     error: OllamaError | None = None
     stopped_by = None
@@ -74,7 +73,7 @@ def run(
         final,
         answer=text.answer,
         thinking=text.thinking,
-        response=raw.getvalue(),
+        response=raw.value(),
         request=body,
     )
     if stopped_by:

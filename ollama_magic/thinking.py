@@ -10,7 +10,6 @@ all of these and yields the same result for any chunking of the same text.
 
 from __future__ import annotations
 
-import io
 from typing import Literal
 
 THINKING: Literal["thinking"] = "thinking"
@@ -120,8 +119,40 @@ class ReasoningSplitter:
             events.append((kind, text))
 
 
+class TextBuffer:
+    """Appendable text stored as UTF-8 bytes: one byte per ASCII character and no object per
+    piece (``io.StringIO`` takes four bytes per character, a list of pieces an object each).
+
+    >>> b = TextBuffer()
+    >>> b.write("你"); b.write("好"); b.value(), len(b)
+    ('你好', 6)
+    """
+
+    __slots__ = ("_data",)
+
+    def __init__(self) -> None:
+        self._data = bytearray()
+
+    def write(self, text: str) -> None:
+        self._data += text.encode()
+
+    def value(self) -> str:
+        return self._data.decode()
+
+    def take(self) -> bytearray:
+        """Hand over the bytes and start empty."""
+        data, self._data = self._data, bytearray()
+        return data
+
+    def extend(self, data: bytes | bytearray) -> None:
+        self._data += data
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+
 class SplitText:
-    """Accumulates events into the whole reasoning and answer (no per-token objects kept).
+    """Accumulates events into the whole reasoning and answer.
 
     >>> t = SplitText()
     >>> for e in [("answer", "Let me see. "), ("retract", "Yes."), ("answer", "42")]:
@@ -131,8 +162,8 @@ class SplitText:
     """
 
     def __init__(self) -> None:
-        self._thinking = io.StringIO()
-        self._answer = io.StringIO()
+        self._thinking = TextBuffer()
+        self._answer = TextBuffer()
 
     def apply(self, event: Event) -> None:
         kind, text = event
@@ -141,14 +172,13 @@ class SplitText:
         elif kind == THINKING:
             self._thinking.write(text)
         else:
-            self._thinking.write(self._answer.getvalue())
-            self._answer = io.StringIO()
+            self._thinking.extend(self._answer.take())
             self._thinking.write(text)
 
     @property
     def thinking(self) -> str:
-        return self._thinking.getvalue()
+        return self._thinking.value()
 
     @property
     def answer(self) -> str:
-        return self._answer.getvalue()
+        return self._answer.value()

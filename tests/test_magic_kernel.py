@@ -27,11 +27,16 @@ def flatten(outputs: list[dict]) -> dict[str, list[str]]:
 
 
 def error_line(run) -> str:
-    err = run.error
-    assert err is not None, "the cell should have failed"
-    assert err["ename"] == "UsageError", err
-    assert len(err["traceback"]) <= 2, err["traceback"]  # a message, not a traceback
-    return err["evalue"]
+    """A UsageError: the reply fails the cell, and the user sees one line on stderr."""
+    reply = run.reply["content"]
+    assert reply["status"] == "error", "the cell should have failed"
+    assert reply["ename"] == "UsageError", reply
+    assert reply["traceback"] == []  # a message, not a traceback
+    assert not run.of_type("error")
+    stderr = "".join(m["content"]["text"] for m in run.of_type("stream")
+                     if m["content"]["name"] == "stderr")
+    assert stderr.strip() == f"UsageError: {reply['evalue']}"
+    return reply["evalue"]
 
 
 def test_streams_markdown_and_binds_the_result(kernel: Kernel, ollama) -> None:
@@ -46,7 +51,7 @@ def test_streams_markdown_and_binds_the_result(kernel: Kernel, ollama) -> None:
     (body,) = generate_bodies(ollama)
     assert body["model"] == "echo" and body["stream"] is True
     assert body["options"] == {"num_predict": 50}
-    assert body["prompt"] == "Hello {name}, brace {kept}.\n"  # no such variables: unchanged
+    assert body["prompt"] == "Hello {name}, brace {kept}."  # no such variables: unchanged
     # live updates happened, and the final rendering is one output after empty slots
     assert run.of_type("update_display_data")
     shown = [o for o in run.notebook_outputs() if o]
@@ -225,7 +230,9 @@ def test_interrupt_closes_the_stream_and_keeps_the_partial_answer(kernel: Kernel
 
 def test_help_shows_every_flag(kernel: Kernel) -> None:
     run = kernel.run("%%ollama?\n")
-    text = json.dumps([m["content"] for m in run.messages])
+    (page,) = run.reply["content"]["payload"]
+    text = page["data"]["text/plain"]
+    assert "usage: %%ollama [MODEL] [flags]" in text
     for flag in ("--num-predict", "--keep-alive", "--format", "--think", "--literal"):
         assert flag in text
 

@@ -89,7 +89,10 @@ class Pause:
 
 @dataclass(frozen=True)
 class Fail:
-    """A model error. Before any output: an HTTP error with ``status``; after: an in-band error line."""
+    """A model error.
+
+    Before any output: an HTTP error with ``status``; after: an in-band error line.
+    """
 
     message: str
     status: int = 500
@@ -102,7 +105,10 @@ class Drop:
 
 @dataclass(frozen=True)
 class Done:
-    """The end of a generation; the HTTP layer adds model, created_at and the total/load durations."""
+    """The end of a generation.
+
+    The HTTP layer adds model, created_at and the total/load durations.
+    """
 
     done_reason: str = "stop"  # "stop" or "length"
     prompt_eval_count: int = 0
@@ -112,7 +118,7 @@ class Done:
     context: tuple[int, ...] | None = None  # generate only; None when raw
 
 
-Event = Union[Token, Pause, Fail, Drop, Done]
+Event = Union[Token, Pause, Fail, Drop, Done]  # noqa: UP007 (a runtime alias, kept as written)
 
 
 class Engine(Protocol):

@@ -1,0 +1,1019 @@
+"""The HTTP side of the local server: Ollama's native API on a stdlib ``ThreadingHTTPServer``.
+
+This module owns the wire and nothing else: routing (gin's text/plain 404/405), request decoding
+and validation in Ollama's order of checks, status codes and error bodies, NDJSON framing over
+chunked transfer encoding, timestamps, ``keep_alive`` and ``/api/ps`` (through
+:class:`~ollama_magic.server.scheduler.Scheduler`). Models come from engines
+(:mod:`~ollama_magic.server.engine`). Every request is recorded as a :class:`RecordedRequest`, so
+tests can check what a client sent and whether the server saw it disconnect.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ipaddress
+import json
+import logging
+import select
+import socket
+import socketserver
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+from .decoding import (
+    CHAT_REQUEST,
+    GENERATE_REQUEST,
+    SHOW_REQUEST,
+    DecodeError,
+    OptionError,
+    Struct,
+    decode_struct,
+    parse_parameters,
+    think_enabled,
+    validate_options,
+)
+from .engine import ChatJob, Done, Drop, Engine, Event, Fail, GenerateJob, ModelCard, Pause, Token
+from .gojson import EmptyBody, GoJSONError, decode_first, dumps, dumps_str, go_quote, raw_field
+from .gotemplate import TemplateError
+from .gotemplate import parse as parse_template
+from .gotime import format_time, utc_now
+from .scheduler import DEFAULT_KEEP_ALIVE, LoadedModel, Scheduler, model_options
+from .scripted import ScriptedEngine
+
+log = logging.getLogger(__name__)
+
+JSON = "application/json; charset=utf-8"
+JSON_NO_CHARSET = "application/json"  # Ollama's content type for errors raised inside a stream
+NDJSON = "application/x-ndjson"
+TEXT = "text/plain"
+
+_DEFAULT_HOST = "registry.ollama.ai"
+_DEFAULT_NAMESPACE = "library"
+_WIRE_SPLIT_PAUSE = 0.001  # after a split piece that ends mid-character, so reads stop there
+_ALIVE_CHECK_EVERY = 0.1  # seconds between disconnect checks while an engine streams
+
+
+class _CaseInsensitiveHeaders(dict):  # type: ignore[type-arg]
+    """Header names as the client sent them; lookups ignore case, as HTTP does."""
+
+    def _key(self, key: object) -> object:
+        if isinstance(key, str) and not super().__contains__(key):
+            folded = key.lower()
+            return next((k for k in self if k.lower() == folded), key)
+        return key
+
+    def __getitem__(self, key: object) -> str:
+        return super().__getitem__(self._key(key))  # type: ignore[no-any-return]
+
+    def __contains__(self, key: object) -> bool:
+        return super().__contains__(self._key(key))
+
+    def get(self, key: object, default: Any = None) -> Any:
+        return super().get(self._key(key), default)
+
+
+@dataclass(eq=False)
+class RecordedRequest:
+    """One request as the server received it, plus what became of it.
+
+    ``headers`` keeps the client's spelling but looks names up case-insensitively. ``json`` is the
+    parsed body (None when empty or not JSON). ``status`` is the status line sent (None if the
+    connection was dropped first). ``disconnected_at`` is the :func:`time.monotonic` time at which
+    the server noticed the client had gone mid-response and stopped the engine (also set when
+    :meth:`OllamaServer.stop` cut the response short), else None.
+    ``finished`` is set when the server is done with the request: wait on it instead of sleeping.
+    """
+
+    method: str
+    path: str
+    headers: dict[str, str]
+    body: bytes
+    json: Any
+    query: str = ""
+    received_at: float = field(default_factory=time.monotonic)
+    status: int | None = None
+    disconnected_at: float | None = None
+    finished: threading.Event = field(default_factory=threading.Event, repr=False)
+
+
+class _HTTPError(Exception):
+    """Answer with ``{"error": message}`` and this status instead of going on."""
+
+    def __init__(self, status: int, message: str, content_type: str = JSON) -> None:
+        super().__init__(message)
+        self.status, self.message, self.content_type = status, message, content_type
+
+
+class _ClientGone(Exception):
+    """The client closed the connection (or the server is stopping) mid-response."""
+
+
+def _name_parts(name: str) -> tuple[str, str, str, str]:
+    """(host, namespace, model, tag) of an Ollama model reference, with Ollama's defaults."""
+    parts = name.split("/")
+    model, _, tag = parts[-1].partition(":")
+    host, namespace = _DEFAULT_HOST, _DEFAULT_NAMESPACE
+    if len(parts) >= 3:
+        host, namespace = parts[-3], parts[-2]
+    elif len(parts) == 2:
+        namespace = parts[0]
+    return host, namespace, model, tag or "latest"
+
+
+def short_name(name: str) -> str:
+    """How Ollama displays a model reference: ``echo`` → ``echo:latest``."""
+    host, namespace, model, tag = _name_parts(name)
+    prefix = "" if host == _DEFAULT_HOST else host + "/"
+    if namespace != _DEFAULT_NAMESPACE or prefix:
+        prefix += namespace + "/"
+    return f"{prefix}{model}:{tag}"
+
+
+def qualified_name(name: str) -> str:
+    """The full form some Ollama errors use: ``registry.ollama.ai/library/echo:latest``."""
+    return "{}/{}/{}:{}".format(*_name_parts(name))
+
+
+def _parameter_count(size: str) -> int:
+    units = {"K": 10**3, "M": 10**6, "B": 10**9, "T": 10**12}
+    try:
+        return int(float(size[:-1]) * units[size[-1].upper()])
+    except (KeyError, ValueError, IndexError):
+        return 0
+
+
+def _details(card: ModelCard) -> dict[str, Any]:
+    return {
+        "parent_model": "",
+        "format": card.format,
+        "family": card.family,
+        "families": [card.family],
+        "parameter_size": card.parameter_size,
+        "quantization_level": card.quantization_level,
+    }
+
+
+def _readable(sock: socket.socket, timeout: float) -> bool:
+    if hasattr(select, "poll"):
+        poller = select.poll()
+        poller.register(sock, select.POLLIN | select.POLLPRI)
+        return bool(poller.poll(max(0, timeout) * 1000))
+    return bool(select.select([sock], [], [], max(0, timeout))[0])
+
+
+class _GenerateShape:
+    """How ``/api/generate`` frames tokens, the final chunk and load/unload replies."""
+
+    def __init__(self, model: str, started_ns: int, load_ns: int, raw: bool) -> None:
+        self.model, self.started_ns, self.load_ns, self.raw = model, started_ns, load_ns, raw
+        self._prefix = b'{"model":' + dumps_str(model) + b',"created_at":"'
+
+    def chunk(self, token: Token) -> bytes:
+        thinking = b',"thinking":' + dumps_str(token.thinking) if token.thinking else b""
+        return b"".join(
+            (
+                self._prefix,
+                utc_now().encode(),
+                b'","response":',
+                dumps_str(token.response),
+                thinking,
+                b',"done":false}\n',
+            )
+        )
+
+    def head(self, response: str, thinking: str, done: bool) -> dict[str, Any]:
+        body: dict[str, Any] = {"model": self.model, "created_at": utc_now(), "response": response}
+        if thinking:
+            body["thinking"] = thinking
+        body["done"] = done
+        return body
+
+    def final(self, done: Done, response: str, thinking: str) -> dict[str, Any]:
+        body = self.head(response, thinking, True)
+        if done.done_reason:
+            body["done_reason"] = done.done_reason
+        if done.context and not self.raw:
+            body["context"] = list(done.context)
+        body.update(_metrics(done, self.started_ns, self.load_ns))
+        return body
+
+
+class _ChatShape:
+    """How ``/api/chat`` frames the same events: a ``message`` object, no ``context``."""
+
+    def __init__(self, model: str, started_ns: int, load_ns: int) -> None:
+        self.model, self.started_ns, self.load_ns = model, started_ns, load_ns
+        self._prefix = b'{"model":' + dumps_str(model) + b',"created_at":"'
+
+    def chunk(self, token: Token) -> bytes:
+        thinking = b',"thinking":' + dumps_str(token.thinking) if token.thinking else b""
+        return b"".join(
+            (
+                self._prefix,
+                utc_now().encode(),
+                b'","message":{"role":"assistant","content":',
+                dumps_str(token.response),
+                thinking,
+                b'},"done":false}\n',
+            )
+        )
+
+    def head(self, response: str, thinking: str, done: bool) -> dict[str, Any]:
+        message = {"role": "assistant", "content": response}
+        if thinking:
+            message["thinking"] = thinking
+        return {"model": self.model, "created_at": utc_now(), "message": message, "done": done}
+
+    def final(self, done: Done, response: str, thinking: str) -> dict[str, Any]:
+        body = self.head(response, thinking, True)
+        if done.done_reason:
+            body["done_reason"] = done.done_reason
+        body.update(_metrics(done, self.started_ns, self.load_ns))
+        return body
+
+
+_Shape = _GenerateShape | _ChatShape
+
+
+def _metrics(done: Done, started_ns: int, load_ns: int) -> dict[str, int]:
+    values = {
+        "total_duration": time.perf_counter_ns() - started_ns,
+        "load_duration": load_ns,
+        "prompt_eval_count": done.prompt_eval_count,
+        "prompt_eval_duration": done.prompt_eval_duration,
+        "eval_count": done.eval_count,
+        "eval_duration": done.eval_duration,
+    }
+    return {key: value for key, value in values.items() if value}  # Go's omitempty
+
+
+class _ChunkedWriter:
+    """NDJSON over chunked transfer encoding; the status line goes out with the first chunk."""
+
+    def __init__(self, handler: _Handler) -> None:
+        self.handler = handler
+        self.started = False
+
+    def _start(self) -> None:
+        handler = self.handler
+        handler.send_response(200)
+        handler.send_header("Content-Type", NDJSON)
+        handler.send_header("Transfer-Encoding", "chunked")
+        handler.end_headers()
+        self.started = True
+
+    def line(self, data: bytes, split: int = 0) -> None:
+        """Write one NDJSON line as one chunk, or as several chunks of ``split`` bytes."""
+        try:
+            if not self.started:
+                self._start()
+            write = self.handler.wfile.write
+            if split <= 0 or split >= len(data):
+                write(b"%x\r\n%b\r\n" % (len(data), data))
+                return
+            for start in range(0, len(data), split):
+                end = start + split
+                piece = data[start:end]
+                write(b"%x\r\n%b\r\n" % (len(piece), piece))
+                if end < len(data) and 0x80 <= data[end] < 0xC0:
+                    # The piece ended inside a UTF-8 character: pause so the client's read
+                    # really stops there (sleeping after every piece would be needlessly slow).
+                    time.sleep(_WIRE_SPLIT_PAUSE)
+        except OSError as exc:
+            raise _ClientGone from exc
+
+    def finish(self) -> None:
+        """End the stream properly (the zero-length chunk)."""
+        try:
+            if not self.started:
+                self._start()
+            self.handler.wfile.write(b"0\r\n\r\n")
+        except OSError as exc:
+            raise _ClientGone from exc
+
+
+_ROUTES: dict[str, dict[str, str]] = {
+    "/": {"GET": "_root", "HEAD": "_root"},
+    "/api/version": {"GET": "_version", "HEAD": "_version"},
+    "/api/generate": {"POST": "_generate"},
+    "/api/chat": {"POST": "_chat"},
+    "/api/tags": {"GET": "_tags", "HEAD": "_tags"},
+    "/api/show": {"POST": "_show"},
+    "/api/ps": {"GET": "_ps"},
+}
+
+
+class _Handler(BaseHTTPRequestHandler):
+    """One connection; HTTP/1.1 keep-alive, so possibly several requests."""
+
+    protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True  # tokens are tiny writes; don't let Nagle batch them
+    server: _HTTPServer
+    record: RecordedRequest | None = None  # the request being handled (None before it's read)
+    started_ns: int = 0
+
+    # -- plumbing ----------------------------------------------------------------------------
+
+    @property
+    def app(self) -> OllamaServer:
+        return self.server.app
+
+    def send_response(self, code: int, message: str | None = None) -> None:
+        """Like the base class, minus the ``Server`` header (Go sends none)."""
+        self.log_request(code)
+        self.send_response_only(code, message)
+        self.send_header("Date", self.date_time_string())
+        if self.record is not None:
+            self.record.status = code
+
+    def log_message(self, format: str, *args: Any) -> None:
+        if self.app.log_requests:
+            super().log_message(format, *args)
+
+    def do_GET(self) -> None:
+        self._dispatch()
+
+    do_HEAD = do_POST = do_PUT = do_DELETE = do_PATCH = do_OPTIONS = do_GET
+
+    def _read_body(self) -> bytes:
+        if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
+            parts: list[bytes] = []
+            while True:
+                size = int(self.rfile.readline().split(b";")[0].strip() or b"0", 16)
+                if size == 0:
+                    while self.rfile.readline() not in (b"\r\n", b"\n", b""):
+                        pass  # trailers
+                    return b"".join(parts)
+                parts.append(self.rfile.read(size))
+                self.rfile.readline()
+        length = int(self.headers.get("Content-Length") or 0)
+        return self.rfile.read(length) if length > 0 else b""
+
+    def _dispatch(self) -> None:
+        self.started_ns = time.perf_counter_ns()
+        self.record = None
+        path, _, query = self.path.partition("?")
+        try:
+            body = self._read_body()
+        except ValueError:
+            self.close_connection = True
+            self.send_error(400, "bad request body")
+            return
+        try:
+            parsed = json.loads(body) if body.strip() else None
+        except ValueError:
+            parsed = None
+        record = self.record = RecordedRequest(
+            method=self.command,
+            path=path,
+            headers=_CaseInsensitiveHeaders(self.headers.items()),
+            body=body,
+            json=parsed,
+            query=query,
+        )
+        self.app._record(record)
+        try:
+            try:
+                self._route(path)
+            except _HTTPError as exc:
+                self._send_error(exc.status, exc.message, exc.content_type)
+        except _ClientGone:
+            record.disconnected_at = time.monotonic()
+            self.close_connection = True
+        except Exception as exc:  # a bug here must still answer, as Go's recovery middleware does
+            log.exception("unhandled error in %s %s", self.command, path)
+            self.close_connection = True
+            if record.status is None:
+                with contextlib.suppress(_ClientGone):
+                    self._send_error(500, str(exc) or type(exc).__name__)
+        finally:
+            record.finished.set()
+
+    def _route(self, path: str) -> None:
+        if not self._host_allowed():
+            self._send(403, b"", None)
+            return
+        routes = _ROUTES.get(path)
+        if routes is None:
+            if len(path) > 1 and path.endswith("/") and path.rstrip("/") in _ROUTES:
+                self._redirect(path.rstrip("/"))
+                return
+            self._send(404, b"404 page not found", TEXT)
+            return
+        method = routes.get(self.command)
+        if method is None:
+            if self.command == "OPTIONS" and not self._host_is_ip():
+                self._send(204, b"", None)
+                return
+            self._send(405, b"405 method not allowed", TEXT)
+            return
+        getattr(self, method)()
+
+    def _host(self) -> str:
+        host = self.headers.get("Host", "")
+        if host.startswith("["):
+            return host[1:].partition("]")[0]
+        return host.rpartition(":")[0] if host.count(":") == 1 else host
+
+    def _host_is_ip(self) -> bool:
+        try:
+            ipaddress.ip_address(self._host())
+        except ValueError:
+            return False
+        return True
+
+    def _host_allowed(self) -> bool:
+        """Ollama's DNS-rebinding guard, active only when bound to loopback."""
+        if not self.app._loopback:
+            return True
+        host = self._host().lower()
+        try:
+            address = ipaddress.ip_address(host)
+        except ValueError:
+            pass
+        else:
+            return (
+                address.is_loopback
+                or address.is_private
+                or address.is_unspecified
+                or address.is_link_local
+            )
+        if host in ("", "localhost", socket.gethostname().lower()):
+            return True
+        return host.endswith((".localhost", ".local", ".internal"))
+
+    def _send(
+        self,
+        status: int,
+        body: bytes,
+        content_type: str | None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        try:
+            self.send_response(status)
+            if content_type:
+                self.send_header("Content-Type", content_type)
+            for name, value in (headers or {}).items():
+                self.send_header(name, value)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            if body and self.command != "HEAD":
+                self.wfile.write(body)
+        except OSError as exc:
+            raise _ClientGone from exc
+
+    def _send_json(self, status: int, value: Any, content_type: str = JSON) -> None:
+        self._send(status, dumps(value), content_type)
+
+    def _send_error(self, status: int, message: str, content_type: str = JSON) -> None:
+        self._send_json(status, {"error": message}, content_type)
+
+    def _redirect(self, location: str) -> None:
+        """gin's trailing-slash redirect: 301 for GET, 307 (method kept) otherwise."""
+        if self.command in ("GET", "HEAD"):
+            body = f'<a href="{location}">Moved Permanently</a>.\n\n'.encode()
+            self._send(301, body, "text/html; charset=utf-8", {"Location": location})
+        else:
+            self._send(307, b"", None, {"Location": location})
+
+    def _drop(self) -> None:
+        """Close the connection at once: no final chunk, no chunked terminator."""
+        self.close_connection = True
+        with contextlib.suppress(OSError):
+            self.connection.shutdown(socket.SHUT_RDWR)
+
+    def _check_alive(self, wait: float = 0.0) -> None:
+        """Raise :class:`_ClientGone` if the client hung up (or the server is stopping).
+
+        With ``wait``, sleep that long while watching the socket, so a disconnect during a
+        slow model's pause is noticed at once rather than at the next write.
+        """
+        deadline = time.monotonic() + wait
+        while True:
+            if self.app._stopping.is_set():
+                raise _ClientGone
+            remaining = deadline - time.monotonic()
+            if _readable(self.connection, min(max(remaining, 0), 0.25)):
+                try:
+                    peeked = self.connection.recv(1, socket.MSG_PEEK)
+                except OSError as exc:
+                    raise _ClientGone from exc
+                if not peeked:
+                    raise _ClientGone
+                # The client sent more (a pipelined request): nothing to learn; just wait.
+                time.sleep(max(0.0, deadline - time.monotonic()))
+                return
+            if remaining <= 0:
+                return
+
+    def _body(self) -> bytes:
+        return self.record.body if self.record is not None else b""
+
+    def _decode(self, struct: Struct) -> dict[str, Any]:
+        try:
+            body = decode_first(self._body())
+        except EmptyBody:
+            raise _HTTPError(400, "missing request body") from None
+        except GoJSONError as exc:
+            raise _HTTPError(400, str(exc)) from None
+        try:
+            return decode_struct(body, struct)
+        except DecodeError as exc:
+            raise _HTTPError(400, str(exc)) from None
+
+    # -- small endpoints ---------------------------------------------------------------------
+
+    def _root(self) -> None:
+        self._send(200, b"Ollama is running", TEXT)
+
+    def _version(self) -> None:
+        self._send_json(200, {"version": self.app.version})
+
+    def _tags(self) -> None:
+        models = []
+        for card in self.app._cards():
+            modified = card.modified_at or self.app._started_at
+            models.append(
+                (
+                    modified.timestamp(),
+                    {
+                        "name": card.name,
+                        "model": card.name,
+                        "modified_at": format_time(int(modified.timestamp() * 1e9), utc=False),
+                        "size": card.size,
+                        "digest": card.digest,
+                        "details": _details(card),
+                        "capabilities": list(card.capabilities),
+                    },
+                )
+            )
+        models.sort(key=lambda row: row[0], reverse=True)
+        self._send_json(200, {"models": [row for _, row in models]})
+
+    def _show(self) -> None:
+        req = self._decode(SHOW_REQUEST)
+        name = req.get("model") or req.get("name") or ""
+        if not name:
+            raise _HTTPError(400, "model is required")
+        found = self.app._find(name)
+        if found is None:
+            raise _HTTPError(404, f"model '{short_name(name)}' not found")
+        self._send_json(200, _show_body(found[1], verbose=req.get("verbose", False)))
+
+    def _ps(self) -> None:
+        models = []
+        for entry, expires_ns in self.app.scheduler.loaded():
+            card = entry.card
+            models.append(
+                {
+                    "name": card.name,
+                    "model": card.name,
+                    "size": card.size,
+                    "digest": card.digest,
+                    "details": _details(card),
+                    "expires_at": format_time(expires_ns, utc=False),
+                    "size_vram": 0,
+                    "context_length": entry.num_ctx,
+                }
+            )
+        self._send_json(200, {"models": models})
+
+    # -- generate and chat -------------------------------------------------------------------
+
+    def _common_checks(self, req: dict[str, Any], card: ModelCard, model: str) -> None:
+        """Ollama's thinking and capability checks (steps 8–9 of the generate handler)."""
+        if "thinking" not in card.capabilities and think_enabled(req.get("think")):
+            raise _HTTPError(400, f"{go_quote(model)} does not support thinking")
+        if "completion" not in card.capabilities:
+            raise _HTTPError(400, f"{go_quote(model)} does not support generate")
+        if req.get("suffix") and "insert" not in card.capabilities:
+            raise _HTTPError(400, f"{qualified_name(card.name)} does not support insert")
+        if req.get("tools") and "tools" not in card.capabilities:
+            raise _HTTPError(400, f"{qualified_name(card.name)} does not support tools")
+
+    def _options(self, req: dict[str, Any], card: ModelCard) -> dict[str, Any]:
+        try:
+            return model_options(card, validate_options(req.get("options") or {}))
+        except OptionError as exc:
+            raise _HTTPError(500, str(exc)) from None
+
+    def _format(self, req: dict[str, Any]) -> tuple[str | dict[str, Any] | None, Fail | None]:
+        """The ``format`` to pass on, or the Fail Ollama's runner raises for a bad one.
+
+        Ollama checks ``format`` only when the model starts generating, so the error travels
+        like any pre-output model error (a 500; ``application/json`` without charset in a
+        stream).
+        """
+        value = req.get("format")
+        if value is None or value == "":
+            return None, None
+        if value == "json" or isinstance(value, dict):
+            return value, None
+        raw = raw_field(self._body(), "format")
+        text = go_quote((raw or dumps(value)).decode("utf-8", "replace"))
+        message = f'invalid format: {text}; expected "json" or a valid JSON Schema object'
+        return None, Fail(message)
+
+    def _lookup(self, model: str) -> tuple[Engine, ModelCard]:
+        found = self.app._find(model)
+        if found is None:
+            raise _HTTPError(404, f"model '{model}' not found")
+        return found
+
+    def _acquire(
+        self, engine: Engine, card: ModelCard, options: dict[str, Any], keep_alive: int | None
+    ) -> tuple[LoadedModel, int]:
+        try:
+            lease = self.app.scheduler.acquire(
+                engine, card, options, DEFAULT_KEEP_ALIVE if keep_alive is None else keep_alive
+            )
+        except Exception as exc:
+            log.exception("loading %s failed", card.name)
+            raise _HTTPError(500, str(exc) or type(exc).__name__) from None
+        return lease, max(1, time.perf_counter_ns() - self.started_ns)
+
+    def _generate(self) -> None:
+        req = self._decode(GENERATE_REQUEST)
+        if not 0 <= req.get("top_logprobs", 0) <= 20:
+            raise _HTTPError(400, "top_logprobs must be between 0 and 20")
+        model = req.get("model", "")
+        engine, card = self._lookup(model)
+        prompt = req.get("prompt", "")
+        keep_alive = req.get("keep_alive")
+        if prompt == "" and keep_alive == 0:
+            self.app.scheduler.unload(card.name)
+            self._send_json(200, _GenerateShape(model, 0, 0, False).head("", "", True) | _UNLOAD)
+            return
+        raw = req.get("raw", False)
+        if raw and (req.get("template") or req.get("system") or req.get("context")):
+            raise _HTTPError(400, "raw mode does not support template, system, or context")
+        self._common_checks(req, card, model)
+        options = self._options(req, card)
+        lease, load_ns = self._acquire(engine, card, options, keep_alive)
+        try:
+            if prompt == "":
+                self._send_json(200, _GenerateShape(model, 0, 0, False).head("", "", True) | _LOAD)
+                return
+            template = req.get("template") or None
+            if template and not raw:
+                try:
+                    parse_template(template)
+                except TemplateError as exc:
+                    raise _HTTPError(500, str(exc)) from None
+            fmt, bad_format = self._format(req)
+            job = GenerateJob(
+                model=model,
+                card=card,
+                prompt=prompt,
+                suffix=req.get("suffix", ""),
+                system=req.get("system") or None,
+                template=template,
+                raw=raw,
+                images=tuple(req.get("images", ())),
+                format=fmt,
+                options=options,
+                context=tuple(req.get("context", ())),
+                think=req.get("think"),
+            )
+            shape = _GenerateShape(model, self.started_ns, load_ns, raw)
+            start = (lambda: iter([bad_format])) if bad_format else (lambda: engine.generate(job))
+            self._respond(start, shape, req.get("stream", True))
+        finally:
+            self.app.scheduler.release(lease)
+
+    def _chat(self) -> None:
+        req = self._decode(CHAT_REQUEST)
+        if not 0 <= req.get("top_logprobs", 0) <= 20:
+            raise _HTTPError(400, "top_logprobs must be between 0 and 20")
+        model = req.get("model", "")
+        if not model:
+            raise _HTTPError(400, "model is required")
+        engine, card = self._lookup(model)
+        messages = req.get("messages", [])
+        keep_alive = req.get("keep_alive")
+        if not messages and keep_alive == 0:
+            self.app.scheduler.unload(card.name)
+            self._send_json(200, _ChatShape(model, 0, 0).head("", "", True) | _UNLOAD)
+            return
+        self._common_checks(req, card, model)
+        options = self._options(req, card)
+        lease, load_ns = self._acquire(engine, card, options, keep_alive)
+        try:
+            if not messages:
+                self._send_json(200, _ChatShape(model, 0, 0).head("", "", True) | _LOAD)
+                return
+            fmt, bad_format = self._format(req)
+            job = ChatJob(
+                model=model,
+                card=card,
+                messages=tuple(messages),
+                format=fmt,
+                options=options,
+                think=req.get("think"),
+                tools=tuple(req.get("tools", ())),
+            )
+            shape = _ChatShape(model, self.started_ns, load_ns)
+            start = (lambda: iter([bad_format])) if bad_format else (lambda: engine.chat(job))
+            self._respond(start, shape, req.get("stream", True))
+        finally:
+            self.app.scheduler.release(lease)
+
+    def _respond(self, start: Callable[[], Iterator[Event]], shape: _Shape, stream: bool) -> None:
+        """Run the engine and answer, streamed or as one object; always close the engine."""
+        events: Iterator[Event] | None = None
+        try:
+            try:
+                events = start()
+            except Exception as exc:
+                log.exception("engine failed to start")
+                events = iter([Fail(str(exc) or type(exc).__name__)])
+            if stream:
+                self._stream(events, shape)
+            else:
+                self._collect(events, shape)
+        finally:
+            close = getattr(events, "close", None)
+            if close is not None:
+                close()  # GeneratorExit inside the engine: it stops and cleans up
+
+    def _events(self, events: Iterator[Event]) -> Iterator[Event]:
+        """The engine's events, with disconnect checks and engine crashes turned into Fail."""
+        last_check = time.monotonic()
+        while True:
+            try:
+                event = next(events)
+            except StopIteration:
+                return
+            except Exception as exc:
+                log.exception("engine failed")
+                yield Fail(f"an error was encountered while running the model: {exc}")
+                return
+            if isinstance(event, Pause):
+                self._check_alive(event.seconds)
+                last_check = time.monotonic()
+                continue
+            now = time.monotonic()
+            if now - last_check >= _ALIVE_CHECK_EVERY:
+                self._check_alive()
+                last_check = now
+            yield event
+
+    def _stream(self, events: Iterator[Event], shape: _Shape) -> None:
+        out = _ChunkedWriter(self)
+        split = 0
+        for event in self._events(events):
+            if isinstance(event, Token):
+                split = event.wire_split
+                out.line(shape.chunk(event), split)
+            elif isinstance(event, Done):
+                out.line(dumps(shape.final(event, "", "")) + b"\n", split)
+                break
+            elif isinstance(event, Fail):
+                if not out.started:  # nothing sent yet: a real HTTP error, as Ollama does
+                    self._send_error(event.status, event.message, JSON_NO_CHARSET)
+                    return
+                out.line(dumps({"error": event.message}) + b"\n", split)
+                break
+            elif isinstance(event, Drop):
+                self._drop()
+                return
+        out.finish()
+
+    def _collect(self, events: Iterator[Event], shape: _Shape) -> None:
+        response: list[str] = []
+        thinking: list[str] = []
+        for event in self._events(events):
+            if isinstance(event, Token):
+                response.append(event.response)
+                thinking.append(event.thinking)
+            elif isinstance(event, Done):
+                self._send_json(200, shape.final(event, "".join(response), "".join(thinking)))
+                return
+            elif isinstance(event, Fail):
+                self._send_error(event.status, event.message)
+                return
+            elif isinstance(event, Drop):
+                self._drop()
+                return
+        # The engine stopped without Done (Ollama's repeated-token abort does this): done false.
+        self._send_json(200, shape.head("".join(response), "".join(thinking), False))
+
+
+_LOAD = {"done_reason": "load"}
+_UNLOAD = {"done_reason": "unload"}
+
+
+def _show_body(card: ModelCard, *, verbose: bool) -> dict[str, Any]:
+    """``/api/show`` for one card, field order and omitempty as Ollama's ShowResponse."""
+    arch = str(card.model_info.get("general.architecture", card.family))
+    info: dict[str, Any] = {
+        "general.architecture": arch,
+        "general.parameter_count": _parameter_count(card.parameter_size),
+        f"{arch}.context_length": card.context_length,
+        **card.model_info,
+    }
+    if not verbose:  # Ollama hides long arrays (tokenizer tables) unless asked
+        info = {k: [] if isinstance(v, list) and len(v) > 5 else v for k, v in info.items()}
+    params = parse_parameters(card.parameters)
+    lines = []
+    for key, value in params.items():
+        for item in value if isinstance(value, list) else [value]:
+            shown = go_quote(item) if isinstance(item, str) else json.dumps(item)
+            lines.append(f"{key:<30} {shown}")
+    modelfile = [
+        '# Modelfile generated by "ollama show"',
+        "# To build a new Modelfile based on this, replace FROM with:",
+        f"# FROM {card.name}",
+        "",
+        f"FROM /root/.ollama/models/blobs/sha256-{card.digest}",
+        f'TEMPLATE """{card.template}"""',
+    ]
+    if card.system:
+        modelfile.append(f'SYSTEM """{card.system}"""')
+    modelfile += [f"PARAMETER {line}" for line in card.parameters.splitlines() if line.strip()]
+    if card.license:
+        modelfile.append(f'LICENSE """{card.license}"""')
+    body: dict[str, Any] = {
+        "license": card.license,
+        "modelfile": "\n".join(modelfile) + "\n",
+        "parameters": "\n".join(lines),
+        "template": card.template,
+        "system": card.system,
+        "details": _details(card),
+        "model_info": dict(sorted(info.items())),  # Go writes map keys sorted
+        "capabilities": list(card.capabilities),
+    }
+    body = {key: value for key, value in body.items() if value}
+    modified = card.modified_at
+    body["modified_at"] = (
+        format_time(int(modified.timestamp() * 1e9), utc=False)
+        if modified
+        else (format_time(time.time_ns(), utc=False))
+    )
+    return body
+
+
+class _HTTPServer(ThreadingHTTPServer):
+    daemon_threads = True
+    block_on_close = False
+    request_queue_size = 128
+
+    def __init__(self, address: tuple[str, int], app: OllamaServer) -> None:
+        self.app = app
+        super().__init__(address, _Handler)
+
+    def server_bind(self) -> None:
+        # HTTPServer.server_bind does a reverse DNS lookup (getfqdn), slow on some CI machines.
+        socketserver.TCPServer.server_bind(self)
+        host, port = self.server_address[:2]
+        self.server_name, self.server_port = str(host), int(port)
+
+
+class OllamaServer:
+    """An Ollama-compatible server on a background thread, for tests, notebooks and CI.
+
+    **Parameters:**
+
+    * ``engines`` – where models come from; default ``[ScriptedEngine()]``. On a name clash the
+      first engine wins.
+    * ``host``, ``port`` – bind address; port 0 picks a free port (see :attr:`url`).
+    * ``version`` – what ``/api/version`` reports.
+    * ``log_requests`` – print one line per request to stderr (the CLI turns this on).
+
+    **Usage:**
+
+    ``with OllamaServer() as server: requests.post(server.url + "/api/generate", ...)``. The
+    socket is bound in the constructor, so :attr:`url` is known before :meth:`start`.
+    """
+
+    def __init__(
+        self,
+        engines: list[Engine] | None = None,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        version: str = "0.12.6",
+        *,
+        log_requests: bool = False,
+    ) -> None:
+        self.engines: list[Engine] = list(engines) if engines is not None else [ScriptedEngine()]
+        self.version = version
+        self.log_requests = log_requests
+        self.scheduler = Scheduler()
+        self._records: list[RecordedRequest] = []
+        self._records_lock = threading.Lock()
+        self._stopping = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._started_at = datetime.now().astimezone()
+        self._httpd = _HTTPServer((host, port), self)
+        bound_host, bound_port = self._httpd.server_address[:2]
+        self.host = str(bound_host)
+        self.port = int(bound_port)
+        try:
+            self._loopback = ipaddress.ip_address(self.host).is_loopback
+        except ValueError:
+            self._loopback = self.host == "localhost"
+
+    @property
+    def url(self) -> str:
+        """Base URL, e.g. ``http://127.0.0.1:54321`` (no trailing slash)."""
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}"
+
+    @property
+    def requests(self) -> list[RecordedRequest]:
+        """Every request received so far, in arrival order (a snapshot list)."""
+        with self._records_lock:
+            return list(self._records)
+
+    def clear(self) -> None:
+        """Forget the recorded requests."""
+        with self._records_lock:
+            self._records.clear()
+
+    def start(self) -> OllamaServer:
+        """Serve on a daemon thread; returns ``self`` so ``OllamaServer().start()`` chains."""
+        if self._thread is None:
+            self.scheduler.start()
+            self._thread = threading.Thread(
+                target=self._httpd.serve_forever,
+                kwargs={"poll_interval": 0.05},
+                name=f"ollama-magic-server-{self.port}",
+                daemon=True,
+            )
+            self._thread.start()
+        return self
+
+    def serve_forever(self) -> None:
+        """Serve on the calling thread until Ctrl-C, then stop."""
+        self.scheduler.start()
+        try:
+            self._httpd.serve_forever(poll_interval=0.2)
+        except KeyboardInterrupt:
+            pass
+        finally:
+            self.stop()
+
+    def stop(self) -> None:
+        """Stop serving, end in-flight streams, close the socket and unload every model."""
+        self._stopping.set()
+        if self._thread is not None:
+            self._httpd.shutdown()
+            self._thread.join(timeout=5)
+            self._thread = None
+        self._httpd.server_close()
+        self.scheduler.close()
+
+    def __enter__(self) -> OllamaServer:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    def _record(self, record: RecordedRequest) -> None:
+        with self._records_lock:
+            self._records.append(record)
+
+    def _cards(self) -> list[ModelCard]:
+        seen: set[str] = set()
+        cards = []
+        for engine in self.engines:
+            for card in engine.models():
+                key = qualified_name(card.name).lower()
+                if key not in seen:
+                    seen.add(key)
+                    cards.append(card)
+        return cards
+
+    def _find(self, name: str) -> tuple[Engine, ModelCard] | None:
+        if not name.strip():
+            return None
+        wanted = qualified_name(name).lower()
+        for engine in self.engines:
+            for card in engine.models():
+                if qualified_name(card.name).lower() == wanted:
+                    return engine, card
+        return None
+
+
+def serve(
+    host: str = "127.0.0.1",
+    port: int = 11434,
+    engines: list[Engine] | None = None,
+    version: str = "0.12.6",
+    *,
+    log_requests: bool = True,
+    announce: Callable[[str], None] | None = None,
+) -> None:
+    """Serve in the foreground until Ctrl-C (what ``python -m ollama_magic.server`` runs)."""
+    server = OllamaServer(engines, host=host, port=port, version=version, log_requests=log_requests)
+    message = f"Ollama-compatible server on {server.url}"
+    if announce is None:
+        print(message, flush=True)  # flushed: a parent process may be waiting for this line
+    else:
+        announce(message)
+    server.serve_forever()

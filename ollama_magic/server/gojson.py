@@ -1,0 +1,385 @@
+"""JSON the way Go's ``encoding/json`` reads and writes it, so bodies and error texts match Ollama.
+
+Reading: :func:`decode_first` decodes only the first value of a body (Go's ``Decoder.Decode``),
+treats an empty body as Go's ``io.EOF`` and explains syntax errors with Go's scanner messages
+(``invalid character 'x' looking for beginning of value``, ``unexpected EOF``). Writing:
+:func:`dumps` is compact and escapes ``<``, ``>``, ``&``, U+2028 and U+2029 like Go. Also here:
+Go's ``%q`` quoting and the base64 decoder's ``illegal base64 data at input byte N``. Pure: no I/O.
+
+>>> dumps({"response": "<think>", "n": 1})
+b'{"response":"\\\\u003cthink\\\\u003e","n":1}'
+>>> decode_first(b'{"model": x}')
+Traceback (most recent call last):
+...
+ollama_magic.server.gojson.GoJSONError: invalid character 'x' looking for beginning of value
+>>> go_quote('say "hi"\\n')
+'"say \\\\"hi\\\\"\\\\n"'
+"""
+
+from __future__ import annotations
+
+import binascii
+import json
+import re
+import unicodedata
+from json.encoder import encode_basestring as _encode_basestring
+from typing import Any
+
+
+class GoJSONError(ValueError):
+    """A body Go's decoder rejects; ``str()`` is Go's message."""
+
+
+class EmptyBody(GoJSONError):
+    """An empty or all-whitespace body (Go's ``io.EOF``): Ollama says ``missing request body``."""
+
+
+class GoNumber(float):
+    """A JSON number that was not a plain integer literal; keeps its source text for Go's errors."""
+
+    literal: str
+
+    def __new__(cls, literal: str) -> GoNumber:
+        number = super().__new__(cls, literal)
+        number.literal = literal
+        return number
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(name)  # NaN and Infinity are not JSON to Go
+
+
+_DECODER = json.JSONDecoder(parse_float=GoNumber, parse_constant=_reject_constant)
+_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+_GO_ESCAPES = {
+    "<": "\\u003c",
+    ">": "\\u003e",
+    "&": "\\u0026",
+    "\u2028": "\\u2028",
+    "\u2029": "\\u2029",
+}
+_GO_ESCAPE_RE = re.compile("[<>&\u2028\u2029]")
+_SURROGATE_RE = re.compile("[\ud800-\udfff]")
+_WS = b" \t\r\n"
+
+
+def decode_first(body: bytes) -> Any:
+    """The first JSON value in ``body``; trailing bytes are ignored, as Go's decoder does."""
+    text = body.decode("utf-8", "replace")
+    start = 0
+    while start < len(text) and text[start] in " \t\r\n":
+        start += 1
+    if start == len(text):
+        raise EmptyBody("EOF")
+    try:
+        value, _ = _DECODER.raw_decode(text, start)
+    except (ValueError, RecursionError) as exc:
+        raise GoJSONError(syntax_error(body) or str(exc)) from None
+    return value
+
+
+def dumps(value: Any) -> bytes:
+    """Compact UTF-8 JSON with Go's HTML-safe escapes (``<`` becomes ``\\u003c``)."""
+    text = _ENCODER.encode(value)
+    if "<" in text or ">" in text or "&" in text or "\u2028" in text or "\u2029" in text:
+        text = _GO_ESCAPE_RE.sub(lambda m: _GO_ESCAPES[m.group()], text)
+    try:
+        return text.encode("utf-8")
+    except UnicodeEncodeError:  # lone surrogates from "\ud800" escapes: Go writes U+FFFD
+        return _SURROGATE_RE.sub("\ufffd", text).encode("utf-8")
+
+
+def dumps_str(text: str) -> bytes:
+    """One JSON string, as :func:`dumps` would write it (the per-token fast path)."""
+    quoted = _encode_basestring(text)
+    if "<" in quoted or ">" in quoted or "&" in quoted or "\u2028" in quoted or "\u2029" in quoted:
+        quoted = _GO_ESCAPE_RE.sub(lambda m: _GO_ESCAPES[m.group()], quoted)
+    try:
+        return quoted.encode("utf-8")
+    except UnicodeEncodeError:
+        return _SURROGATE_RE.sub("\ufffd", quoted).encode("utf-8")
+
+
+def raw_field(data: bytes, name: str) -> bytes | None:
+    """The raw bytes of top-level field ``name`` in a JSON object body, as Go's ``RawMessage``.
+
+    Keys match case-insensitively and the last match wins, as when Go decodes into a struct.
+    """
+    scanner = _Scanner(data)
+    found: bytes | None = None
+    try:
+        if scanner._skip_ws() != 0x7B:
+            return None
+        scanner.pos += 1
+        if scanner._skip_ws() == 0x7D:
+            return None
+        while True:
+            key_start = scanner.pos
+            scanner._string()
+            key = json.loads(data[key_start : scanner.pos].decode("utf-8", "replace"))
+            scanner._skip_ws()
+            scanner.pos += 1  # the colon
+            scanner._skip_ws()
+            value_start = scanner.pos
+            scanner.value()
+            if key == name or key.casefold() == name.casefold():
+                found = data[value_start : scanner.pos]
+            if scanner._skip_ws() != 0x2C:
+                return found
+            scanner.pos += 1
+            scanner._skip_ws()
+    except (_Syntax, ValueError):
+        return found
+
+
+def kind_of(value: Any) -> str:
+    """The JSON type name Go uses in ``cannot unmarshal X into ...`` messages."""
+    if isinstance(value, bool):
+        return "bool"
+    if isinstance(value, (int, float)):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, list):
+        return "array"
+    if isinstance(value, dict):
+        return "object"
+    return "null"
+
+
+def _is_go_printable(char: str) -> bool:
+    return char == " " or unicodedata.category(char)[0] in "LMNPS"
+
+
+_SHORT_ESCAPES = {"\a": "\\a", "\b": "\\b", "\f": "\\f", "\n": "\\n", "\r": "\\r", "\t": "\\t"}
+_SHORT_ESCAPES["\v"] = "\\v"
+
+
+def go_quote(text: str) -> str:
+    """Go's ``strconv.Quote`` (the ``%q`` verb): printable characters stay, others are escaped."""
+    out = ['"']
+    for char in text:
+        code = ord(char)
+        if char in '"\\':
+            out.append("\\" + char)
+        elif 0x20 <= code < 0x7F:
+            out.append(char)
+        elif char in _SHORT_ESCAPES:
+            out.append(_SHORT_ESCAPES[char])
+        elif code < 0x80 or 0xD800 <= code <= 0xDFFF:
+            out.append(f"\\x{code:02x}" if code < 0x80 else "\\ufffd")
+        elif _is_go_printable(char):
+            out.append(char)
+        elif code < 0x10000:
+            out.append(f"\\u{code:04x}")
+        else:
+            out.append(f"\\U{code:08x}")
+    out.append('"')
+    return "".join(out)
+
+
+def _quote_char(byte: int) -> str:
+    """Go's ``encoding/json`` ``quoteChar``: how a bad byte is shown in a syntax error."""
+    if byte == 0x27:
+        return "'\\''"
+    if byte == 0x22:
+        return "'\"'"
+    return "'" + go_quote(chr(byte))[1:-1] + "'"
+
+
+class _Syntax(Exception):
+    pass
+
+
+def syntax_error(data: bytes) -> str | None:
+    """Go's decoder message for the first syntax error in ``data``, or None when it has none."""
+    scanner = _Scanner(data)
+    try:
+        scanner.value()
+    except _Syntax as exc:
+        return str(exc)
+    except RecursionError:
+        return "exceeded max depth"
+    return None
+
+
+class _Scanner:
+    """A recursive-descent port of the error paths of Go's JSON scanner (``scanner.go``)."""
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+        self.pos = 0
+
+    def _peek(self) -> int:
+        if self.pos >= len(self.data):
+            raise _Syntax("unexpected EOF")
+        return self.data[self.pos]
+
+    def _fail(self, context: str) -> _Syntax:
+        return _Syntax(f"invalid character {_quote_char(self.data[self.pos])} {context}")
+
+    def _skip_ws(self) -> int:
+        while self._peek() in _WS:
+            self.pos += 1
+        return self.data[self.pos]
+
+    def value(self) -> None:
+        byte = self._skip_ws()
+        if byte == 0x7B:
+            self._object()
+        elif byte == 0x5B:
+            self._array()
+        elif byte == 0x22:
+            self._string()
+        elif byte == 0x2D or 0x30 <= byte <= 0x39:
+            self._number()
+        elif byte in b"tfn":
+            word = {0x74: b"true", 0x66: b"false", 0x6E: b"null"}[byte]
+            self.pos += 1
+            for expected in word[1:]:
+                if self._peek() != expected:
+                    hint = f"(expecting {_quote_char(expected)})"
+                    raise self._fail(f"in literal {word.decode()} {hint}")
+                self.pos += 1
+        else:
+            raise self._fail("looking for beginning of value")
+
+    def _object(self) -> None:
+        self.pos += 1
+        if self._skip_ws() == 0x7D:
+            self.pos += 1
+            return
+        while True:
+            if self._skip_ws() != 0x22:
+                raise self._fail("looking for beginning of object key string")
+            self._string()
+            if self._skip_ws() != 0x3A:
+                raise self._fail("after object key")
+            self.pos += 1
+            self.value()
+            byte = self._skip_ws()
+            self.pos += 1
+            if byte == 0x7D:
+                return
+            if byte != 0x2C:
+                self.pos -= 1
+                raise self._fail("after object key:value pair")
+
+    def _array(self) -> None:
+        self.pos += 1
+        if self._skip_ws() == 0x5D:
+            self.pos += 1
+            return
+        while True:
+            self.value()
+            byte = self._skip_ws()
+            self.pos += 1
+            if byte == 0x5D:
+                return
+            if byte != 0x2C:
+                self.pos -= 1
+                raise self._fail("after array element")
+
+    def _string(self) -> None:
+        self.pos += 1
+        while True:
+            byte = self._peek()
+            if byte == 0x22:
+                self.pos += 1
+                return
+            if byte == 0x5C:
+                self.pos += 1
+                escape = self._peek()
+                if escape == 0x75:
+                    for _ in range(4):
+                        self.pos += 1
+                        if self._peek() not in b"0123456789abcdefABCDEF":
+                            raise self._fail("in \\u hexadecimal character escape")
+                elif escape not in b'"\\/bfnrt':
+                    raise self._fail("in string escape code")
+            elif byte < 0x20:
+                raise self._fail("in string literal")
+            self.pos += 1
+
+    def _digits(self) -> None:
+        while self.pos < len(self.data) and 0x30 <= self.data[self.pos] <= 0x39:
+            self.pos += 1
+
+    def _number(self) -> None:
+        if self.data[self.pos] == 0x2D:
+            self.pos += 1
+            if not 0x30 <= self._peek() <= 0x39:
+                raise self._fail("in numeric literal")
+        if self.data[self.pos] == 0x30:
+            self.pos += 1
+        else:
+            self._digits()
+        if self.pos < len(self.data) and self.data[self.pos] == 0x2E:
+            self.pos += 1
+            if not 0x30 <= self._peek() <= 0x39:
+                raise self._fail("after decimal point in numeric literal")
+            self._digits()
+        if self.pos < len(self.data) and self.data[self.pos] in b"eE":
+            self.pos += 1
+            if self._peek() in b"+-":
+                self.pos += 1
+            if not 0x30 <= self._peek() <= 0x39:
+                raise self._fail("in exponent of numeric literal")
+            self._digits()
+
+
+def decode_base64(text: str) -> bytes:
+    """Standard base64 as Go's ``encoding/base64.StdEncoding`` decodes ``[]byte`` JSON fields.
+
+    Newlines are skipped and padding is required; on bad input the error is Go's
+    ``illegal base64 data at input byte N``.
+    """
+    compact = text.replace("\n", "").replace("\r", "") if "\n" in text or "\r" in text else text
+    if len(compact) % 4 == 0:
+        try:
+            return binascii.a2b_base64(compact, strict_mode=True)
+        except binascii.Error:
+            pass
+    offset = _base64_error_offset(text.encode("utf-8", "surrogatepass"))
+    if offset is None:  # valid to Go but not to binascii's strict mode (e.g. stray trailing bits)
+        return binascii.a2b_base64(compact)
+    raise GoJSONError(f"illegal base64 data at input byte {offset}")
+
+
+_B64_ALPHABET = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/")
+
+
+def _base64_error_offset(src: bytes) -> int | None:
+    """Port of Go's ``decodeQuantum`` error offsets; None when Go would accept ``src``."""
+    si = 0
+    newline = b"\r\n"
+    while si < len(src):
+        j = 0
+        while j < 4:
+            if si == len(src):
+                if j == 0:
+                    return None
+                return si - j
+            byte = src[si]
+            si += 1
+            if byte in _B64_ALPHABET:
+                j += 1
+                continue
+            if byte in newline:
+                continue
+            if byte != 0x3D:
+                return si - 1
+            if j in (0, 1):
+                return si - 1
+            if j == 2:
+                while si < len(src) and src[si] in newline:
+                    si += 1
+                if si == len(src):
+                    return len(src)
+                if src[si] != 0x3D:
+                    return si - 1
+                si += 1
+            while si < len(src) and src[si] in newline:
+                si += 1
+            return si if si < len(src) else None
+    return None

@@ -1,0 +1,546 @@
+"""Deterministic scripted models, so tests, CI notebooks and people without Ollama get real streams.
+
+Every model answers from a script, not a network: the same request always gives the same tokens.
+All of them honour ``num_predict`` (reasoning tokens count; negative means open-ended, capped at
+10 × ``num_ctx``, like Ollama), ``num_ctx`` (the rendered prompt keeps its last ``num_ctx``
+tokens), ``stop`` (the answer is cut before the first stop string), ``format`` (``"json"`` gives
+``{"answer": …}``; a JSON schema gives a synthesized instance) and two options of their own that
+real Ollama would ignore as unknown:
+
+``scripted_delay``
+    seconds to wait before each token (``slow`` defaults to 0.05);
+``scripted_fail_after``
+    for ``broken`` and ``dropper``: how many tokens to stream before failing (default 5; 0 fails
+    before any output, which the server turns into an HTTP error or a silent disconnect).
+
+The models: ``echo`` (shows the rendered prompt), ``reasoner`` (inline ``<think>`` like an old
+deepseek-r1 pull), ``thinker`` (the ``thinking`` field, levels low…max), ``chinese`` (UTF-8 split
+across writes), ``slow``, ``lorem`` (endless Markdown, fast), ``broken`` (in-band error) and
+``dropper`` (connection dropped). See :class:`ScriptedEngine` and ``tests/server`` for the
+exact texts.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+import time
+import zlib
+from collections.abc import Callable, Generator, Iterable, Iterator
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+from . import tokenizer
+from .engine import ChatJob, Done, Drop, Event, Fail, GenerateJob, ModelCard, Pause, Token
+from .prompting import render_chat, render_generate, think_on
+from .scheduler import DEFAULT_NUM_CTX
+from .schema import synthesize
+
+FAIL_MESSAGE = "an error was encountered while running the model: scripted failure"
+
+TEMPLATE = (
+    "{{ if .System }}<|system|>{{ .System }}\n{{ end }}"
+    "{{ if .Suffix }}<|fim_prefix|>{{ .Prompt }}<|fim_suffix|>{{ .Suffix }}<|fim_middle|>"
+    "{{ else }}<|user|>{{ .Prompt }}\n<|assistant|>{{ .Response }}\n{{ end }}"
+)
+"""The template of every scripted model: readable tags, FIM when a suffix is given."""
+
+LICENSE = "Scripted test model from ollama-magic. No weights; Apache-2.0 like the package."
+
+
+@dataclass(frozen=True)
+class _Seen:
+    """What a script may depend on: the prompt as the model saw it, and the request's knobs."""
+
+    text: str  # the rendered, truncated prompt
+    topic: str  # a short phrase from the user's own words
+    think: bool
+    level: str  # "low" | "medium" | "high" | "max"
+    images: tuple[bytes, ...] = ()
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class _Script:
+    """A model's answer: reasoning for the ``thinking`` field, then ``response`` pieces."""
+
+    answer: Iterable[str]
+    answer_text: str  # what ``format: "json"`` wraps; the answer's text without inline reasoning
+    thinking: list[str] = field(default_factory=list)
+    inline: list[str] = field(default_factory=list)  # reasoning written into ``response``
+    fail_after: int | None = None
+    ending: Fail | Drop | None = None
+
+
+@dataclass(frozen=True)
+class _Model:
+    card: ModelCard
+    script: Callable[[_Seen], _Script]
+    delay: float = 0.0
+    wire_split: int = 0
+
+
+def _topic(prompt: str) -> str:
+    words = prompt.split()
+    text = " ".join(words[:8]) + (" …" if len(words) > 8 else "")
+    if len(text) > 40:
+        text = text[:40] + "…"
+    return text.strip(" .?!:;,。？！：；，") or "nothing in particular"
+
+
+def _script(text: str) -> _Script:
+    return _Script(answer=tokenizer.split(text), answer_text=text)
+
+
+def _echo(seen: _Seen) -> _Script:
+    text = "Echo: " + seen.text
+    for number, image in enumerate(seen.images, 1):
+        text += f" [image {number}: {len(image)} bytes]"
+    return _script(text)
+
+
+def _reasoner(seen: _Seen) -> _Script:
+    reasoning = (
+        f"The user asks about {seen.topic}. I should explain it clearly and briefly. First, say "
+        "what it is in one sentence. Then give two concrete points and end with a one-line "
+        "summary. A heading and a short list will make it easy to read."
+    )
+    title = seen.topic[:1].upper() + seen.topic[1:]
+    answer = (
+        f"## {title}\n\n**{seen.topic}** is best understood step by step.\n\n"
+        "- **What:** the core idea in plain words.\n"
+        "- **Why:** where it helps in practice.\n\n"
+        "In short: start simple, then add detail."
+    )
+    script = _script(answer)
+    # Tags cut mid-word, as a real tokenizer splits them, so clients must buffer across chunks.
+    script.inline = ["<thi", "nk>", "\n", *tokenizer.split(reasoning), "\n", "</th", "ink>", "\n\n"]
+    return script
+
+
+_THOUGHTS = (
+    "Okay, the user wants to know about {topic}.",
+    " Let me recall the key facts first.",
+    " The answer should be short and well structured.",
+    " A one-line definition, then three numbered points.",
+    " Should I add an example? A tiny one would help.",
+    " I must not forget why it matters in practice.",
+    " Let me double-check that nothing important is missing.",
+    " The three points: what it is, why it matters, where to learn more.",
+    " Is the wording simple enough for a beginner?",
+    " I think so, but one sentence could be shorter.",
+    " Checking the order of the points again.",
+    " Definition first is right; readers need it to follow the rest.",
+    " Then the practical angle, then the pointer to further reading.",
+    " One more pass for accuracy.",
+    " Everything still holds.",
+)
+_THOUGHT_COUNTS = {"low": 2, "medium": 4, "high": 8, "max": len(_THOUGHTS)}
+
+
+def _thinker(seen: _Seen) -> _Script:
+    answer = (
+        f"**{seen.topic}** in brief:\n\n"
+        "1. What it is: a clear definition.\n"
+        "2. Why it matters: it shows up in practice.\n"
+        "3. Where next: try a small example yourself."
+    )
+    script = _script(answer)
+    if seen.think:
+        count = _THOUGHT_COUNTS.get(seen.level, _THOUGHT_COUNTS["medium"])
+        thoughts = "".join(_THOUGHTS[:count]).format(topic=seen.topic)
+        script.thinking = tokenizer.split(thoughts + " That covers it; time to write the answer.")
+    return script
+
+
+def _chinese(seen: _Seen) -> _Script:
+    return _script(
+        f"关于「{seen.topic}」：人工智能（AI）是计算机科学的一个分支，研究如何让机器像人一样"
+        "感知、学习、推理和决策。如今，人工智能已经广泛应用于机器翻译、语音识别、医疗诊断和"
+        "自动驾驶等领域。学习人工智能，可以从数学、编程和数据分析开始。🤖"
+    )
+
+
+def _slow(seen: _Seen) -> _Script:
+    text = (
+        f"This is a slow answer about {seen.topic}. Each token arrives a little while after the "
+        "one before, so you can watch the text stream into the cell word by word. That is all."
+    )
+    pieces = tokenizer.split(text)
+    wanted = seen.options.get("num_predict")
+    if isinstance(wanted, int) and wanted > len(pieces):
+        # Asked for more: keep counting (" 1", " 2", …) so long slow streams exist for tests.
+        pieces += [f" {n}" for n in range(1, wanted - len(pieces) + 1)]
+    return _Script(answer=pieces, answer_text=text)
+
+
+LOREM_MARKDOWN = '''# Lorem ipsum
+
+Lorem ipsum dolor sit amet, consectetur adipiscing elit. Sed do eiusmod tempor incididunt \
+ut labore et dolore magna aliqua, with some *emphasis*, some **strong words** and `inline code`.
+
+## A bullet list
+
+- Ut enim ad minim veniam, quis nostrud exercitation ullamco.
+- Duis aute irure dolor in `reprehenderit` in voluptate velit.
+- Excepteur sint occaecat cupidatat non proident.
+
+## Numbered steps
+
+1. Sunt in culpa qui officia deserunt mollit.
+2. Anim id est laborum, curabitur pretium tincidunt.
+3. Nulla facilisi: integer lacinia sollicitudin massa.
+
+## Some code
+
+```python
+def compare(a: int, b: int) -> int:
+    """Return -1, 0 or 1, like cmp()."""
+    if a < b:
+        return -1
+    return 1 if a > b else 0
+```
+
+```html
+<p class="note">x &lt; y &amp;&amp; y &gt; z</p>
+```
+
+## A table
+
+| Name  | Value | Note      |
+|-------|------:|-----------|
+| alpha |     1 | `x < y`   |
+| beta  |    22 | **bold**  |
+| gamma |   333 | plain     |
+
+> Quote: vivamus magna justo, lacinia eget consectetur sed, convallis at tellus.
+
+---
+
+'''
+"""One cycle of ``lorem``'s endless answer."""
+
+_LOREM_PIECES: list[str] | None = None
+
+
+def _lorem_pieces() -> list[str]:
+    global _LOREM_PIECES
+    if _LOREM_PIECES is None:
+        _LOREM_PIECES = tokenizer.split(LOREM_MARKDOWN)
+    return _LOREM_PIECES
+
+
+def _lorem(seen: _Seen) -> _Script:
+    pieces = _lorem_pieces()
+    return _Script(answer=itertools.cycle(pieces), answer_text="".join(pieces[:60]))
+
+
+def _failing(text: str, ending: Fail | Drop) -> Callable[[_Seen], _Script]:
+    def script(seen: _Seen) -> _Script:
+        after = seen.options.get("scripted_fail_after", 5)
+        fail_after = after if isinstance(after, int) and after >= 0 else 5
+        return _Script(
+            answer=tokenizer.split(text), answer_text=text, fail_after=fail_after, ending=ending
+        )
+
+    return script
+
+
+def _card(
+    name: str,
+    day: int,
+    *,
+    capabilities: tuple[str, ...] = ("completion",),
+    parameters: str = "",
+    system: str = "",
+    size: int = 8_000_000,
+) -> ModelCard:
+    return ModelCard(
+        name=f"{name}:latest",
+        family="scripted",
+        parameter_size="4M",
+        quantization_level="F16",
+        size=size,
+        digest=hashlib.sha256(f"ollama-magic scripted model {name}".encode()).hexdigest(),
+        capabilities=capabilities,
+        context_length=32768,
+        template=TEMPLATE,
+        parameters=parameters,
+        system=system,
+        license=LICENSE,
+        modified_at=datetime(2025, 1, 1, 12, tzinfo=timezone.utc) + timedelta(days=day),
+        model_info={"general.basename": name, "general.parameter_count": 4_000_000},
+    )
+
+
+def _models() -> list[_Model]:
+    """Newest first, as ``/api/tags`` lists them."""
+    return [
+        _Model(_card("echo", 8, capabilities=("completion", "insert", "vision")), _echo),
+        _Model(_card("reasoner", 7, size=9_000_000), _reasoner),
+        _Model(
+            _card(
+                "thinker",
+                6,
+                capabilities=("completion", "thinking"),
+                parameters="temperature 0.6\ntop_k 20",
+                size=9_500_000,
+            ),
+            _thinker,
+        ),
+        _Model(_card("chinese", 5, size=7_000_000), _chinese, wire_split=5),
+        _Model(_card("slow", 4), _slow, delay=0.05),
+        _Model(_card("lorem", 3, parameters="num_predict 300", size=6_000_000), _lorem),
+        _Model(_card("broken", 2), _failing("This answer is about to", Fail(FAIL_MESSAGE))),
+        _Model(_card("dropper", 1), _failing("The line will drop now", Drop())),
+    ]
+
+
+class _StopFilter:
+    """Holds back text that may be the start of a stop string; cuts at the first full match."""
+
+    def __init__(self, stops: list[str]) -> None:
+        self.stops = [s for s in stops if s]
+        self.pending = ""
+
+    def push(self, text: str) -> tuple[str, bool]:
+        """(text safe to emit, whether a stop string was hit)."""
+        buf = self.pending + text
+        hits = [i for i in (buf.find(s) for s in self.stops) if i >= 0]
+        if hits:
+            self.pending = ""
+            return buf[: min(hits)], True
+        keep = 0
+        for stop in self.stops:
+            for size in range(min(len(stop) - 1, len(buf)), keep, -1):
+                if buf.endswith(stop[:size]):
+                    keep = size
+                    break
+        self.pending = buf[len(buf) - keep :] if keep else ""
+        return buf[: len(buf) - keep], False
+
+    def flush(self) -> str:
+        text, self.pending = self.pending, ""
+        return text
+
+
+def _token(kind: str, text: str, wire_split: int) -> Token:
+    if kind == "thinking":
+        return Token(thinking=text, wire_split=wire_split)
+    return Token(response=text, wire_split=wire_split)
+
+
+def _limit(options: dict[str, Any], num_ctx: int) -> int | None:
+    value = options.get("num_predict")
+    if not isinstance(value, int) or isinstance(value, bool):
+        value = -1
+    return 10 * num_ctx if value < 0 else value
+
+
+def _stream(
+    pieces: Iterable[tuple[str, str]],
+    *,
+    limit: int | None,
+    stops: list[str],
+    delay: float,
+    wire_split: int,
+    fail_after: int | None,
+    generated: list[int],
+) -> Generator[Event, None, str]:
+    """Yield the tokens of ``pieces`` with the common knobs applied; return the done reason.
+
+    ``generated`` collects the ids of the generated tokens (for ``context``). Returns ``"fail"``
+    when a script with ``fail_after`` streamed that many tokens (or ran out): its ending follows.
+    """
+    if fail_after == 0:
+        return "fail"
+    if limit == 0:
+        return "length"
+    pause = Pause(delay) if delay > 0 else None
+    filters = {"response": _StopFilter(stops), "thinking": _StopFilter(stops)} if stops else None
+    last_kind = ""
+    count = 0
+    token_id = tokenizer.token_id
+    for kind, piece in pieces:
+        if pause is not None:
+            yield pause
+        count += 1
+        generated.append(token_id(piece))
+        if filters is None:
+            yield _token(kind, piece, wire_split)
+        else:
+            if last_kind and kind != last_kind:
+                rest = filters[last_kind].flush()
+                if rest:
+                    yield _token(last_kind, rest, wire_split)
+            last_kind = kind
+            text, hit = filters[kind].push(piece)
+            if hit:
+                if text:
+                    yield _token(kind, text, wire_split)
+                return "stop"
+            yield _token(kind, text, wire_split)
+        if fail_after is not None and count >= fail_after:
+            return "fail"
+        if limit is not None and count >= limit:
+            break
+    if filters is not None and last_kind:
+        rest = filters[last_kind].flush()
+        if rest:
+            yield _token(last_kind, rest, wire_split)
+    if limit is not None and count >= limit:
+        return "length"
+    return "fail" if fail_after is not None else "stop"
+
+
+_THINK_OPEN = "<think>\n"
+_THINK_CLOSE = "\n</think>\n\n"
+
+
+class ScriptedEngine:
+    """Eight deterministic models (see the module docstring); the server's default engine.
+
+    ``calls`` records every ``("load" | "unload", name)`` the server made, for tests.
+    """
+
+    def __init__(self) -> None:
+        self._models = {model.card.name: model for model in _models()}
+        self.calls: list[tuple[str, str]] = []
+
+    def models(self) -> list[ModelCard]:
+        return [model.card for model in self._models.values()]
+
+    def load(self, name: str, options: dict[str, Any]) -> None:
+        self.calls.append(("load", name))
+
+    def unload(self, name: str) -> None:
+        self.calls.append(("unload", name))
+
+    def generate(self, job: GenerateJob) -> Iterator[Event]:
+        started = time.perf_counter_ns()
+        prefix = tokenizer.decode(job.context) if job.context else ""
+        prompt_ids = self._truncate(tokenizer.encode(prefix + render_generate(job)), job.options)
+        seen = self._seen(job.card, prompt_ids, job.prompt, job.think, job.images, job.options)
+        return self._run(job.card, seen, prompt_ids, job.format, job.options, started, raw=job.raw)
+
+    def chat(self, job: ChatJob) -> Iterator[Event]:
+        started = time.perf_counter_ns()
+        prompt_ids = self._truncate(tokenizer.encode(render_chat(job)), job.options)
+        last_user: dict[str, Any] = next(
+            (m for m in reversed(job.messages) if m.get("role") == "user"), {}
+        )
+        images = tuple(image for m in job.messages for image in m.get("images", ()))
+        seen = self._seen(
+            job.card, prompt_ids, last_user.get("content", ""), job.think, images, job.options
+        )
+        return self._run(job.card, seen, prompt_ids, job.format, job.options, started, chat=True)
+
+    def embed(self, name: str, inputs: list[str], options: dict[str, Any]) -> list[list[float]]:
+        """Bag-of-token vectors (64 dimensions), L2-normalised: equal texts, equal vectors."""
+        vectors = []
+        for text in inputs:
+            vector = [0.0] * 64
+            for piece in tokenizer.split(text):
+                crc = zlib.crc32(piece.strip().lower().encode())
+                vector[crc % 64] += 1.0 if crc & 0x100 else -1.0
+            norm = sum(x * x for x in vector) ** 0.5 or 1.0
+            vectors.append([x / norm for x in vector])
+        return vectors
+
+    def _truncate(self, ids: list[int], options: dict[str, Any]) -> list[int]:
+        num_ctx = options.get("num_ctx", DEFAULT_NUM_CTX)
+        return ids[-num_ctx:] if isinstance(num_ctx, int) and 0 < num_ctx < len(ids) else ids
+
+    def _seen(
+        self,
+        card: ModelCard,
+        prompt_ids: list[int],
+        prompt: str,
+        think: bool | str | None,
+        images: tuple[bytes, ...],
+        options: dict[str, Any],
+    ) -> _Seen:
+        level = think if isinstance(think, str) else "medium"
+        return _Seen(
+            text=tokenizer.decode(prompt_ids),
+            topic=_topic(prompt),
+            think=think_on(card, think) and "thinking" in card.capabilities,
+            level=level,
+            images=images,
+            options=options,
+        )
+
+    def _run(
+        self,
+        card: ModelCard,
+        seen: _Seen,
+        prompt_ids: list[int],
+        fmt: str | dict[str, Any] | None,
+        options: dict[str, Any],
+        started: int,
+        *,
+        raw: bool = False,
+        chat: bool = False,
+    ) -> Iterator[Event]:
+        model = self._models[card.name]
+        script = model.script(seen)
+        pieces = self._pieces(script, fmt, chat=chat)
+        prompt_ns = max(1, time.perf_counter_ns() - started)
+        num_ctx = options.get("num_ctx", DEFAULT_NUM_CTX)
+        delay = options.get("scripted_delay", model.delay)
+        generated: list[int] = []
+        eval_started = time.perf_counter_ns()
+        reason = yield from _stream(
+            pieces,
+            limit=_limit(options, num_ctx if isinstance(num_ctx, int) else DEFAULT_NUM_CTX),
+            stops=options.get("stop") or [],
+            delay=delay if isinstance(delay, (int, float)) and not isinstance(delay, bool) else 0,
+            wire_split=model.wire_split,
+            fail_after=script.fail_after,
+            generated=generated,
+        )
+        if reason == "fail" and script.ending is not None:
+            yield script.ending
+            return
+        eval_ns = time.perf_counter_ns() - eval_started if generated else 0
+        context = None
+        if not raw and not chat:
+            context = tuple(prompt_ids) + self._context_ids(script, generated)
+        yield Done(
+            done_reason=reason,
+            prompt_eval_count=len(prompt_ids),
+            prompt_eval_duration=prompt_ns,
+            eval_count=len(generated),
+            eval_duration=max(1, eval_ns) if generated else 0,
+            context=context,
+        )
+
+    @staticmethod
+    def _pieces(
+        script: _Script, fmt: str | dict[str, Any] | None, *, chat: bool
+    ) -> Iterable[tuple[str, str]]:
+        if fmt:
+            document = synthesize(fmt) if isinstance(fmt, dict) else {"answer": script.answer_text}
+            text = json.dumps(document, ensure_ascii=False, separators=(",", ":"))
+            answer: Iterable[str] = tokenizer.split(text)
+            # Generate constrains the whole output, so no reasoning; chat thinks, then answers.
+            thinking = script.thinking if chat else []
+            inline: list[str] = []
+        else:
+            answer, thinking, inline = script.answer, script.thinking, script.inline
+        return itertools.chain(
+            (("thinking", piece) for piece in thinking),
+            (("response", piece) for piece in inline),
+            (("response", piece) for piece in answer),
+        )
+
+    @staticmethod
+    def _context_ids(script: _Script, generated: list[int]) -> tuple[int, ...]:
+        """Generated ids, with the ``<think>`` tags a thinking model emits around its reasoning."""
+        thought = min(len(script.thinking), len(generated))
+        if not thought:
+            return tuple(generated)
+        opening, closing = tokenizer.encode(_THINK_OPEN), tokenizer.encode(_THINK_CLOSE)
+        return (*opening, *generated[:thought], *closing, *generated[thought:])

@@ -1,0 +1,385 @@
+"""The llama.cpp engine against the real SmolLM2-135M GGUF, without HTTP.
+
+Expected texts are never hard-coded: each test derives them from another run of the model (same
+seed, temperature 0) or checks a property a broken engine would violate.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from ollama_magic.server.engine import ChatJob, Done, Event, Fail, GenerateJob, ModelCard, Token
+from ollama_magic.server.gguf import read_header
+from ollama_magic.server.llama import DEFAULT_MODEL, THINK_MODEL, LlamaEngine
+
+pytestmark = pytest.mark.real_model
+
+PROMPT = "Write one sentence about the sea."
+
+
+@dataclass
+class Run:
+    response: str
+    thinking: str
+    tokens: list[Token]
+    final: Event
+
+    @property
+    def done(self) -> Done:
+        assert isinstance(self.final, Done), self.final
+        return self.final
+
+
+def collect(events: Iterable[Event]) -> Run:
+    items = list(events)
+    tokens = [event for event in items if isinstance(event, Token)]
+    assert items, "no events"
+    assert all(isinstance(event, Token) for event in items[:-1]), items
+    return Run(
+        response="".join(token.response for token in tokens),
+        thinking="".join(token.thinking for token in tokens),
+        tokens=tokens,
+        final=items[-1],
+    )
+
+
+def generate(engine: LlamaEngine, card: ModelCard, prompt: str = PROMPT, **fields: Any) -> Run:
+    options = {"temperature": 0, "num_predict": 16} | fields.pop("options", {})
+    job = GenerateJob(model=card.name, card=card, prompt=prompt, options=options, **fields)
+    return collect(engine.generate(job))
+
+
+# -- metadata ------------------------------------------------------------------------------------
+
+
+def test_cards_come_from_the_gguf_file(engine: LlamaEngine, card: ModelCard, gguf_path: Path):
+    header = read_header(gguf_path)
+    assert card.name == DEFAULT_MODEL
+    assert card.family == header.metadata["general.architecture"] == "llama"
+    assert card.quantization_level == "Q4_1"  # general.file_type 3
+    assert card.parameter_size == "134.52M"  # Ollama's formatting of 134,515,008
+    assert card.context_length == header.metadata["llama.context_length"]
+    assert card.template == header.metadata["tokenizer.chat_template"]
+    assert "<|im_start|>" in card.template
+    assert card.size == gguf_path.stat().st_size
+    assert card.digest == hashlib.sha256(gguf_path.read_bytes()).hexdigest()
+    assert card.capabilities == ("completion",)
+    assert card.license == "apache-2.0"
+    info = card.model_info
+    assert info["general.parameter_count"] == 134_515_008
+    assert info["llama.block_count"] == 30
+    assert info["tokenizer.ggml.tokens"] == []  # 49152 entries, cut like Ollama does
+    assert info["general.languages"] == ["en"]  # short arrays stay
+
+
+def test_think_variant_says_what_it_is(card: ModelCard, think_card: ModelCard):
+    assert think_card.name == THINK_MODEL
+    assert "NOT a reasoning model" in think_card.model_info["ollama_magic.note"]
+    assert "thinking" in think_card.capabilities
+    assert think_card.digest != card.digest
+    assert think_card.size == card.size
+
+
+def test_models_reads_no_weights(gguf_path: Path):
+    fresh = LlamaEngine({DEFAULT_MODEL: gguf_path})
+    assert [card.name for card in fresh.models()] == [DEFAULT_MODEL, THINK_MODEL]
+    assert fresh.loaded() == []
+
+
+# -- generate --------------------------------------------------------------------------------
+
+
+def test_num_predict_is_exact(engine: LlamaEngine, card: ModelCard):
+    run = generate(engine, card, options={"num_predict": 7})
+    done = run.done
+    assert done.done_reason == "length"
+    assert done.eval_count == 7
+    assert done.context is not None
+    assert len(done.context) == done.prompt_eval_count + 7
+    assert done.prompt_eval_duration > 0 and done.eval_duration > 0
+    assert run.response
+
+
+def test_streamed_text_is_the_detokenized_context(engine: LlamaEngine, card: ModelCard):
+    """Pieces join to exactly the generated tokens' text (multi-byte characters held whole)."""
+    from llama_cpp import Llama
+
+    run = generate(
+        engine,
+        card,
+        "Write the word 'cat' in Chinese, Japanese and Russian.",
+        options={"num_predict": 32},
+    )
+    done = run.done
+    assert done.context is not None
+    generated = list(done.context[done.prompt_eval_count :])
+    llm = engine._instances[card_path(engine)].llm
+    assert isinstance(llm, Llama)
+    assert run.response == llm.detokenize(generated).decode("utf-8")
+    assert "\ufffd" not in run.response
+    assert any(ord(ch) > 127 for ch in run.response), run.response
+    assert len(run.tokens) <= done.eval_count
+
+
+def card_path(engine: LlamaEngine) -> Path:
+    return next(iter(engine._instances))
+
+
+def test_same_seed_same_text_other_seed_other_text(engine: LlamaEngine, card: ModelCard):
+    options = {"temperature": 1.0, "top_k": 100, "top_p": 1.0, "num_predict": 24}
+    first = generate(engine, card, options=options | {"seed": 1234}).response
+    again = generate(engine, card, options=options | {"seed": 1234}).response
+    other = generate(engine, card, options=options | {"seed": 4321}).response
+    assert first == again
+    assert first != other
+
+
+def test_temperature_zero_repeats_across_other_requests(engine: LlamaEngine, card: ModelCard):
+    first = generate(engine, card).response
+    generate(engine, card, "Something else entirely, please.")
+    assert generate(engine, card).response == first
+
+
+def test_stop_sequence_cuts_before_it(engine: LlamaEngine, card: ModelCard):
+    full = generate(engine, card, options={"num_predict": 24}).response
+    words = full.split()
+    assert len(words) >= 4, full
+    stop = " " + words[3]
+    expected = full[: full.index(stop)]
+    run = generate(engine, card, options={"num_predict": 24, "stop": ["ZZZ-never", stop]})
+    assert run.response == expected
+    assert run.done.done_reason == "stop"
+    assert stop not in run.response
+
+
+def test_format_json_gives_valid_json(engine: LlamaEngine, card: ModelCard):
+    run = generate(
+        engine,
+        card,
+        "Give me a JSON object with the key 'color' set to a color.",
+        format="json",
+        options={"num_predict": 64},
+    )
+    assert run.done.done_reason == "stop"
+    value = json.loads(run.response)
+    assert isinstance(value, dict)
+
+
+def test_format_schema_gives_a_matching_object(engine: LlamaEngine, card: ModelCard):
+    schema = {
+        "type": "object",
+        "properties": {"name": {"type": "string"}, "age": {"type": "integer"}},
+        "required": ["name", "age"],
+    }
+    run = generate(engine, card, "Invent a person.", format=schema, options={"num_predict": 32})
+    value = json.loads(run.response)
+    assert set(value) == {"name", "age"}
+    assert isinstance(value["name"], str) and type(value["age"]) is int
+
+
+def test_bad_schema_fails_with_400(engine: LlamaEngine, card: ModelCard):
+    run = generate(engine, card, format={"type": "no-such-type"})
+    assert isinstance(run.final, Fail) and run.final.status == 400, run.final
+    assert run.tokens == []
+
+
+def test_context_round_trip(engine: LlamaEngine, card: ModelCard):
+    first = generate(engine, card, "My name is Ada.", options={"num_predict": 8}).done
+    assert first.context is not None
+    follow = "What is my name?"
+    alone = generate(engine, card, follow)
+    with_context = generate(engine, card, follow, context=first.context)
+    done = with_context.done
+    assert done.context is not None
+    assert done.context[: len(first.context)] == first.context
+    assert done.prompt_eval_count == len(first.context) + alone.done.prompt_eval_count
+    assert with_context.response != alone.response
+
+
+def test_invalid_context_token_is_a_400(engine: LlamaEngine, card: ModelCard):
+    run = generate(engine, card, context=(1, 10**9))
+    assert isinstance(run.final, Fail) and run.final.status == 400
+
+
+def test_raw_prompt_is_verbatim_and_has_no_context(engine: LlamaEngine, card: ModelCard):
+    raw = generate(engine, card, "The capital of France is", raw=True, options={"num_predict": 4})
+    templated = generate(engine, card, "The capital of France is", options={"num_predict": 4})
+    assert raw.done.context is None
+    assert raw.done.prompt_eval_count < templated.done.prompt_eval_count
+
+
+def test_system_prompt_changes_the_prompt(engine: LlamaEngine, card: ModelCard):
+    default = generate(engine, card, options={"num_predict": 1}).done
+    short = generate(engine, card, system="Be brief.", options={"num_predict": 1}).done
+    assert short.prompt_eval_count < default.prompt_eval_count  # replaces SmolLM's long default
+
+
+def test_request_go_template_replaces_the_chat_template(engine: LlamaEngine, card: ModelCard):
+    go = (
+        "{{ if .System }}<|im_start|>system\n{{ .System }}<|im_end|>\n{{ end }}"
+        "<|im_start|>user\n{{ .Prompt }}<|im_end|>\n<|im_start|>assistant\n{{ .Response }}"
+        "<|im_end|>\n"
+    )
+    jinja = generate(engine, card, system="Be brief.")
+    custom = generate(engine, card, system="Be brief.", template=go)
+    assert custom.response == jinja.response
+    assert custom.done.prompt_eval_count == jinja.done.prompt_eval_count
+    bare = generate(engine, card, template="{{ .Prompt }}", options={"num_predict": 1})
+    assert bare.done.prompt_eval_count < 10  # just the prompt's own tokens
+
+
+def test_prompt_longer_than_num_ctx_fails(engine: LlamaEngine, card: ModelCard):
+    run = generate(engine, card, "word " * 400, options={"num_ctx": 256})
+    assert isinstance(run.final, Fail) and run.final.status == 400
+    assert "context length" in run.final.message
+
+
+def test_num_ctx_reloads_and_bounds_open_ended_generation(engine: LlamaEngine, card: ModelCard):
+    prompt = "1, 2, 3, 4, 5, 6, 7, 8,"
+    options = {"num_ctx": 64, "num_predict": -1, "repeat_penalty": 1.0}
+    run = generate(engine, card, prompt, raw=True, options=options)
+    done = run.done
+    assert engine._instances[card_path(engine)].n_ctx == 64
+    assert done.done_reason == "length"
+    assert done.prompt_eval_count + done.eval_count == 64
+    generate(engine, card, options={"num_predict": 1})  # back to the default context
+    assert engine._instances[card_path(engine)].n_ctx == 4096
+
+
+def test_closing_the_stream_stops_generation(engine: LlamaEngine, card: ModelCard):
+    instance = engine._instances[card_path(engine)]
+    llm = instance.llm
+    assert llm is not None
+    pulled: list[int] = []
+    real_generate = llm.generate
+
+    def counting_generate(*args: Any, **kwargs: Any) -> Iterator[int]:
+        for token in real_generate(*args, **kwargs):
+            pulled.append(token)
+            yield token
+
+    llm.generate = counting_generate  # type: ignore[method-assign]
+    try:
+        events = engine.generate(
+            GenerateJob(model=card.name, card=card, prompt=PROMPT, options={"num_predict": 500})
+        )
+        for _ in range(3):
+            assert isinstance(next(events), Token)
+        events.close()
+        seen = len(pulled)
+        time.sleep(0.3)
+        assert len(pulled) == seen <= 4
+        assert not instance.lock.locked()
+    finally:
+        del llm.generate
+    assert generate(engine, card, options={"num_predict": 2}).done.eval_count == 2
+
+
+def test_concurrent_requests_take_turns(engine: LlamaEngine, card: ModelCard):
+    expected = generate(engine, card).response
+    results: list[str] = []
+
+    def worker() -> None:
+        results.append(generate(engine, card).response)
+
+    threads = [threading.Thread(target=worker) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert results == [expected, expected]
+
+
+# -- chat ------------------------------------------------------------------------------------
+
+
+def chat(engine: LlamaEngine, card: ModelCard, messages: list[dict[str, Any]], **fields: Any):
+    options = {"temperature": 0, "num_predict": 12} | fields.pop("options", {})
+    job = ChatJob(model=card.name, card=card, messages=tuple(messages), options=options, **fields)
+    return collect(engine.chat(job))
+
+
+def test_chat_ignores_thinking_and_has_no_context(engine: LlamaEngine, card: ModelCard):
+    history = [
+        {"role": "user", "content": "Hi, I am Bob."},
+        {"role": "assistant", "content": "Hello Bob!"},
+        {"role": "user", "content": "What is my name?"},
+    ]
+    plain = chat(engine, card, history)
+    with_thinking = [dict(m) for m in history]
+    with_thinking[1]["thinking"] = "The user said their name is Bob, a long thought."
+    assert chat(engine, card, with_thinking).response == plain.response
+    assert plain.done.context is None
+    assert 0 < plain.done.eval_count <= 12
+    shorter = chat(engine, card, history[-1:])
+    assert shorter.done.prompt_eval_count < plain.done.prompt_eval_count
+
+
+def test_chat_matches_generate_for_one_user_message(engine: LlamaEngine, card: ModelCard):
+    chatted = chat(engine, card, [{"role": "user", "content": PROMPT}])
+    generated = generate(engine, card, options={"num_predict": 12})
+    assert chatted.response == generated.response
+
+
+# -- the reasoning demo ----------------------------------------------------------------------
+
+
+def test_think_variant_streams_think_block_then_answer(engine: LlamaEngine, think_card: ModelCard):
+    run = generate(engine, think_card, "What is 2 + 2?", options={"num_predict": 120})
+    text = run.response
+    assert text.startswith("<think>\n"), text
+    head, sep, answer = text.partition("\n</think>\n\n")
+    assert sep, text
+    assert len(head) > len("<think>\n")
+    assert answer.strip()
+    assert "<think>" not in answer
+
+
+def test_think_true_splits_thinking_out(engine: LlamaEngine, think_card: ModelCard):
+    inline = generate(engine, think_card, "What is 2 + 2?", options={"num_predict": 120})
+    split = generate(engine, think_card, "What is 2 + 2?", think=True, options={"num_predict": 120})
+    assert split.thinking and split.response
+    assert "<think>" not in split.response and "</think>" not in split.thinking
+    assert inline.response == f"<think>\n{split.thinking}\n</think>\n\n{split.response}"
+    assert split.tokens[0].thinking and not split.tokens[0].response
+
+
+def test_think_false_answers_plainly(engine: LlamaEngine, card: ModelCard, think_card: ModelCard):
+    plain = generate(engine, think_card, think=False)
+    assert "<think>" not in plain.response and not plain.thinking
+    assert plain.response == generate(engine, card).response
+
+
+# -- embeddings and unload -------------------------------------------------------------------
+
+
+def test_embeddings_are_unit_vectors(engine: LlamaEngine, card: ModelCard):
+    before = generate(engine, card).response
+    first, second, again = engine.embed(DEFAULT_MODEL, ["a cat", "stock markets", "a cat"], {})
+    assert generate(engine, card).response == before  # the embedding context leaves it alone
+    assert len(first) == 576  # llama.embedding_length
+    for vector in (first, second):
+        assert abs(sum(x * x for x in vector) - 1) < 1e-4
+    assert first == pytest.approx(again, abs=1e-5)
+    assert first != pytest.approx(second, abs=1e-3)
+
+
+def test_unload_frees_and_generate_reloads(engine: LlamaEngine, card: ModelCard):
+    engine.load(THINK_MODEL, {})
+    assert engine.loaded() == sorted([DEFAULT_MODEL, THINK_MODEL])
+    engine.unload(THINK_MODEL)
+    assert engine.loaded() == [DEFAULT_MODEL]  # the shared file stays for the other name
+    engine.unload(DEFAULT_MODEL)
+    assert engine.loaded() == []
+    assert engine._instances == {}
+    assert generate(engine, card, options={"num_predict": 2}).done.eval_count == 2
+    assert engine.loaded() == [DEFAULT_MODEL]

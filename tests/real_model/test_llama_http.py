@@ -1,0 +1,192 @@
+"""SmolLM2 through the package's HTTP server: ``OllamaServer(engines=[LlamaEngine()])``."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+
+from ollama_magic.server import OllamaServer
+from ollama_magic.server.engine import GenerateJob, ModelCard, Token
+from ollama_magic.server.llama import DEFAULT_MODEL, THINK_MODEL, LlamaEngine
+
+pytestmark = pytest.mark.real_model
+
+PROMPT = "Write a long paragraph about the sea."
+
+
+@pytest.fixture(scope="module")
+def url(engine: LlamaEngine) -> Iterator[str]:
+    with OllamaServer(engines=[engine]) as server:
+        yield server.url
+
+
+def post(url: str, path: str, body: dict[str, Any]) -> requests.Response:
+    return requests.post(f"{url}{path}", json=body, timeout=120)
+
+
+def stream(url: str, path: str, body: dict[str, Any]) -> list[dict[str, Any]]:
+    with requests.post(f"{url}{path}", json=body, stream=True, timeout=120) as response:
+        assert response.status_code == 200, response.text
+        assert response.headers["Content-Type"] == "application/x-ndjson"
+        return [json.loads(line) for line in response.iter_lines() if line]
+
+
+def ps(url: str) -> dict[str, dict[str, Any]]:
+    models = requests.get(f"{url}/api/ps", timeout=10).json()["models"]
+    return {model["name"]: model for model in models}
+
+
+def body(**fields: Any) -> dict[str, Any]:
+    options = {"temperature": 0, "num_predict": 12} | fields.pop("options", {})
+    return {"model": DEFAULT_MODEL, "prompt": PROMPT, "options": options} | fields
+
+
+def test_tags_show_real_metadata(url: str, card: ModelCard, gguf_path: Path):
+    models = {m["name"]: m for m in requests.get(f"{url}/api/tags", timeout=10).json()["models"]}
+    assert set(models) == {DEFAULT_MODEL, THINK_MODEL}
+    tag = models[DEFAULT_MODEL]
+    assert tag["size"] == gguf_path.stat().st_size
+    assert tag["digest"] == card.digest
+    assert tag["details"]["family"] == "llama"
+    assert tag["details"]["format"] == "gguf"
+    assert tag["details"]["parameter_size"] == "134.52M"
+    assert tag["details"]["quantization_level"] == "Q4_1"
+
+
+def test_show_gives_model_info_and_template(url: str, card: ModelCard):
+    shown = post(url, "/api/show", {"model": DEFAULT_MODEL}).json()
+    info = shown["model_info"]
+    assert info["general.architecture"] == "llama"
+    assert info["general.parameter_count"] == 134_515_008
+    assert info["llama.context_length"] == 8192
+    assert info["tokenizer.ggml.tokens"] == []
+    assert shown["template"] == card.template and "<|im_start|>" in shown["template"]
+    assert shown["capabilities"] == ["completion"]
+    assert shown["license"] == "apache-2.0"
+    think = post(url, "/api/show", {"model": THINK_MODEL}).json()
+    assert "NOT a reasoning model" in think["model_info"]["ollama_magic.note"]
+    assert "thinking" in think["capabilities"]
+
+
+def test_generate_matches_the_engine(url: str, engine: LlamaEngine, card: ModelCard):
+    job = GenerateJob(
+        model=DEFAULT_MODEL, card=card, prompt=PROMPT, options={"temperature": 0, "num_predict": 12}
+    )
+    direct = "".join(e.response for e in engine.generate(job) if isinstance(e, Token))
+    answer = post(url, "/api/generate", body(stream=False)).json()
+    assert answer["response"] == direct
+    assert answer["done"] is True and answer["done_reason"] == "length"
+    assert answer["eval_count"] == 12
+    assert len(answer["context"]) == answer["prompt_eval_count"] + 12
+    assert answer["total_duration"] >= answer["eval_duration"] > 0
+
+
+def test_streamed_generate_equals_the_whole_answer(url: str):
+    whole = post(url, "/api/generate", body(stream=False)).json()
+    chunks = stream(url, "/api/generate", body())
+    *pieces, final = chunks
+    assert len(pieces) >= 5
+    assert all(chunk["done"] is False for chunk in pieces)
+    assert "".join(chunk["response"] for chunk in pieces) == whole["response"]
+    assert final["done"] is True and final["context"] == whole["context"]
+    assert final["eval_count"] == whole["eval_count"] == 12
+
+
+def test_context_round_trip_over_http(url: str):
+    first = post(url, "/api/generate", body(prompt="My name is Ada.", stream=False)).json()
+    again = post(
+        url,
+        "/api/generate",
+        body(prompt="What is my name?", context=first["context"], stream=False),
+    ).json()
+    assert again["context"][: len(first["context"])] == first["context"]
+    assert again["prompt_eval_count"] > len(first["context"])
+
+
+def test_chat_streams_message_content(url: str):
+    messages = [{"role": "user", "content": PROMPT}]
+    chunks = stream(url, "/api/chat", body(messages=messages, prompt=None))
+    *pieces, final = chunks
+    content = "".join(chunk["message"]["content"] for chunk in pieces)
+    generated = post(url, "/api/generate", body(stream=False)).json()["response"]
+    assert content == generated  # one user message: the same prompt as generate
+    assert final["done"] is True and "context" not in final
+
+
+def test_think_over_http(url: str):
+    chunks = stream(
+        url,
+        "/api/chat",
+        {
+            "model": THINK_MODEL,
+            "messages": [{"role": "user", "content": "What is 2 + 2?"}],
+            "think": True,
+            "options": {"temperature": 0, "num_predict": 120},
+        },
+    )
+    thinking = "".join(c["message"].get("thinking", "") for c in chunks)
+    content = "".join(c["message"]["content"] for c in chunks)
+    assert thinking and content
+    assert "<think>" not in content
+    first_content = next(i for i, c in enumerate(chunks) if c["message"]["content"])
+    assert all(not c["message"].get("thinking") for c in chunks[first_content:])
+    refused = post(url, "/api/generate", body(think=True))
+    assert refused.status_code == 400
+    assert "does not support thinking" in refused.json()["error"]
+
+
+def test_format_schema_over_http(url: str):
+    schema = {
+        "type": "object",
+        "properties": {"city": {"type": "string"}, "population": {"type": "integer"}},
+        "required": ["city", "population"],
+    }
+    answer = post(
+        url,
+        "/api/generate",
+        body(prompt="A big city.", format=schema, stream=False, options={"num_predict": 32}),
+    ).json()
+    value = json.loads(answer["response"])
+    assert isinstance(value["city"], str) and type(value["population"]) is int
+
+
+def test_keep_alive_zero_unloads(url: str, engine: LlamaEngine):
+    post(url, "/api/generate", body(keep_alive="5m", options={"num_predict": 1, "num_ctx": 1024}))
+    loaded = ps(url)
+    assert loaded[DEFAULT_MODEL]["context_length"] == 1024
+    assert loaded[DEFAULT_MODEL]["size"] > 90_000_000
+    assert DEFAULT_MODEL in engine.loaded()
+    unloaded = post(url, "/api/generate", {"model": DEFAULT_MODEL, "keep_alive": 0}).json()
+    assert unloaded["done_reason"] == "unload"
+    assert DEFAULT_MODEL not in ps(url)
+    assert DEFAULT_MODEL not in engine.loaded()
+    post(url, "/api/chat", {"model": THINK_MODEL, "keep_alive": 0})  # shares the GGUF
+    assert ps(url) == {} and engine.loaded() == []
+    assert engine._instances == {}  # the llama.cpp model is freed
+    post(url, "/api/generate", body(keep_alive=0, options={"num_predict": 1}))
+    assert DEFAULT_MODEL not in ps(url) and engine.loaded() == []
+
+
+def test_client_disconnect_stops_the_model(url: str, engine: LlamaEngine):
+    post(url, "/api/generate", body(options={"num_predict": 1}))  # loaded
+    instance = next(iter(engine._instances.values()))
+    response = requests.post(
+        f"{url}/api/generate", json=body(options={"num_predict": 2000}), stream=True, timeout=60
+    )
+    lines = response.iter_lines()
+    for _ in range(3):
+        assert json.loads(next(lines))["done"] is False
+    assert instance.lock.locked()
+    response.close()
+    deadline = time.monotonic() + 3  # 2000 tokens would take ~30 s
+    while instance.lock.locked() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert not instance.lock.locked()
+    quick = post(url, "/api/generate", body(stream=False, options={"num_predict": 2})).json()
+    assert quick["eval_count"] == 2

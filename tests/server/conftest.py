@@ -1,0 +1,30 @@
+"""Fixtures for the server tests: one shared server, and fresh ones where state matters."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from ollama_magic.server import OllamaServer, ScriptedEngine
+
+
+@pytest.fixture(scope="session")
+def srv() -> Iterator[OllamaServer]:
+    """A server shared by tests that do not care what is loaded."""
+    with OllamaServer() as server:
+        yield server
+
+
+@pytest.fixture()
+def fresh() -> Iterator[OllamaServer]:
+    """A server of its own, for tests that look at loaded models or engine calls."""
+    with OllamaServer([ScriptedEngine()]) as server:
+        yield server
+
+
+@pytest.fixture()
+def engine(fresh: OllamaServer) -> ScriptedEngine:
+    scripted = fresh.engines[0]
+    assert isinstance(scripted, ScriptedEngine)
+    return scripted
