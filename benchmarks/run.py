@@ -26,8 +26,8 @@ import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from ollama_magic.server import OllamaServer  # noqa: E402
-from tests.kernel import Kernel  # noqa: E402
+from ollama_magic.server import OllamaServer
+from tests.kernel import Kernel
 
 TIMED = """
 import time as _t

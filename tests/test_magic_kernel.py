@@ -5,7 +5,6 @@ Each test asserts what the server received, what the cell displayed, and what wa
 
 from __future__ import annotations
 
-import json
 import threading
 import time
 
