@@ -117,6 +117,35 @@ def run_direct(llm: object, prompt_tokens: list[int], tokens: int) -> Run:
     return Run(len(out), first - start, (len(out) - 1) / (last - first), end - start, text)
 
 
+MAGIC_CELL = """
+import time as _t
+_t0 = _t.perf_counter()
+get_ipython().run_cell_magic("ollama", {line!r}, {prompt!r})
+print("TIMING", repr((_t.perf_counter() - _t0, r.eval_count, r.answer)))
+"""
+
+
+def magic_runs(url: str, runs: int, tokens: int) -> list[Run]:
+    """The same request through ``%%ollama`` (live display on) in a real kernel."""
+    from tests.kernel import Kernel
+
+    options = " ".join(f"-O {key}={value}" for key, value in SAMPLING.items())
+    line = f"{DEFAULT_MODEL} {options} --seed 0 --num-predict {tokens} -o r"
+    kernel = Kernel(env={"OLLAMA_HOST": url})
+    results = []
+    try:
+        assert kernel.run("%load_ext ollama_magic").ok
+        for _ in range(runs):
+            run = kernel.run(MAGIC_CELL.format(line=line, prompt=PROMPT), timeout=300)
+            assert run.ok, run.reply["content"]
+            stamp = [t for t in run.stdout.splitlines() if t.startswith("TIMING ")][-1]
+            total, count, text = eval(stamp.removeprefix("TIMING "))
+            results.append(Run(count, float("nan"), float("nan"), total, text))
+    finally:
+        kernel.shutdown()
+    return results
+
+
 def direct_runs(runs: int, tokens: int) -> list[Run]:
     from llama_cpp import Llama
 
@@ -186,6 +215,7 @@ def main(argv: list[str] | None = None) -> int:
         run_http(url, 8)  # loads the model and warms up
         http = [run_http(url, args.tokens) for _ in range(args.runs)]
         rss_loaded = server.memory_info().rss
+        magic = magic_runs(url, args.runs, args.tokens)
     finally:
         assert process.stdin is not None
         process.stdin.close()
@@ -204,11 +234,15 @@ def main(argv: list[str] | None = None) -> int:
         "http_first_token_s": median([r.first_token_s for r in http]),
         "server_rss_mb_before_load": rss_idle / 2**20,
         "server_rss_mb_loaded": rss_loaded / 2**20,
-        "same_text": http[0].text == direct[0].text,
+        "same_text": http[0].text == direct[0].text == magic[0].text,
+        "direct_end_to_end_tok_s": median([r.tokens / r.total_s for r in direct]),
+        "http_end_to_end_tok_s": median([r.tokens / r.total_s for r in http]),
+        "magic_end_to_end_tok_s": median([r.tokens / r.total_s for r in magic]),
         "http_runs": [asdict(r) | {"text": r.text[:60]} for r in http],
         "direct_runs": [asdict(r) | {"text": r.text[:60]} for r in direct],
     }
     results["ratio"] = results["http_tok_s"] / results["direct_tok_s"]
+    results["magic_ratio"] = results["magic_end_to_end_tok_s"] / results["direct_end_to_end_tok_s"]
     if args.json:
         print(json.dumps(results, indent=2))
         return 0
@@ -216,11 +250,16 @@ def main(argv: list[str] | None = None) -> int:
         ("decode tokens/s, llama_cpp direct", f"{results['direct_tok_s']:.1f}"),
         ("decode tokens/s, HTTP streamed", f"{results['http_tok_s']:.1f}"),
         ("ratio HTTP / direct (target >= 0.9)", f"{results['ratio']:.3f}"),
+        ("end to end tokens/s (prompt included), direct",
+         f"{results['direct_end_to_end_tok_s']:.1f}"),
+        ("end to end tokens/s, HTTP", f"{results['http_end_to_end_tok_s']:.1f}"),
+        ("end to end tokens/s, %%ollama in a kernel", f"{results['magic_end_to_end_tok_s']:.1f}"),
+        ("ratio %%ollama / direct (target >= 0.9)", f"{results['magic_ratio']:.3f}"),
         ("first token, direct", f"{results['direct_first_token_s'] * 1000:.0f} ms"),
         ("first token, HTTP", f"{results['http_first_token_s'] * 1000:.0f} ms"),
         ("server RSS, model loaded (target < 400 MB)", f"{results['server_rss_mb_loaded']:.0f} MB"),
         ("server RSS, before load", f"{results['server_rss_mb_before_load']:.0f} MB"),
-        ("same text via HTTP and direct", str(results["same_text"])),
+        ("same text direct, via HTTP and via %%ollama", str(results["same_text"])),
     ]
     width = max(len(name) for name, _ in rows)
     print(

@@ -8,6 +8,7 @@ message and not a round trip. Names in the user's namespace (``--format``, ``--i
 from __future__ import annotations
 
 import argparse
+import array
 import base64
 import json
 import math
@@ -436,7 +437,9 @@ def _context(
         raise ArgsError(f"--context {ns.context}: no such variable")
     value = namespace[ns.context]
     value = getattr(value, "context", value)
-    if not isinstance(value, (list, tuple)) or not all(isinstance(t, int) for t in value):
+    if not isinstance(value, (list, tuple, array.array)) or not all(
+        isinstance(t, int) for t in value
+    ):
         raise ArgsError(
             f"--context {ns.context}: expected a result (from -o) or a list of token ids"
         )

@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from .client import OllamaClient
 from .errors import OllamaError
 
-PROMPT = "请用两句话介绍人工智能。Then say the same in English."
+PROMPT = "Explain in three sentences why the sky is blue."
 
 
 def _running_ollama() -> tuple[str, list[str]] | None:
@@ -33,9 +33,23 @@ def _running_ollama() -> tuple[str, list[str]] | None:
 
 @contextlib.contextmanager
 def _local_server() -> Iterator[tuple[str, list[str]]]:
-    from .server import OllamaServer
+    """The package's server: SmolLM2 through llama.cpp when installed, and the scripted models."""
+    from .server import OllamaServer, ScriptedEngine
+    from .server.engine import Engine
 
-    with OllamaServer() as server:
+    engines: list[Engine] = []
+    try:
+        from .server.llama import LlamaEngine, default_gguf_path, llama_available
+
+        if llama_available():
+            default_gguf_path()
+            engines.append(LlamaEngine())
+        else:
+            print("(llama-cpp-python is not installed, so only the scripted models are served)")
+    except FileNotFoundError as exc:
+        print(f"({exc}; only the scripted models are served)")
+    engines.append(ScriptedEngine())
+    with OllamaServer(engines=engines) as server:
         client = OllamaClient(server.url)
         names = [m["name"] for m in client.tags()]
         client.close()
@@ -45,10 +59,25 @@ def _local_server() -> Iterator[tuple[str, list[str]]]:
 def _pick(names: list[str], wanted: str | None) -> str:
     if wanted:
         return wanted
-    for preferred in ("reasoner:latest", "thinker:latest"):
+    for preferred in ("smollm2:135m", "reasoner:latest"):
         if preferred in names:
             return preferred
     return names[0]
+
+
+def _lab(url: str) -> int:
+    """JupyterLab with OLLAMA_HOST pointing at ``url``; returns when Lab exits (Ctrl-C)."""
+    import subprocess
+
+    env = dict(os.environ, OLLAMA_HOST=url)
+    print("Starting JupyterLab; in a notebook run `%load_ext ollama_magic`. Ctrl-C stops both.")
+    command = [sys.executable, "-m", "jupyter", "lab", "--ServerApp.root_dir=notebooks"]
+    if os.geteuid() == 0:
+        command.append("--allow-root")
+    try:
+        return subprocess.call(command, env=env)
+    except KeyboardInterrupt:
+        return 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -56,6 +85,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model", help="model to use (default: the first available)")
     parser.add_argument("--prompt", default=PROMPT, help="the prompt to send")
     parser.add_argument("--local", action="store_true", help="always use the local server")
+    parser.add_argument("--lab", action="store_true", help="open JupyterLab wired to the server")
     args = parser.parse_args(argv)
 
     found = None if args.local else _running_ollama()
@@ -69,6 +99,8 @@ def main(argv: list[str] | None = None) -> int:
         else:
             url, names = stack.enter_context(_local_server())
             print(f"No Ollama answered, so the package's local server runs at {url}")
+        if args.lab:
+            return _lab(url)
         model = _pick(names, args.model)
         os.environ["OLLAMA_HOST"] = url
         from IPython.core.interactiveshell import InteractiveShell

@@ -157,7 +157,8 @@ class _Slot:
 class LiveDisplay:
     """The notebook view: live slots while streaming, one final rendering at the end.
 
-    **Parameters:** ``interval``, the least time between two updates (20 a second at most);
+    **Parameters:** ``interval``, the least time between two messages while streaming (18 a
+    second; opening a slot counts as one);
     ``ratio``, an update waits until the new text is at least 1/``ratio`` of the slot it
     refreshes (so updates cost at most ``ratio`` times the text they add), or ``max_wait``;
     ``slot_seconds``, how much of the stream's pace one slot may hold before a new one starts.
@@ -169,7 +170,7 @@ class LiveDisplay:
         *,
         show_thinking: bool = True,
         clock: Callable[[], float] = time.monotonic,
-        interval: float = 0.05,
+        interval: float = 0.055,
         ratio: int = 5,
         max_wait: float = 0.3,
         slot_seconds: float = 1.5,
@@ -241,7 +242,6 @@ class LiveDisplay:
         self._publisher.show(EMPTY, slot.display_id)
         self._slots.append(slot)
         self._kind, self._tail, self._shown, self._fence = kind, "", 0, fence
-        self._last_update = -1e9  # the first words of a slot show at once
 
     def _slot_limit(self, now: float) -> int:
         elapsed = max(now - self._started, 1e-3)
@@ -265,9 +265,7 @@ class LiveDisplay:
                 self._tail = head
                 self._open_slot(self._kind, fence)
                 self._tail = rest
-                if rest:
-                    self._push(rest)
-                self._last_update = now
+                self._last_update = now + self._interval  # two messages went out
                 return
         self._push(self._tail)
         self._last_update = now
@@ -309,3 +307,4 @@ class LiveDisplay:
             for slot in rest:
                 self._publisher.update(EMPTY, slot.display_id)
         self._kind, self._tail, self._shown = "collapsed", "", 0
+        self._last_update = self._clock()

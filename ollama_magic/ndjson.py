@@ -8,7 +8,9 @@ only when complete.
 
 from __future__ import annotations
 
+import array
 import json
+import re
 from typing import Any
 
 from .errors import StreamError
@@ -53,7 +55,54 @@ class NDJSONDecoder:
         return [_parse(rest)] if rest.strip() else []
 
 
+class TokenIds(array.array):  # type: ignore[type-arg]
+    """Token ids (a final chunk's ``context``) stored as machine ints, not one object each.
+
+    A long conversation's ``context`` holds every token of it: as a Python list that costs
+    about 36 bytes a token. It reads like a list (``repr``, ``==``, slicing, ``len``);
+    ``list(ids)`` gives a plain list for ``json.dumps``.
+
+    >>> ids = TokenIds([1, 2, 3])
+    >>> ids, ids == [1, 2, 3], ids[:2], ids.itemsize
+    ([1, 2, 3], True, [1, 2], 4)
+    """
+
+    def __new__(cls, ids: Any = ()) -> TokenIds:
+        return super().__new__(cls, "i", ids)
+
+    def __repr__(self) -> str:
+        return repr(self.tolist())
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, (list, tuple)):
+            return self.tolist() == list(other)
+        return super().__eq__(other)
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __getitem__(self, index: Any) -> Any:
+        item = super().__getitem__(index)
+        return TokenIds(item) if isinstance(index, slice) else item
+
+
+_CONTEXT = re.compile(rb'"context"\s*:\s*\[')
+#: Lines longer than this have their ``context`` read without a Python int per token.
+BIG_LINE = 1 << 16
+
+
 def _parse(line: bytes) -> dict[str, Any]:
+    ids = None
+    found = _CONTEXT.search(line) if len(line) > BIG_LINE else None
+    if found:
+        begin = found.end()
+        end = line.find(b"]", begin)
+        if end > begin:
+            try:
+                ids = TokenIds(map(int, line[begin:end].split(b",")))
+            except ValueError:
+                ids = None
+            else:
+                line = line[:begin] + line[end:]
     try:
         obj = json.loads(line)
     except ValueError as exc:
@@ -63,4 +112,6 @@ def _parse(line: bytes) -> dict[str, Any]:
     error = obj.get("error")
     if error:
         raise StreamError(str(error))
+    if ids is not None:
+        obj["context"] = ids
     return obj

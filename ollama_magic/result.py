@@ -25,7 +25,7 @@ class GenerationResult:
     thinking: str = ""
     response: str = ""
     done_reason: str | None = None
-    context: list[int] | None = None
+    context: list[int] | None = None  # a TokenIds (a compact list) when the context is long
     prompt_eval_count: int | None = None
     prompt_eval_duration: int | None = None
     eval_count: int | None = None

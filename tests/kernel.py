@@ -17,6 +17,7 @@ class CellRun:
 
     reply: dict[str, Any]
     messages: list[dict[str, Any]] = field(default_factory=list)
+    started: Any = None  # the kernel's timestamp of execute_input: when the cell began
 
     def of_type(self, *types: str) -> list[dict[str, Any]]:
         return [m for m in self.messages if m["msg_type"] in types]
@@ -97,6 +98,7 @@ class Kernel:
                 idle = msg["content"]["execution_state"] == "idle"
                 continue
             if msg["msg_type"] == "execute_input":
+                run.started = msg["header"]["date"]
                 continue
             run.messages.append(msg)
             if on_message is not None:

@@ -115,6 +115,23 @@ def test_updates_are_throttled_to_20_a_second_at_any_rate() -> None:
         assert rec.updates() <= 20 * seconds + 40, rate  # + the slot closings and the end
 
 
+def test_no_second_carries_more_than_20_messages_while_streaming() -> None:
+    for rate in (20, 60, 400, 5000):
+        rec, clock = Recorder(), Clock()
+        live = LiveDisplay(rec, clock=clock)
+        stamps: list[float] = []
+        for piece in tokens("Let me think. " * 60):
+            clock.now += 1 / rate
+            live.thinking(piece)
+            stamps += [clock.now] * (len(rec.messages) - len(stamps))
+        for piece in tokens(long_answer(8000)):
+            clock.now += 1 / rate
+            live.answer(piece)
+            stamps += [clock.now] * (len(rec.messages) - len(stamps))
+        busiest = max(sum(1 for t in stamps if s <= t < s + 1.0) for s in stamps)
+        assert busiest <= 20, (rate, busiest)
+
+
 def test_display_bytes_grow_linearly() -> None:
     answer = long_answer(12_000)
     for rate in (20, 60, 400):

@@ -56,3 +56,17 @@ def test_in_band_error_line_raises_with_the_server_text() -> None:
 def test_garbage_line_raises_stream_error() -> None:
     with pytest.raises(StreamError, match="not JSON"):
         NDJSONDecoder().feed(b"<html>\n")
+
+
+def test_a_long_context_is_kept_compact_and_reads_like_a_list() -> None:
+    ids = list(range(100_000, 130_000))
+    line = json.dumps({"response": "", "done": True, "context": ids, "eval_count": 3}).encode()
+    (obj,) = NDJSONDecoder().feed(line.replace(b", ", b",") + b"\n")
+    assert obj["context"] == ids and obj["eval_count"] == 3 and obj["done"] is True
+    assert obj["context"].itemsize == 4  # machine ints, not Python objects
+    assert json.loads(json.dumps(list(obj["context"]))) == ids
+
+
+def test_a_short_context_stays_a_plain_list() -> None:
+    (obj,) = NDJSONDecoder().feed(b'{"done":true,"context":[1,2,3]}\n')
+    assert type(obj["context"]) is list
