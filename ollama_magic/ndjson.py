@@ -90,6 +90,26 @@ _CONTEXT = re.compile(rb'"context"\s*:\s*\[')
 BIG_LINE = 1 << 16
 
 
+def _token_ids(data: bytes, start: int, end: int, block: int = 1 << 15) -> TokenIds:
+    """Parse ``1,2,3`` between ``start`` and ``end`` a block at a time (no list of the whole).
+
+    >>> _token_ids(b"[10, 20,30]", 1, 10, block=4)
+    [10, 20, 30]
+    """
+    ids = TokenIds()
+    while start < end:
+        stop = min(end, start + block)
+        piece = data[start:stop]
+        if stop < end:
+            cut = piece.rfind(b",")
+            if cut > 0:
+                piece, stop = piece[:cut], start + cut + 1
+        if piece.strip():
+            ids.extend(map(int, piece.split(b",")))
+        start = stop
+    return ids
+
+
 def _parse(line: bytes) -> dict[str, Any]:
     ids = None
     found = _CONTEXT.search(line) if len(line) > BIG_LINE else None
@@ -98,7 +118,7 @@ def _parse(line: bytes) -> dict[str, Any]:
         end = line.find(b"]", begin)
         if end > begin:
             try:
-                ids = TokenIds(map(int, line[begin:end].split(b",")))
+                ids = _token_ids(line, begin, end)
             except ValueError:
                 ids = None
             else:
