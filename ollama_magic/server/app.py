@@ -14,19 +14,22 @@ import contextlib
 import ipaddress
 import json
 import logging
+import math
 import select
 import socket
 import socketserver
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, Protocol, cast
 
 from .decoding import (
     CHAT_REQUEST,
+    EMBED_REQUEST,
     GENERATE_REQUEST,
     SHOW_REQUEST,
     DecodeError,
@@ -38,7 +41,16 @@ from .decoding import (
     validate_options,
 )
 from .engine import ChatJob, Done, Drop, Engine, Event, Fail, GenerateJob, ModelCard, Pause, Token
-from .gojson import EmptyBody, GoJSONError, decode_first, dumps, dumps_str, go_quote, raw_field
+from .gojson import (
+    EmptyBody,
+    GoJSONError,
+    decode_first,
+    dumps,
+    dumps_str,
+    float32,
+    go_quote,
+    raw_field,
+)
 from .gotemplate import TemplateError
 from .gotemplate import parse as parse_template
 from .gotime import format_time, utc_now
@@ -166,25 +178,51 @@ def _readable(sock: socket.socket, timeout: float) -> bool:
     return bool(select.select([sock], [], [], max(0, timeout))[0])
 
 
-class _GenerateShape:
-    """How ``/api/generate`` frames tokens, the final chunk and load/unload replies."""
+class _Shape:
+    """How a streaming endpoint frames tokens, the final chunk and load/unload replies.
 
-    def __init__(self, model: str, started_ns: int, load_ns: int, raw: bool) -> None:
-        self.model, self.started_ns, self.load_ns, self.raw = model, started_ns, load_ns, raw
+    Subclasses say where the text goes (``_OPEN``/``_CLOSE`` around it in a chunk, :meth:`head`
+    for whole objects) and what the final chunk adds (:meth:`_extra`).
+    """
+
+    _OPEN = b""  # a chunk's bytes between the created_at value and the JSON string of the text
+    _CLOSE = b""  # a chunk's bytes after the text (and its thinking)
+
+    def __init__(self, model: str, started_ns: int, load_ns: int) -> None:
+        self.model, self.started_ns, self.load_ns = model, started_ns, load_ns
         self._prefix = b'{"model":' + dumps_str(model) + b',"created_at":"'
 
     def chunk(self, token: Token) -> bytes:
+        """One NDJSON line, written by hand: this is the per-token hot path."""
         thinking = b',"thinking":' + dumps_str(token.thinking) if token.thinking else b""
-        return b"".join(
-            (
-                self._prefix,
-                utc_now().encode(),
-                b'","response":',
-                dumps_str(token.response),
-                thinking,
-                b',"done":false}\n',
-            )
-        )
+        text = dumps_str(token.response)
+        return b"".join((self._prefix, utc_now().encode(), self._OPEN, text, thinking, self._CLOSE))
+
+    def head(self, response: str, thinking: str, done: bool) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def final(self, done: Done, response: str, thinking: str) -> dict[str, Any]:
+        body = self.head(response, thinking, True)
+        if done.done_reason:
+            body["done_reason"] = done.done_reason
+        body.update(self._extra(done))
+        body.update(_metrics(done, self.started_ns, self.load_ns))
+        return body
+
+    def _extra(self, done: Done) -> dict[str, Any]:
+        """Fields of the final chunk between ``done_reason`` and the metrics."""
+        return {}
+
+
+class _GenerateShape(_Shape):
+    """``/api/generate``: the text in ``response``; the final chunk has ``context``."""
+
+    _OPEN = b'","response":'
+    _CLOSE = b',"done":false}\n'
+
+    def __init__(self, model: str, started_ns: int, load_ns: int, raw: bool) -> None:
+        super().__init__(model, started_ns, load_ns)
+        self.raw = raw
 
     def head(self, response: str, thinking: str, done: bool) -> dict[str, Any]:
         body: dict[str, Any] = {"model": self.model, "created_at": utc_now(), "response": response}
@@ -193,51 +231,21 @@ class _GenerateShape:
         body["done"] = done
         return body
 
-    def final(self, done: Done, response: str, thinking: str) -> dict[str, Any]:
-        body = self.head(response, thinking, True)
-        if done.done_reason:
-            body["done_reason"] = done.done_reason
-        if done.context and not self.raw:
-            body["context"] = list(done.context)
-        body.update(_metrics(done, self.started_ns, self.load_ns))
-        return body
+    def _extra(self, done: Done) -> dict[str, Any]:
+        return {"context": list(done.context)} if done.context and not self.raw else {}
 
 
-class _ChatShape:
-    """How ``/api/chat`` frames the same events: a ``message`` object, no ``context``."""
+class _ChatShape(_Shape):
+    """``/api/chat``: the text in a ``message`` object, and no ``context``."""
 
-    def __init__(self, model: str, started_ns: int, load_ns: int) -> None:
-        self.model, self.started_ns, self.load_ns = model, started_ns, load_ns
-        self._prefix = b'{"model":' + dumps_str(model) + b',"created_at":"'
-
-    def chunk(self, token: Token) -> bytes:
-        thinking = b',"thinking":' + dumps_str(token.thinking) if token.thinking else b""
-        return b"".join(
-            (
-                self._prefix,
-                utc_now().encode(),
-                b'","message":{"role":"assistant","content":',
-                dumps_str(token.response),
-                thinking,
-                b'},"done":false}\n',
-            )
-        )
+    _OPEN = b'","message":{"role":"assistant","content":'
+    _CLOSE = b'},"done":false}\n'
 
     def head(self, response: str, thinking: str, done: bool) -> dict[str, Any]:
         message = {"role": "assistant", "content": response}
         if thinking:
             message["thinking"] = thinking
         return {"model": self.model, "created_at": utc_now(), "message": message, "done": done}
-
-    def final(self, done: Done, response: str, thinking: str) -> dict[str, Any]:
-        body = self.head(response, thinking, True)
-        if done.done_reason:
-            body["done_reason"] = done.done_reason
-        body.update(_metrics(done, self.started_ns, self.load_ns))
-        return body
-
-
-_Shape = _GenerateShape | _ChatShape
 
 
 def _metrics(done: Done, started_ns: int, load_ns: int) -> dict[str, int]:
@@ -302,6 +310,7 @@ _ROUTES: dict[str, dict[str, str]] = {
     "/api/version": {"GET": "_version", "HEAD": "_version"},
     "/api/generate": {"POST": "_generate"},
     "/api/chat": {"POST": "_chat"},
+    "/api/embed": {"POST": "_embed"},
     "/api/tags": {"GET": "_tags", "HEAD": "_tags"},
     "/api/show": {"POST": "_show"},
     "/api/ps": {"GET": "_ps"},
@@ -723,6 +732,41 @@ class _Handler(BaseHTTPRequestHandler):
         finally:
             self.app.scheduler.release(lease)
 
+    def _embed(self) -> None:
+        """``/api/embed``: Ollama's order of checks; empty input only loads the model."""
+        req = self._decode(EMBED_REQUEST)
+        inputs = _embed_inputs(req.get("input"))
+        model = req.get("model", "")
+        if not model.strip():
+            raise _HTTPError(404, f"model '{model}' not found")
+        found = self.app._find(model)
+        if found is None:
+            raise _HTTPError(404, f"model {go_quote(model)} not found, try pulling it first")
+        engine, card = found
+        options = self._options(req, card)
+        lease, load_ns = self._acquire(engine, card, options, req.get("keep_alive"))
+        try:
+            if not inputs:
+                self._send_json(200, {"model": model, "embeddings": []})
+                return
+            try:
+                vectors, count = _embed_counted(engine, card.name, inputs, options)
+            except Exception as exc:
+                log.exception("embedding with %s failed", card.name)
+                raise _HTTPError(500, str(exc) or type(exc).__name__) from None
+            dimensions = req.get("dimensions", 0)
+            body: dict[str, Any] = {
+                "model": model,
+                "embeddings": [_embedding(vector, dimensions) for vector in vectors],
+                "total_duration": time.perf_counter_ns() - self.started_ns,
+                "load_duration": load_ns,
+                "prompt_eval_count": count,
+            }
+            omitempty = {key: value for key, value in body.items() if value != 0}
+            self._send_json(200, omitempty)
+        finally:
+            self.app.scheduler.release(lease)
+
     def _respond(self, start: Callable[[], Iterator[Event]], shape: _Shape, stream: bool) -> None:
         """Run the engine and answer, streamed or as one object; always close the engine."""
         events: Iterator[Event] | None = None
@@ -804,6 +848,44 @@ class _Handler(BaseHTTPRequestHandler):
         self._send_json(200, shape.head("".join(response), "".join(thinking), False))
 
 
+def _embed_inputs(value: Any) -> list[str]:
+    """Ollama's reading of ``input``: absent, a string (empty: none) or an array of strings."""
+    if value is None:
+        return []
+    if isinstance(value, str):
+        return [value] if value else []
+    if isinstance(value, list) and all(isinstance(item, str) for item in value):
+        return value
+    raise _HTTPError(400, "invalid input type")
+
+
+class _CountingEmbedder(Protocol):
+    """An engine that also says how many tokens it read (``prompt_eval_count``)."""
+
+    def embed_with_count(
+        self, name: str, inputs: list[str], options: dict[str, Any]
+    ) -> tuple[list[list[float]], int]: ...
+
+
+def _embed_counted(
+    engine: Engine, name: str, inputs: list[str], options: dict[str, Any]
+) -> tuple[list[list[float]], int]:
+    """Vectors and input token count; the count is 0 (left out) if the engine does not say."""
+    if hasattr(engine, "embed_with_count"):
+        return cast(_CountingEmbedder, engine).embed_with_count(name, inputs, options)
+    return engine.embed(name, inputs, options), 0
+
+
+def _embedding(vector: list[float], dimensions: int) -> list[float]:
+    """One vector as Ollama sends it: cut to ``dimensions`` (then L2-normalised again) if that
+    is positive and shorter, and float32 values."""
+    if 0 < dimensions < len(vector):
+        vector = vector[:dimensions]
+        norm = math.sqrt(sum(x * x for x in vector)) or 1.0
+        vector = [x / norm for x in vector]
+    return [float32(x) for x in vector]
+
+
 _LOAD = {"done_reason": "load"}
 _UNLOAD = {"done_reason": "unload"}
 
@@ -872,6 +954,18 @@ class _HTTPServer(ThreadingHTTPServer):
         socketserver.TCPServer.server_bind(self)
         host, port = self.server_address[:2]
         self.server_name, self.server_port = str(host), int(port)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """Print real bugs, but not a client that hung up (e.g. reset an idle kept-alive
+        connection): that is normal, and a traceback for it would litter notebooks and CI logs.
+        """
+        if isinstance(sys.exc_info()[1], _HANGUPS):
+            return
+        super().handle_error(request, client_address)
+
+
+_HANGUPS = (ConnectionResetError, BrokenPipeError, ConnectionAbortedError, TimeoutError)
+"""Errors that mean the client went away (or an idle socket timed out), not a server bug."""
 
 
 class OllamaServer:
@@ -1009,11 +1103,16 @@ def serve(
     log_requests: bool = True,
     announce: Callable[[str], None] | None = None,
 ) -> None:
-    """Serve in the foreground until Ctrl-C (what ``python -m ollama_magic.server`` runs)."""
+    """Serve in the foreground until Ctrl-C (what ``python -m ollama_magic.server`` runs).
+
+    Announces (default: prints) the URL, then the served model names, one line each.
+    """
     server = OllamaServer(engines, host=host, port=port, version=version, log_requests=log_requests)
-    message = f"Ollama-compatible server on {server.url}"
-    if announce is None:
-        print(message, flush=True)  # flushed: a parent process may be waiting for this line
-    else:
-        announce(message)
+    say = announce or _print_flushed
+    say(f"Ollama-compatible server on {server.url}")  # first: it has the port when port is 0
+    say("Models: " + ", ".join(card.name for card in server._cards()))
     server.serve_forever()
+
+
+def _print_flushed(line: str) -> None:
+    print(line, flush=True)  # flushed: a parent process may be waiting for this line

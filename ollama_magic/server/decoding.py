@@ -273,6 +273,18 @@ SHOW_REQUEST = Struct(
     },
 )
 
+EMBED_REQUEST = Struct(
+    "EmbedRequest",
+    {
+        "model": (_string, "string"),
+        "input": (_raw, "interface {}"),  # a string or strings: checked by the handler
+        "keep_alive": (keep_alive_ns, "api.Duration"),
+        "truncate": (_bool, "bool"),
+        "dimensions": (_int, "int"),
+        "options": (_object, "map[string]interface {}"),
+    },
+)
+
 # Fields whose Go type is a pointer: JSON null resets them to "absent".
 _POINTERS = {"stream", "keep_alive", "think", "truncate", "shift"}
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 import binascii
 import json
 import re
+import struct
 import unicodedata
 from json.encoder import encode_basestring as _encode_basestring
 from typing import Any
@@ -98,6 +99,24 @@ def dumps_str(text: str) -> bytes:
         return quoted.encode("utf-8")
     except UnicodeEncodeError:
         return _SURROGATE_RE.sub("\ufffd", quoted).encode("utf-8")
+
+
+def float32(value: float) -> float:
+    """``value`` as Go writes a ``float32``: rounded to single precision, in the fewest digits
+    that read back as that single (so :func:`dumps` prints ``0.1``, not ``0.10000000149011612``).
+
+    >>> float32(0.1), float32(1 / 3)
+    (0.1, 0.33333334)
+    """
+    single = _F32.pack(value)
+    for digits in range(1, 10):  # 9 significant digits always round-trip a float32
+        short = float(f"{_F32.unpack(single)[0]:.{digits}g}")
+        if _F32.pack(short) == single:
+            return short
+    return float(_F32.unpack(single)[0])
+
+
+_F32 = struct.Struct("<f")
 
 
 def raw_field(data: bytes, name: str) -> bytes | None:

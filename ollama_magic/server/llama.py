@@ -48,14 +48,17 @@ import math
 import random
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ..thinking import ANSWER, ReasoningSplitter
+from ..thinking import Event as ReasoningEvent
 from .engine import ChatJob, Done, Event, Fail, GenerateJob, ModelCard, Token
 from .gguf import GGUFHeader, file_sha256, human_number, read_header
+from .stops import StopFilter
 
 if TYPE_CHECKING:
     from llama_cpp import Llama, LlamaGrammar
@@ -91,8 +94,6 @@ thought  ::= sentence (" " sentence)?
 sentence ::= [^<>\n.!? ] [^<>\n.!?]{0,100} [.!?]
 answer   ::= [^\x00]*
 """
-_THINK_OPEN = "<think>\n"
-_THINK_CLOSE = "\n</think>\n\n"
 
 # Ollama's defaults for the options it maps onto llama.cpp's sampler.
 _SAMPLING_DEFAULTS: dict[str, float] = {
@@ -211,7 +212,8 @@ class _Embedder:
             n_tokens=EMBED_NUM_CTX, embd=0, n_seq_max=1, verbose=False
         )
 
-    def embed(self, text: str) -> list[float]:
+    def embed(self, text: str) -> tuple[list[float], int]:
+        """The unit vector of ``text`` and how many tokens it read."""
         import llama_cpp
 
         tokens = _tokenize(self._llm, text, add_bos=True)[:EMBED_NUM_CTX]
@@ -223,7 +225,7 @@ class _Embedder:
         pooled = llama_cpp.llama_get_embeddings_seq(self._ctx.ctx, 0)
         vector = [float(x) for x in pooled[: self._llm.n_embd()]]
         norm = math.sqrt(sum(x * x for x in vector)) or 1.0
-        return [x / norm for x in vector]
+        return [x / norm for x in vector], len(tokens)
 
     def close(self) -> None:
         self._batch.close()
@@ -466,6 +468,12 @@ class LlamaEngine:
         They come from an embedding-mode context on the loaded weights (see :class:`_Embedder`);
         the model is loaded first if needed, and the context is freed with it.
         """
+        return self.embed_with_count(name, inputs, options)[0]
+
+    def embed_with_count(
+        self, name: str, inputs: list[str], options: dict[str, Any]
+    ) -> tuple[list[list[float]], int]:
+        """:meth:`embed`, plus how many tokens were read (``prompt_eval_count``)."""
         served = self._resolve(name)
         with self._state:
             loaded = self._instances.get(served.path)
@@ -475,7 +483,8 @@ class LlamaEngine:
             assert instance.llm is not None
             if instance.embedder is None:
                 instance.embedder = _Embedder(instance.llm, self.n_threads)
-            return [instance.embedder.embed(text) for text in inputs]
+            results = [instance.embedder.embed(text) for text in inputs]
+            return [vector for vector, _ in results], sum(count for _, count in results)
         finally:
             self._release(instance)
 
@@ -599,53 +608,45 @@ def _tokenize(llm: Llama, text: str, add_bos: bool) -> list[int]:
 # -- the sampling loop -----------------------------------------------------------------------
 
 
-def _held_suffix(text: str, markers: Sequence[str]) -> int:
-    """Length of the longest end of ``text`` that could be the start of one of ``markers``."""
-    longest = 0
-    for marker in markers:
-        for size in range(min(len(marker) - 1, len(text)), longest, -1):
-            if text.endswith(marker[:size]):
-                longest = size
-                break
-    return longest
+class _ThinkTokens:
+    """The think variant's text as Tokens: the ``<think>`` block to ``thinking``, the rest to
+    ``response``.
 
-
-class _ThinkSplitter:
-    """Splits the think variant's text into thinking and response at the fixed markers."""
+    :class:`~ollama_magic.thinking.ReasoningSplitter` does the tag work (tags cut across tokens,
+    whitespace after each tag). On top, as Ollama's parser does, whitespace right before
+    ``</think>`` is dropped: trailing whitespace of the reasoning is held back until more
+    reasoning follows it, so ``thinking`` never ends in the grammar's newline.
+    """
 
     def __init__(self) -> None:
-        self._buffer = ""
-        self._phase = 0  # 0: before "<think>\n", 1: thinking, 2: answer
+        self._splitter = ReasoningSplitter()
+        self._space = ""  # trailing whitespace of the reasoning so far, not yet emitted
 
-    def feed(self, text: str, final: bool = False) -> list[Token]:
-        self._buffer += text
-        out: list[Token] = []
-        if self._phase == 0:
-            if self._buffer.startswith(_THINK_OPEN):
-                self._buffer = self._buffer[len(_THINK_OPEN) :]
-                self._phase = 1
-            elif final or not _THINK_OPEN.startswith(self._buffer):
-                self._phase = 2  # not the expected shape: everything is answer
-            else:
-                return out
-        if self._phase == 1:
-            end = self._buffer.find(_THINK_CLOSE)
-            if end >= 0:
-                if end:
-                    out.append(Token(thinking=self._buffer[:end]))
-                self._buffer = self._buffer[end + len(_THINK_CLOSE) :]
-                self._phase = 2
-            else:
-                keep = 0 if final else _held_suffix(self._buffer, [_THINK_CLOSE])
-                ready = self._buffer[: len(self._buffer) - keep]
-                self._buffer = self._buffer[len(ready) :]
-                if ready:
-                    out.append(Token(thinking=ready))
-                return out
-        if self._phase == 2 and self._buffer:
-            out.append(Token(response=self._buffer))
-            self._buffer = ""
-        return out
+    def feed(self, text: str) -> list[Token]:
+        return self._tokens(self._splitter.feed(text)) if text else []
+
+    def flush(self) -> list[Token]:
+        """End of output; whitespace still held back ends the reasoning and is dropped."""
+        tokens = self._tokens(self._splitter.flush())
+        self._space = ""
+        return tokens
+
+    def _tokens(self, events: list[ReasoningEvent]) -> list[Token]:
+        tokens = []
+        for kind, text in events:
+            if kind == ANSWER:
+                self._space = ""
+                tokens.append(Token(response=text))
+                continue
+            # THINKING, or RETRACT: a bare </think> after answer text. The grammar forces the
+            # opening tag, so that cannot happen; streamed answer text cannot be taken back
+            # anyway, so what follows the tag is simply more reasoning.
+            text = self._space + text
+            reasoning = text.rstrip()
+            self._space = text[len(reasoning) :]
+            if reasoning:
+                tokens.append(Token(thinking=reasoning))
+        return tokens
 
 
 class _Generation:
@@ -728,8 +729,8 @@ class _Generation:
         llm.last_n_tokens_size = self.n_ctx if repeat_last_n < 0 else repeat_last_n
         tokens_in = llm.generate(prompt_tokens, reset=True, grammar=grammar, **self._sampling())
         decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
-        splitter = _ThinkSplitter() if split else None
-        pending = ""
+        stop_filter = StopFilter(stops)
+        think_tokens = _ThinkTokens() if split else None
         generated: list[int] = []
         done_reason = "length"
         cut_by_stop = False
@@ -749,21 +750,18 @@ class _Generation:
                     done_reason = "stop"
                     break
                 generated.append(token)
-                pending += decoder.decode(llm.detokenize([token]))
-                cut = min((i for i in (pending.find(s) for s in stops) if i >= 0), default=-1)
-                if cut >= 0:
-                    pending = pending[:cut]
+                ready, cut_by_stop = stop_filter.push(decoder.decode(llm.detokenize([token])))
+                yield from _as_tokens(ready, think_tokens)
+                if cut_by_stop:
                     done_reason = "stop"
-                    cut_by_stop = True
                     break
-                keep = _held_suffix(pending, stops)
-                ready, pending = pending[: len(pending) - keep], pending[len(pending) - keep :]
-                yield from self._emit(ready, splitter)
         finally:
             tokens_in.close()
         if not cut_by_stop:
-            pending += decoder.decode(b"", final=True)
-        yield from self._emit(pending, splitter, final=True)
+            tail = stop_filter.flush() + decoder.decode(b"", final=True)
+            yield from _as_tokens(tail, think_tokens)
+        if think_tokens is not None:
+            yield from think_tokens.flush()
         context = None
         if self.prompt.keeps_context:
             context = tuple(prompt_tokens + generated)
@@ -776,9 +774,10 @@ class _Generation:
             context=context,
         )
 
-    @staticmethod
-    def _emit(text: str, splitter: _ThinkSplitter | None, final: bool = False) -> Iterator[Token]:
-        if splitter is not None:
-            yield from splitter.feed(text, final=final)
-        elif text:
-            yield Token(response=text)
+
+def _as_tokens(text: str, think_tokens: _ThinkTokens | None) -> Iterator[Token]:
+    """Generated text as Tokens: split into reasoning and answer for the think variant."""
+    if think_tokens is not None:
+        yield from think_tokens.feed(text)
+    elif text:
+        yield Token(response=text)

@@ -37,6 +37,7 @@ from .engine import ChatJob, Done, Drop, Event, Fail, GenerateJob, ModelCard, Pa
 from .prompting import render_chat, render_generate, think_on
 from .scheduler import DEFAULT_NUM_CTX
 from .schema import synthesize
+from .stops import StopFilter
 
 FAIL_MESSAGE = "an error was encountered while running the model: scripted failure"
 
@@ -298,34 +299,6 @@ def _models() -> list[_Model]:
     ]
 
 
-class _StopFilter:
-    """Holds back text that may be the start of a stop string; cuts at the first full match."""
-
-    def __init__(self, stops: list[str]) -> None:
-        self.stops = [s for s in stops if s]
-        self.pending = ""
-
-    def push(self, text: str) -> tuple[str, bool]:
-        """(text safe to emit, whether a stop string was hit)."""
-        buf = self.pending + text
-        hits = [i for i in (buf.find(s) for s in self.stops) if i >= 0]
-        if hits:
-            self.pending = ""
-            return buf[: min(hits)], True
-        keep = 0
-        for stop in self.stops:
-            for size in range(min(len(stop) - 1, len(buf)), keep, -1):
-                if buf.endswith(stop[:size]):
-                    keep = size
-                    break
-        self.pending = buf[len(buf) - keep :] if keep else ""
-        return buf[: len(buf) - keep], False
-
-    def flush(self) -> str:
-        text, self.pending = self.pending, ""
-        return text
-
-
 def _token(kind: str, text: str, wire_split: int) -> Token:
     if kind == "thinking":
         return Token(thinking=text, wire_split=wire_split)
@@ -359,7 +332,7 @@ def _stream(
     if limit == 0:
         return "length"
     pause = Pause(delay) if delay > 0 else None
-    filters = {"response": _StopFilter(stops), "thinking": _StopFilter(stops)} if stops else None
+    filters = {"response": StopFilter(stops), "thinking": StopFilter(stops)} if stops else None
     last_kind = ""
     count = 0
     token_id = tokenizer.token_id
@@ -439,15 +412,24 @@ class ScriptedEngine:
 
     def embed(self, name: str, inputs: list[str], options: dict[str, Any]) -> list[list[float]]:
         """Bag-of-token vectors (64 dimensions), L2-normalised: equal texts, equal vectors."""
+        return self.embed_with_count(name, inputs, options)[0]
+
+    def embed_with_count(
+        self, name: str, inputs: list[str], options: dict[str, Any]
+    ) -> tuple[list[list[float]], int]:
+        """:meth:`embed`, plus how many tokens the inputs have (``prompt_eval_count``)."""
         vectors = []
+        count = 0
         for text in inputs:
             vector = [0.0] * 64
-            for piece in tokenizer.split(text):
+            pieces = tokenizer.split(text)
+            count += len(pieces)
+            for piece in pieces:
                 crc = zlib.crc32(piece.strip().lower().encode())
                 vector[crc % 64] += 1.0 if crc & 0x100 else -1.0
             norm = sum(x * x for x in vector) ** 0.5 or 1.0
             vectors.append([x / norm for x in vector])
-        return vectors
+        return vectors, count
 
     def _truncate(self, ids: list[int], options: dict[str, Any]) -> list[int]:
         num_ctx = options.get("num_ctx", DEFAULT_NUM_CTX)

@@ -190,3 +190,27 @@ def test_client_disconnect_stops_the_model(url: str, engine: LlamaEngine):
     assert not instance.lock.locked()
     quick = post(url, "/api/generate", body(stream=False, options={"num_predict": 2})).json()
     assert quick["eval_count"] == 2
+
+
+def test_embed_over_http(url: str, engine: LlamaEngine):
+    texts = ["a cat", "stock markets are volatile"]
+    reply = post(url, "/api/embed", {"model": DEFAULT_MODEL, "input": texts})
+    assert reply.status_code == 200, reply.text
+    body = reply.json()
+    assert list(body) == [
+        "model",
+        "embeddings",
+        "total_duration",
+        "load_duration",
+        "prompt_eval_count",
+    ]
+    vectors, count = engine.embed_with_count(DEFAULT_MODEL, texts, {})
+    assert body["embeddings"] == [pytest.approx(vector, abs=1e-6) for vector in vectors]
+    assert len(body["embeddings"][0]) == 576
+    assert body["prompt_eval_count"] == count
+    assert engine.embed_with_count(DEFAULT_MODEL, texts[:1], {})[1] < count
+    cut = {"model": DEFAULT_MODEL, "input": "a cat", "dimensions": 64}
+    (short,) = post(url, "/api/embed", cut).json()["embeddings"]
+    assert len(short) == 64 and sum(x * x for x in short) == pytest.approx(1, abs=1e-5)
+    empty = post(url, "/api/embed", {"model": THINK_MODEL, "input": []}).json()
+    assert empty == {"model": THINK_MODEL, "embeddings": []}

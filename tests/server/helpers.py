@@ -5,18 +5,30 @@ from __future__ import annotations
 import json
 import re
 import socket
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import requests
 
-from ollama_magic.server import OllamaServer
+from ollama_magic.server import OllamaServer, ScriptedEngine
+from ollama_magic.server.engine import ChatJob, Event, GenerateJob, ModelCard
 
 CREATED_AT = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{0,8}[1-9])?Z$")
 """Go's RFC3339Nano in UTC: nanoseconds with trailing zeros trimmed (no dot when zero)."""
 
 LOCAL_TIME = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{0,8}[1-9])?(Z|[+-]\d\d:\d\d)$")
+
+METRIC_KEYS = [
+    "total_duration",
+    "load_duration",
+    "prompt_eval_count",
+    "prompt_eval_duration",
+    "eval_count",
+    "eval_duration",
+]
+"""The metrics that end a final chunk, in Ollama's order (generate and chat alike)."""
 
 
 def post(server: OllamaServer, path: str, body: Any, **kwargs: Any) -> requests.Response:
@@ -148,3 +160,29 @@ def parse_response(data: bytes, head_only: bool = False) -> RawResponse:
         chunks.append(chunk)
         body += chunk
     return RawResponse(status, headers, body, chunks, terminated, data)
+
+
+class ProtocolEngine:
+    """The scripted models behind nothing but the Engine protocol (``load`` and ``unload`` do
+    nothing); tests subclass it to change one method."""
+
+    def __init__(self) -> None:
+        self.inner = ScriptedEngine()
+
+    def models(self) -> list[ModelCard]:
+        return self.inner.models()
+
+    def load(self, name: str, options: dict[str, Any]) -> None:
+        pass
+
+    def unload(self, name: str) -> None:
+        pass
+
+    def generate(self, job: GenerateJob) -> Iterator[Event]:
+        return self.inner.generate(job)
+
+    def chat(self, job: ChatJob) -> Iterator[Event]:
+        return self.inner.chat(job)
+
+    def embed(self, name: str, inputs: list[str], options: dict[str, Any]) -> list[list[float]]:
+        return self.inner.embed(name, inputs, options)

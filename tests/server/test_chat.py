@@ -8,7 +8,7 @@ import pytest
 
 from ollama_magic.server import OllamaServer
 
-from .helpers import CREATED_AT, exchange, ndjson, post
+from .helpers import CREATED_AT, METRIC_KEYS, exchange, ndjson, post
 
 USER = {"role": "user", "content": "Hi"}
 
@@ -25,19 +25,7 @@ def test_streamed_chat_chunks_carry_messages(srv: OllamaServer) -> None:
     assert all(t["message"]["role"] == "assistant" for t in tokens)
     assert all(CREATED_AT.match(t["created_at"]) for t in reply.lines)
     assert content(tokens) == "Echo: <|user|>Hi\n<|assistant|>"
-    assert list(final) == [
-        "model",
-        "created_at",
-        "message",
-        "done",
-        "done_reason",
-        "total_duration",
-        "load_duration",
-        "prompt_eval_count",
-        "prompt_eval_duration",
-        "eval_count",
-        "eval_duration",
-    ]
+    assert list(final) == ["model", "created_at", "message", "done", "done_reason", *METRIC_KEYS]
     assert final["message"] == {"role": "assistant", "content": ""}
     assert "context" not in final
 

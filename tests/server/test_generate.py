@@ -11,24 +11,11 @@ from pydantic import BaseModel
 
 from ollama_magic.server import OllamaServer, tokenizer
 
-from .helpers import CREATED_AT, answer, exchange, ndjson, post
+from .helpers import CREATED_AT, METRIC_KEYS, answer, exchange, ndjson, post
 
 JSON = "application/json; charset=utf-8"
 THINK_CHOICES = '("high", "medium", "low", "max", true, or false)'
-FINAL_KEYS = [
-    "model",
-    "created_at",
-    "response",
-    "done",
-    "done_reason",
-    "context",
-    "total_duration",
-    "load_duration",
-    "prompt_eval_count",
-    "prompt_eval_duration",
-    "eval_count",
-    "eval_duration",
-]
+FINAL_KEYS = ["model", "created_at", "response", "done", "done_reason", "context", *METRIC_KEYS]
 
 
 def generate(srv: OllamaServer, **body: object) -> list[dict]:
@@ -52,7 +39,7 @@ def test_stream_is_one_json_line_per_chunk(srv: OllamaServer) -> None:
     assert list(final) == FINAL_KEYS
     assert (final["response"], final["done"], final["done_reason"]) == ("", True, "stop")
     assert final["eval_count"] == len(tokens)
-    assert all(isinstance(final[k], int) and final[k] > 0 for k in FINAL_KEYS[6:])
+    assert all(isinstance(final[k], int) and final[k] > 0 for k in METRIC_KEYS)
     assert final["total_duration"] >= final["load_duration"]
     assert b"\\u003c" in reply.body and b"<" not in reply.body  # Go escapes < and >
 

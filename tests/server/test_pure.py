@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from typing import Literal
 
 import pytest
@@ -20,14 +21,16 @@ from ollama_magic.server.decoding import (
     think_value,
     validate_options,
 )
-from ollama_magic.server.engine import ChatJob, GenerateJob, ModelCard
+from ollama_magic.server.engine import ChatJob, GenerateJob, ModelCard, Token
 from ollama_magic.server.gojson import decode_first
 from ollama_magic.server.gotemplate import TemplateError, parse
 from ollama_magic.server.gotime import MAX_DURATION
+from ollama_magic.server.llama import _ThinkTokens
 from ollama_magic.server.prompting import render_chat, render_generate
 from ollama_magic.server.scheduler import model_options
 from ollama_magic.server.schema import synthesize
-from ollama_magic.server.scripted import TEMPLATE, _StopFilter
+from ollama_magic.server.scripted import TEMPLATE
+from ollama_magic.server.stops import StopFilter
 
 # -- tokenizer -----------------------------------------------------------------------------------
 
@@ -316,11 +319,65 @@ def test_modelfile_parameters_sit_under_request_options() -> None:
 
 
 def test_stop_filter_holds_back_possible_starts_and_cuts_at_the_match() -> None:
-    stop = _StopFilter(["<|user|>"])
+    stop = StopFilter(["<|user|>"])
     assert stop.push("Hello <|") == ("Hello ", False)
     assert stop.push("us") == ("", False)
     assert stop.push("er|> more") == ("", True)
-    other = _StopFilter(["END"])
+    other = StopFilter(["END"])
     assert other.push("the EN") == ("the ", False)
     assert other.push("d") == ("ENd", False)
     assert other.flush() == ""
+
+
+# -- the llama engine's reasoning split (pure: no model needed) ----------------------------------
+
+THINK_OUTPUT = "<think>\nThe sum of two and two. It is four.\n</think>\n\nThe answer is 4."
+
+
+def split_think_output(pieces: list[str]) -> tuple[list[Token], list[Token]]:
+    """Tokens from feeding ``pieces``, and those from the flush at the end."""
+    think_tokens = _ThinkTokens()
+    fed = [token for piece in pieces for token in think_tokens.feed(piece)]
+    return fed, think_tokens.flush()
+
+
+@given(st.lists(st.integers(0, len(THINK_OUTPUT)), max_size=12))
+def test_think_tokens_split_the_same_for_any_chunking(cuts: list[int]) -> None:
+    bounds = [0, *sorted(cuts), len(THINK_OUTPUT)]
+    pieces = [THINK_OUTPUT[a:b] for a, b in itertools.pairwise(bounds)]
+    fed, flushed = split_think_output(pieces)
+    tokens = fed + flushed
+    assert "".join(t.thinking for t in tokens) == "The sum of two and two. It is four."
+    assert "".join(t.response for t in tokens) == "The answer is 4."
+    assert all(bool(t.thinking) != bool(t.response) for t in tokens)  # one kind per token
+    first_answer = next(i for i, t in enumerate(tokens) if t.response)
+    assert not any(t.thinking for t in tokens[first_answer:])
+
+
+def test_think_tokens_hold_back_trailing_space_of_the_reasoning() -> None:
+    fed, _ = split_think_output(["<think>\nHmm.", "\n"])
+    assert fed == [Token(thinking="Hmm.")]  # the "\n" may be the one before </think>
+    fed, flushed = split_think_output(["<think>\nHmm.", "\n", "More.\n", "</think>"])
+    assert fed == [Token(thinking="Hmm."), Token(thinking="\nMore.")] and flushed == []
+
+
+def test_think_tokens_when_the_output_stops_inside_the_reasoning() -> None:
+    fed, flushed = split_think_output(["<think>\nHalf a thou", "ght </th"])
+    assert "".join(t.thinking for t in fed + flushed) == "Half a thought </th"
+    assert not any(t.response for t in fed + flushed)
+
+
+def test_think_tokens_without_the_opening_tag_stream_as_answer() -> None:
+    assert split_think_output(["Plain", " answer"]) == (
+        [Token(response="Plain"), Token(response=" answer")],
+        [],
+    )
+    # A bare </think> later cannot take back what was streamed: only the text right before it
+    # becomes reasoning (the grammar's forced <think> rules this out for the demo model).
+    fed, _ = split_think_output(["Plain", " answer", " more</think>\n\nafter"])
+    assert fed == [
+        Token(response="Plain"),
+        Token(response=" answer"),
+        Token(thinking=" more"),
+        Token(response="after"),
+    ]
