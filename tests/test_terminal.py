@@ -7,8 +7,16 @@ import subprocess
 import sys
 from pathlib import Path
 
-IPYTHON = [sys.executable, "-m", "IPython", "--no-banner", "--colors=NoColor", "--quick",
-           "--ext", "ollama_magic"]
+IPYTHON = [
+    sys.executable,
+    "-m",
+    "IPython",
+    "--no-banner",
+    "--colors=NoColor",
+    "--quick",
+    "--ext",
+    "ollama_magic",
+]
 
 
 def run_ipython(code: str, host: str) -> subprocess.CompletedProcess[str]:
@@ -42,7 +50,11 @@ def test_demo_command_streams_an_answer() -> None:
     env["OLLAMA_HOST"] = "http://127.0.0.1:9"  # nothing listens: the demo starts its own server
     done = subprocess.run(
         [sys.executable, "-m", "ollama_magic.demo", "--model", "echo", "--prompt", "Hello demo"],
-        capture_output=True, text=True, env=env, timeout=120, cwd=root,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+        cwd=root,
     )
     assert done.returncode == 0, done.stderr
     assert "local server runs at http://127.0.0.1:" in done.stdout
