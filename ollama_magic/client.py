@@ -195,12 +195,12 @@ class OllamaClient:
 def _status_error(response: requests.Response, body: dict[str, Any] | None, url: str) -> Exception:
     text = response.text.strip()
     try:
-        message = str(json.loads(text)["error"])
-    except (ValueError, KeyError, TypeError):
-        message = text or response.reason or "no message"
+        message, from_ollama = str(json.loads(text)["error"]), True
+    except (ValueError, KeyError, TypeError):  # gin's text/plain 404/405, empty 403s, proxies
+        message, from_ollama = text or response.reason or "no message", False
     response.close()
     model = (body or {}).get("model") or (body or {}).get("name")
-    if response.status_code == 404 and model and "not found" in message:
+    if response.status_code == 404 and from_ollama and model and "model" in message:
         return ModelNotFound(str(model), message, url)
     return ResponseError(response.status_code, message, url)
 

@@ -256,3 +256,8 @@ def test_model_html_shows_as_text(kernel: Kernel, ollama, payload: str) -> None:
         markdown = m["content"]["data"].get("text/markdown", "")
         assert payload not in markdown
     assert "&lt;" in run.final_markdown()
+
+
+def test_non_json_http_error_is_reported_verbatim(kernel: Kernel, ollama) -> None:
+    run = kernel.run(f"%%ollama echo --host {ollama.url}/not/ollama\nhi")
+    assert error_line(run) == "Ollama answered 404: 404 page not found"
