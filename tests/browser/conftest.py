@@ -1,0 +1,329 @@
+"""JupyterLab in headless Chromium, for tests of what a person sees in a notebook.
+
+One session: the package's Ollama-compatible server runs in this process (the ``server`` fixture
+of ``tests/conftest.py``), JupyterLab runs as a subprocess with ``OLLAMA_HOST`` pointing at it
+(its kernels inherit that), and one Chromium page holds ``test.ipynb`` open. Everything is kept
+offline and apart from the user's own Jupyter settings. It all skips, with the reason, when
+Playwright or ``/usr/bin/chromium`` is missing (Playwright cannot download its own browser here).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from ollama_magic.server import OllamaServer
+
+CHROMIUM = Path("/usr/bin/chromium")
+SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+# The notebook the tests drive, cell by cell (tests/browser/test_lab.py names them by index).
+CELLS = [
+    "%load_ext ollama_magic",
+    "%%ollama reasoner -O scripted_delay=0.03\nWhy is the sky blue?",
+    '%%ollama echo --raw\n<img src=x onerror="window.__pwned=1"> '
+    "<script>window.__pwned=2</script> <b>bold?</b>",
+    "%%ollama slow --num-predict 400 -o r\nInterrupt me.",
+    "print(r.done_reason)",
+    "%%ollama lorem --num-predict 600 -O scripted_delay=0.01\nWrite something long.",
+]
+
+# User settings for this Lab only: no news or update checks, and every cell rendered (no
+# windowing), so what is measured is what a person scrolling the notebook would see.
+LAB_SETTINGS = {
+    "@jupyterlab/apputils-extension/notification.jupyterlab-settings": {
+        "fetchNews": "false",
+        "checkForUpdates": False,
+    },
+    "@jupyterlab/notebook-extension/tracker.jupyterlab-settings": {"windowingMode": "none"},
+}
+
+
+def _requirements() -> str | None:
+    """Why the browser tests cannot run here, or None."""
+    try:
+        import playwright.sync_api  # noqa: F401
+    except ImportError:
+        return "playwright is not installed: pip install playwright"
+    if not CHROMIUM.exists():
+        return f"{CHROMIUM} is missing: apt-get install chromium"
+    return None
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    reason = _requirements()
+    if reason is None:
+        return
+    here = Path(__file__).parent
+    for item in items:
+        if here in Path(str(item.path)).parents:
+            item.add_marker(pytest.mark.skip(reason=reason))
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class Lab:
+    """A running JupyterLab: its URL, token and root directory."""
+
+    def __init__(
+        self, process: subprocess.Popen[bytes], port: int, token: str, root: Path, log: Path
+    ) -> None:
+        self.process = process
+        self.base = f"http://127.0.0.1:{port}"
+        self.token = token
+        self.root = root
+        self.log = log
+
+    def url(self, path: str) -> str:
+        sep = "&" if "?" in path else "?"
+        return f"{self.base}{path}{sep}token={self.token}"
+
+    def api(self, path: str) -> Any:
+        with urllib.request.urlopen(self.url(path), timeout=5) as response:
+            return json.loads(response.read())
+
+    def shutdown_kernels(self) -> None:
+        """Stop the kernels through the REST API, so none outlives the session."""
+        try:
+            for kernel in self.api("/api/kernels"):
+                request = urllib.request.Request(
+                    self.url(f"/api/kernels/{kernel['id']}"), method="DELETE"
+                )
+                urllib.request.urlopen(request, timeout=10).close()
+        except (OSError, ValueError):
+            pass  # Lab is gone already; terminating it below is all that is left
+
+    def log_tail(self, lines: int = 40) -> str:
+        text = self.log.read_text(errors="replace") if self.log.exists() else ""
+        return "\n".join(text.splitlines()[-lines:])
+
+
+def _write_notebook(path: Path) -> None:
+    import nbformat
+
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["kernelspec"] = {
+        "name": "python3",
+        "display_name": "Python 3 (ipykernel)",
+        "language": "python",
+    }
+    nb.metadata["language_info"] = {"name": "python"}
+    nb.cells = [nbformat.v4.new_code_cell(source) for source in CELLS]
+    nbformat.write(nb, path)
+
+
+@pytest.fixture(scope="session")
+def lab(server: OllamaServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
+    reason = _requirements()
+    if reason:
+        pytest.skip(reason)
+    home = tmp_path_factory.mktemp("lab")
+    root = home / "root"
+    root.mkdir()
+    _write_notebook(root / "test.ipynb")
+    settings = home / "settings"
+    for name, values in LAB_SETTINGS.items():
+        target = settings / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(json.dumps(values))
+    env = dict(os.environ)
+    env.update(
+        OLLAMA_HOST=server.url,
+        JUPYTER_CONFIG_DIR=str(home / "config"),
+        JUPYTER_RUNTIME_DIR=str(home / "runtime"),
+        JUPYTER_DATA_DIR=str(home / "data"),
+        JUPYTERLAB_SETTINGS_DIR=str(settings),
+        JUPYTERLAB_WORKSPACES_DIR=str(home / "workspaces"),
+        IPYTHONDIR=str(home / "ipython"),
+        JUPYTER_PLATFORM_DIRS="1",
+        NO_PROXY="127.0.0.1,localhost",
+    )
+    port, token = _free_port(), secrets.token_hex(16)
+    log = home / "lab.log"
+    command = [
+        sys.executable, "-m", "jupyter", "lab",
+        "--no-browser",
+        "--allow-root",
+        "--ServerApp.ip=127.0.0.1",
+        f"--ServerApp.port={port}",
+        "--ServerApp.port_retries=0",
+        f"--IdentityProvider.token={token}",
+        f"--ServerApp.root_dir={root}",
+        "--LabApp.news_url=None",
+        "--LabApp.check_for_updates_class=jupyterlab.handlers.announcements.NeverCheckForUpdate",
+        "--LabApp.extension_manager=readonly",
+    ]  # fmt: skip
+    with log.open("wb") as sink:
+        process = subprocess.Popen(
+            command, cwd=root, env=env, stdout=sink, stderr=subprocess.STDOUT
+        )
+    running = Lab(process, port, token, root, log)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            if process.poll() is not None:
+                raise RuntimeError(
+                    f"JupyterLab exited ({process.returncode}):\n" + running.log_tail()
+                )
+            try:
+                running.api("/api/status")
+                break
+            except (urllib.error.URLError, ConnectionError, TimeoutError):
+                if time.monotonic() > deadline:
+                    raise RuntimeError(
+                        "JupyterLab did not answer in 60 s:\n" + running.log_tail()
+                    ) from None
+                time.sleep(0.2)
+        yield running
+    finally:
+        running.shutdown_kernels()
+        process.terminate()
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=5)
+        shutil.rmtree(home / "runtime", ignore_errors=True)
+
+
+# The toolbar's kernel indicator; its data-status is "idle", "busy", "starting", ...
+KERNEL_IDLE = '.jp-NotebookPanel-toolbar .jp-Notebook-ExecutionIndicator[data-status="idle"]'
+INTERRUPT_BUTTON = '.jp-NotebookPanel-toolbar [data-command="notebook:interrupt-kernel"]'
+
+_CELL_STATE = """(i) => {
+    const cell = document.querySelectorAll('.jp-Notebook .jp-Cell')[i];
+    const prompt = cell.querySelector('.jp-InputPrompt').textContent.trim();
+    const area = cell.querySelector('.jp-OutputArea');
+    return {prompt, text: area ? area.innerText : ''};
+}"""
+
+
+class Notebook:
+    """``test.ipynb`` open in JupyterLab: run its cells and read what they show."""
+
+    def __init__(self, page: Any, lab: Lab) -> None:
+        self.page = page
+        self.lab = lab
+
+    def cell(self, index: int) -> Any:
+        return self.page.locator(".jp-Notebook .jp-Cell").nth(index)
+
+    def output_area(self, index: int) -> Any:
+        return self.cell(index).locator(".jp-OutputArea")
+
+    def state(self, index: int) -> dict[str, str]:
+        """The cell's prompt (``[ ]:``, ``[*]:``, ``[3]:``) and its outputs' visible text."""
+        return self.page.evaluate(_CELL_STATE, index)
+
+    def run(self, index: int) -> str:
+        """Select the cell in command mode and press Ctrl+Enter; return the prompt it had.
+
+        Lab marks a cell ``[*]`` as soon as it is queued. Right after the page loads, a key
+        press is sometimes lost (the cell stays ``[ ]``); then it is pressed again.
+        """
+        from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+        before = self.state(index)["prompt"]
+        for _ in range(3):
+            self.cell(index).locator(".jp-InputPrompt").click()
+            self.page.keyboard.press("Control+Enter")
+            self.page.mouse.move(1, 1)  # no hover effects in screenshots
+            try:
+                self.page.wait_for_function(
+                    f"([i, before]) => ({_CELL_STATE})(i).prompt !== before",
+                    arg=[index, before],
+                    timeout=3_000,
+                )
+                return before
+            except PlaywrightTimeout:
+                continue
+        raise AssertionError(f"cell {index} did not start: its prompt stayed {before}")
+
+    def wait_done(self, index: int, before: str, timeout: float = 30) -> None:
+        """Wait until the cell shows a new execution count (it ran and finished)."""
+        self.page.wait_for_function(
+            f"""([i, before]) => {{
+                const prompt = ({_CELL_STATE})(i).prompt;
+                return /^\\[\\d+\\]:$/.test(prompt) && prompt !== before;
+            }}""",
+            arg=[index, before],
+            timeout=timeout * 1000,
+        )
+
+    def execute(self, index: int, timeout: float = 30) -> dict[str, str]:
+        before = self.run(index)
+        self.wait_done(index, before, timeout)
+        return self.state(index)
+
+    def wait_idle(self, timeout: float = 30) -> None:
+        self.page.locator(KERNEL_IDLE).wait_for(state="attached", timeout=timeout * 1000)
+
+    def interrupt(self) -> None:
+        """Click the toolbar's stop button (Interrupt the kernel)."""
+        self.page.locator(INTERRUPT_BUTTON).click()
+
+
+@pytest.fixture(scope="session")
+def notebook(lab: Lab) -> Iterator[Notebook]:
+    """One Chromium page with ``test.ipynb`` open, its kernel idle and the extension loaded."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS
+        )
+        try:
+            page = browser.new_page(viewport={"width": 1200, "height": 900})
+            page.set_default_timeout(30_000)
+            page.goto(lab.url("/lab/tree/test.ipynb"))
+            nb = Notebook(page, lab)
+            nb.wait_idle(timeout=60)
+            nb.cell(len(CELLS) - 1).wait_for()
+            page.keyboard.press("Control+b")  # hide the file browser: more room for outputs
+            page.locator("#jp-left-stack").wait_for(state="hidden")
+            state = nb.execute(0)
+            assert state["text"].strip() == "", state  # %load_ext printed nothing
+            yield nb
+        finally:
+            browser.close()
+
+
+@pytest.fixture()
+def nb(notebook: Notebook) -> Notebook:
+    """The session's notebook, its kernel idle (a failed test may have left a cell running)."""
+    if not notebook.page.locator(KERNEL_IDLE).count():
+        notebook.interrupt()
+    notebook.wait_idle()
+    return notebook
+
+
+@pytest.fixture(scope="session")
+def screenshots() -> Path:
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    return SCREENSHOTS

@@ -1,0 +1,192 @@
+"""``%%ollama`` in JupyterLab, as a person sees it: streamed live, rendered, safe, interruptible.
+
+The cells are those of ``CELLS`` in ``conftest.py`` (cell 0 loads the extension). Each test runs
+its cells through the page (Ctrl+Enter in command mode, the toolbar's stop button), asserts on
+the DOM, and saves a screenshot to ``docs/screenshots/`` for the README.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from ollama_magic.server import OllamaServer
+
+from .conftest import Notebook
+
+expect = pytest.importorskip(
+    "playwright.sync_api", reason="playwright is not installed: pip install playwright"
+).expect
+
+pytestmark = pytest.mark.browser
+
+# The outputs of a cell, in order, with what a person sees of each (the prompt overlay, which
+# is not an output, is left out).
+OUTPUTS = """(i) => {
+    const cell = document.querySelectorAll('.jp-Notebook .jp-Cell')[i];
+    const area = cell.querySelector('.jp-OutputArea');
+    return Array.from(area.children)
+        .filter((c) => !c.classList.contains('jp-OutputArea-promptOverlay'))
+        .map((c) => ({
+            top: c.getBoundingClientRect().top - area.getBoundingClientRect().top,
+            height: c.getBoundingClientRect().height,
+            text: c.innerText,
+            html: c.innerHTML,
+        }));
+}"""
+
+# True once cell i is still running ([*]) and its outputs show every given string.
+RUNNING_AND_SHOWS = """([i, wanted]) => {
+    const cell = document.querySelectorAll('.jp-Notebook .jp-Cell')[i];
+    const prompt = cell.querySelector('.jp-InputPrompt').textContent.trim();
+    const area = cell.querySelector('.jp-OutputArea');
+    const text = area ? area.innerText : '';
+    return prompt === '[*]:' && wanted.every((w) => text.includes(w));
+}"""
+
+# The next sample of cell i while it streams: once its outputs' visible text is longer than
+# `least`, that length, the number of outputs, and how many of them take room yet show no text
+# (there should be none); {done: true} once the cell has finished; false until either.
+NEXT_SAMPLE = """([i, least]) => {
+    const cell = document.querySelectorAll('.jp-Notebook .jp-Cell')[i];
+    const prompt = cell.querySelector('.jp-InputPrompt').textContent.trim();
+    if (prompt !== '[*]:') return {done: true};
+    const area = cell.querySelector('.jp-OutputArea');
+    const length = area ? area.innerText.length : 0;
+    if (length <= least) return false;
+    const shown = Array.from(area.children)
+        .filter((c) => !c.classList.contains('jp-OutputArea-promptOverlay'));
+    const blank = shown.filter(
+        (c) => c.getBoundingClientRect().height >= 1 && !c.innerText.trim()
+    ).length;
+    return {length, outputs: shown.length, blank};
+}"""
+
+
+def outputs(nb: Notebook, index: int) -> list[dict[str, Any]]:
+    return nb.page.evaluate(OUTPUTS, index)
+
+
+def assert_live_slots_vanish(nb: Notebook, index: int) -> list[dict[str, Any]]:
+    """The finished cell shows one output; the emptied live slots before it take no room."""
+    shown = outputs(nb, index)
+    *slots, final = shown
+    assert slots, "a live cell leaves its emptied slots before the final output"
+    for slot in slots:
+        assert slot["height"] < 1 and slot["text"].strip() == "", slot
+    assert final["top"] < 1, "the emptied slots push the answer down"
+    assert final["height"] > 20 and final["text"].strip()
+    return shown
+
+
+def test_reasoning_streams_open_then_collapses(nb: Notebook, screenshots: Path) -> None:
+    before = nb.run(1)
+    # while it streams, the reasoning is shown open under "Thinking…"
+    nb.page.wait_for_function(
+        RUNNING_AND_SHOWS, arg=[1, ["Thinking…", "The user asks about"]], timeout=10_000
+    )
+    nb.cell(1).screenshot(path=screenshots / "magic-reasoning-live.png")
+    nb.wait_done(1, before)
+
+    area = nb.output_area(1)
+    details = area.locator("details")
+    expect(details).to_have_count(1)
+    expect(details.locator("summary")).to_have_text("Thinking (47 words)")
+    assert details.evaluate("d => d.open") is False
+    expect(details.get_by_text("The user asks about")).to_be_hidden()
+    expect(area).not_to_contain_text("Thinking…")
+    # the answer is rendered Markdown
+    expect(area.locator("h2")).to_have_text("Why is the sky blue¶")
+    expect(area.locator("p strong")).to_have_text("Why is the sky blue")
+    expect(area.locator("ul > li")).to_have_count(2)
+    expect(area.locator("ul > li").first).to_contain_text("What: the core idea")
+    # the footer is a rendered <sub>, not HTML source
+    footer = area.locator("sub")
+    expect(footer).to_contain_text("tokens/s")
+    expect(footer).to_contain_text("done: stop")
+    for source in ("<sub>", "<details>", "<div", "<br>", "&lt;"):
+        expect(area).not_to_contain_text(source)
+    assert_live_slots_vanish(nb, 1)
+    nb.cell(1).screenshot(path=screenshots / "magic-reasoning.png")
+
+    # a click on the summary opens the reasoning
+    details.locator("summary").click()
+    expect(details.get_by_text("The user asks about")).to_be_visible()
+    nb.cell(1).screenshot(path=screenshots / "magic-reasoning-expanded.png")
+    details.locator("summary").click()
+    expect(details.get_by_text("The user asks about")).to_be_hidden()
+
+
+def test_html_in_a_reply_shows_as_text(nb: Notebook, screenshots: Path) -> None:
+    nb.execute(2)
+    area = nb.output_area(2)
+    for tag in ("img", "script", "b"):
+        expect(area.locator(tag)).to_have_count(0)
+    expect(area).to_contain_text('<img src=x onerror="window.__pwned=1">')
+    expect(area).to_contain_text("<script>window.__pwned=2</script>")
+    expect(area).to_contain_text("<b>bold?</b>")
+    expect(area.locator("sub")).to_contain_text("done: stop")
+    assert nb.page.evaluate("() => window.__pwned") is None  # undefined: nothing ran
+    assert_live_slots_vanish(nb, 2)
+    nb.cell(2).screenshot(path=screenshots / "magic-html-as-text.png")
+
+
+def test_interrupt_keeps_the_partial_answer(
+    nb: Notebook, server: OllamaServer, screenshots: Path
+) -> None:
+    server.clear()
+    before = nb.run(3)
+    nb.page.wait_for_function(RUNNING_AND_SHOWS, arg=[3, ["stream into the cell"]], timeout=10_000)
+    nb.interrupt()
+    nb.wait_done(3, before, timeout=10)  # it would stream for ~20 s if not interrupted
+    nb.wait_idle(timeout=10)
+
+    area = nb.output_area(3)
+    expect(area).to_contain_text("This is a slow answer about Interrupt me")
+    expect(area.locator("sub")).to_contain_text("interrupted: the answer above is partial")
+    stderr = area.locator('[data-mime-type="application/vnd.jupyter.stderr"]')
+    expect(stderr).to_contain_text("UsageError: Interrupted")
+    expect(area).not_to_contain_text("Traceback")
+    nb.cell(3).screenshot(path=screenshots / "magic-interrupted.png")
+
+    state = nb.execute(4)
+    assert state["text"].strip() == "interrupted"
+    (request,) = [r for r in server.requests if r.path == "/api/generate"]
+    assert request.json["model"] == "slow"
+    assert request.finished.wait(10)
+    assert request.disconnected_at is not None, "the server should have seen the client go"
+
+
+def test_long_answer_updates_incrementally(nb: Notebook, screenshots: Path) -> None:
+    before = nb.run(5)
+    samples: list[dict[str, int]] = []
+    least = 0
+    while True:  # a sample each time the visible text has grown by 150 characters
+        sample = nb.page.wait_for_function(
+            NEXT_SAMPLE, arg=[5, least + 150], timeout=10_000
+        ).json_value()
+        if sample.get("done"):
+            break
+        samples.append(sample)
+        least = sample["length"]
+        if len(samples) == 4:
+            nb.cell(5).screenshot(path=screenshots / "magic-streaming.png")
+    print(f"\nwhile streaming: {samples}")
+    assert len(samples) >= 4, "the text should grow in steps while the cell runs"
+    assert all(sample["blank"] == 0 for sample in samples), samples
+    assert max(sample["outputs"] for sample in samples) >= 2, "a long answer spans slots"
+    nb.wait_done(5, before, timeout=60)
+
+    shown = assert_live_slots_vanish(nb, 5)
+    print(f"outputs at the end: {len(shown)} ({len(shown) - 1} emptied live slots)")
+    final = nb.output_area(5).locator(".jp-OutputArea-child").last
+    expect(final.locator("table").first).to_be_visible()
+    expect(final.locator("table").first.locator("tbody tr")).to_have_count(3)
+    expect(final.locator("pre").first).to_contain_text("def compare(a: int, b: int) -> int:")
+    expect(final.locator("h1").first).to_have_text("Lorem ipsum¶")
+    expect(final.locator("sub")).to_contain_text("raise --num-predict")
+    assert len(shown[-1]["text"]) >= samples[-1]["length"] * 0.8
+    final.locator("table").first.scroll_into_view_if_needed()
+    nb.page.locator(".jp-NotebookPanel").screenshot(path=screenshots / "magic-markdown.png")
