@@ -11,6 +11,15 @@ from typing import Any
 from jupyter_client.manager import KernelManager
 
 
+def flatten(outputs: list[dict[str, Any]]) -> dict[str, list[Any]]:
+    """nbval's comparison: values grouped by mime type (empty bundles contribute nothing)."""
+    flat: dict[str, list[Any]] = {}
+    for bundle in outputs:
+        for mime, value in bundle.items():
+            flat.setdefault(mime, []).append(value)
+    return flat
+
+
 @dataclass
 class CellRun:
     """The messages one cell produced, in order."""

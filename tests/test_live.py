@@ -9,6 +9,8 @@ from ollama_magic.live import LiveDisplay
 from ollama_magic.render import result_bundle
 from ollama_magic.result import GenerationResult
 
+from .kernel import flatten
+
 
 class Recorder:
     """A publisher that keeps every message, and can replay them as a notebook or as nbval."""
@@ -55,15 +57,6 @@ class Clock:
 
     def __call__(self) -> float:
         return self.now
-
-
-def flatten(outputs: list[dict]) -> dict[str, list[str]]:
-    """nbval's comparison: values grouped by mime type (empty bundles contribute nothing)."""
-    flat: dict[str, list[str]] = {}
-    for bundle in outputs:
-        for mime, value in bundle.items():
-            flat.setdefault(mime, []).append(value)
-    return flat
 
 
 MARKDOWN = (

@@ -10,19 +10,11 @@ import time
 
 import pytest
 
-from .kernel import Kernel
+from .kernel import Kernel, flatten
 
 
 def generate_bodies(server) -> list[dict]:
     return [r.json for r in server.requests if r.path == "/api/generate"]
-
-
-def flatten(outputs: list[dict]) -> dict[str, list[str]]:
-    flat: dict[str, list[str]] = {}
-    for bundle in outputs:
-        for mime, value in bundle.items():
-            flat.setdefault(mime, []).append(value)
-    return flat
 
 
 def error_line(run) -> str:

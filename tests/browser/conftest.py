@@ -28,7 +28,12 @@ import pytest
 from ollama_magic.server import OllamaServer
 
 CHROMIUM = Path("/usr/bin/chromium")
-SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
+# Screenshots go to a scratch folder; `OLLAMA_MAGIC_SCREENSHOTS=docs/screenshots ./dev test
+# tests/browser` refreshes the README's pictures.
+SCREENSHOTS = Path(
+    os.environ.get("OLLAMA_MAGIC_SCREENSHOTS")
+    or Path(__file__).resolve().parents[2] / "benchmarks" / "out" / "screenshots"
+)
 CHROMIUM_ARGS = [
     "--no-sandbox",
     "--disable-gpu",

@@ -2,7 +2,8 @@
 
 The cells are those of ``CELLS`` in ``conftest.py`` (cell 0 loads the extension). Each test runs
 its cells through the page (Ctrl+Enter in command mode, the toolbar's stop button), asserts on
-the DOM, and saves a screenshot to ``docs/screenshots/`` for the README.
+the DOM, and saves a screenshot (to ``docs/screenshots/`` for the README when
+``OLLAMA_MAGIC_SCREENSHOTS`` says so).
 """
 
 from __future__ import annotations
