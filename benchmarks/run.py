@@ -168,7 +168,7 @@ def bench_interrupt(kernel: Kernel, server: OllamaServer, rounds: int) -> dict[s
         threading.Thread(target=interrupt, daemon=True).start()
         kernel.run("%%ollama slow --num-predict 2000\ngo", timeout=60, on_message=watch)
         (request,) = [r for r in server.requests if r.path == "/api/generate"]
-        assert request.disconnected_at is not None
+        assert request.finished.wait(5) and request.disconnected_at is not None
         delays.append(request.disconnected_at - sent_at[0])
     return {"interrupt to closed connection s median (target <= 0.3)": statistics.median(delays),
             "worst s": max(delays)}

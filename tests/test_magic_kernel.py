@@ -215,7 +215,7 @@ def test_interrupt_closes_the_stream_and_keeps_the_partial_answer(kernel: Kernel
     shown = [o for o in run.notebook_outputs() if o]
     assert "interrupted: the answer above is partial" in shown[-1]["text/plain"]
     (request,) = [r for r in ollama.requests if r.path == "/api/generate"]
-    assert request.disconnected_at is not None
+    assert request.finished.wait(5) and request.disconnected_at is not None
     assert kernel.run("1 + 1").ok
 
 

@@ -170,6 +170,9 @@ def test_keep_alive_zero_unloads(url: str, engine: LlamaEngine):
     assert ps(url) == {} and engine.loaded() == []
     assert engine._instances == {}  # the llama.cpp model is freed
     post(url, "/api/generate", body(keep_alive=0, options={"num_predict": 1}))
+    deadline = time.monotonic() + 5  # the unload follows the reply
+    while DEFAULT_MODEL in ps(url) and time.monotonic() < deadline:
+        time.sleep(0.02)
     assert DEFAULT_MODEL not in ps(url) and engine.loaded() == []
 
 

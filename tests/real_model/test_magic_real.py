@@ -100,7 +100,10 @@ def test_keep_alive_zero_unloads(real) -> None:
 
     names = [m["name"] for m in requests.get(server.url + "/api/ps", timeout=10).json()["models"]]
     assert DEFAULT_MODEL in names
+    server.clear()
     cell(kernel, f"{M} --num-predict 2 -k 0 -q")
+    (request,) = [r for r in server.requests if r.path == "/api/generate"]
+    assert request.finished.wait(5)  # the server unloads right after the reply
     names = [m["name"] for m in requests.get(server.url + "/api/ps", timeout=10).json()["models"]]
     assert DEFAULT_MODEL not in names
 

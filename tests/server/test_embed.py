@@ -93,6 +93,7 @@ def test_empty_input_only_loads(fresh: OllamaServer, engine: ScriptedEngine, emp
 
 def test_keep_alive_zero_unloads_after_embedding(fresh: OllamaServer, engine: ScriptedEngine):
     embed(fresh, model="echo", input="x", keep_alive=0)
+    assert fresh.requests[-1].finished.wait(5)  # the unload follows the reply
     assert engine.calls == [("load", "echo:latest"), ("unload", "echo:latest")]
 
 

@@ -22,8 +22,11 @@ def ps(server: OllamaServer) -> list[dict]:
 
 
 def run(server: OllamaServer, model: str = "echo", **body: object) -> requests.Response:
+    """One generation, waiting until the server has also finished it (the client can read the
+    reply before the server releases the model, so ps could still show it for a moment)."""
     reply = post(server, "/api/generate", {"model": model, "prompt": "hi", "stream": False, **body})
     assert reply.status_code == 200, reply.text
+    assert server.requests[-1].finished.wait(5)
     return reply
 
 
