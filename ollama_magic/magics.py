@@ -128,8 +128,13 @@ class OllamaMagics(Magics):
             if call.out:
                 self.shell.user_ns[call.out] = result
             kept = f" and in {call.out}" if call.out else ""
+            has_partial = bool(result.answer or result.thinking)
             if result.done_reason == INTERRUPTED:
-                raise UsageError(f"Interrupted: the partial answer is kept above{kept}.")
+                raise UsageError(
+                    f"Interrupted: the partial answer is kept above{kept}."
+                    if has_partial
+                    else "Interrupted before the model sent anything."
+                )
             if error is None:
                 if note:
                     print(note)
@@ -137,7 +142,6 @@ class OllamaMagics(Magics):
             installed: list[str] = []
             if isinstance(error, ModelNotFound):
                 installed = _installed_names(client)
-            has_partial = bool(result.answer or result.thinking)
             message = describe(error, installed=installed, kept=kept if has_partial else None)
             raise UsageError(message)
         finally:

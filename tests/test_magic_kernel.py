@@ -253,3 +253,24 @@ def test_model_html_shows_as_text(kernel: Kernel, ollama, payload: str) -> None:
 def test_non_json_http_error_is_reported_verbatim(kernel: Kernel, ollama) -> None:
     run = kernel.run(f"%%ollama echo --host {ollama.url}/not/ollama\nhi")
     assert error_line(run) == "Ollama answered 404: 404 page not found"
+
+
+def test_interrupt_before_any_answer_says_so(kernel: Kernel, ollama) -> None:
+    sent = threading.Event()
+
+    def interrupt_once_sent() -> None:
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and not any(
+            r.path == "/api/generate" for r in ollama.requests
+        ):
+            time.sleep(0.01)
+        time.sleep(0.3)
+        sent.set()
+        kernel.interrupt()
+
+    threading.Thread(target=interrupt_once_sent, daemon=True).start()
+    run = kernel.run("%%ollama slow -O scripted_delay=5 -o r\nWait for it.")
+    assert sent.is_set()
+    assert error_line(run) == "Interrupted before the model sent anything."
+    assert kernel.value("(r.done_reason, r.answer)") == ("interrupted", "")
+    assert [o for o in run.notebook_outputs() if o] == []
