@@ -10,6 +10,7 @@ all of these and yields the same result for any chunking of the same text.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Literal
 
 THINKING: Literal["thinking"] = "thinking"
@@ -23,22 +24,27 @@ Event = tuple[Kind, str]
 
 OPEN_TAG = "<think>"
 CLOSE_TAG = "</think>"
+_CLOSE_TAGS = (CLOSE_TAG,)
 
 
-def _partial_suffix(text: str, tag: str) -> int:
-    """Length of the longest end of ``text`` that is a proper start of ``tag``.
+def held_suffix(text: str, markers: Sequence[str]) -> int:
+    """Length of the longest end of ``text`` that is a proper start of one of ``markers``:
+    text to hold back until the next piece shows whether a marker (a tag, a stop string) begins.
 
-    >>> _partial_suffix("abc</th", "</think>")
+    >>> held_suffix("abc</th", ["</think>"]), held_suffix("abc", ["</think>"])
+    (4, 0)
+    >>> held_suffix("abc<|us", ["<|user|>", "END"])
     4
-    >>> _partial_suffix("abc", "</think>")
-    0
     """
-    if "<" not in text[-len(tag) :]:
-        return 0
-    for size in range(min(len(tag) - 1, len(text)), 0, -1):
-        if tag.startswith(text[-size:]):
-            return size
-    return 0
+    longest = 0
+    for marker in markers:
+        if not marker or marker[0] not in text[-(len(marker) - 1) :]:
+            continue  # the usual case, found without trying every length
+        for size in range(min(len(marker) - 1, len(text)), longest, -1):
+            if text.endswith(marker[:size]):
+                longest = size
+                break
+    return longest
 
 
 class ReasoningSplitter:
@@ -112,7 +118,7 @@ class ReasoningSplitter:
                     return
 
     def _emit_holding_back(self, text: str, kind: Kind, events: list[Event]) -> None:
-        keep = _partial_suffix(text, CLOSE_TAG)
+        keep = held_suffix(text, _CLOSE_TAGS)
         if keep:
             text, self._pending = text[:-keep], text[-keep:]
         if text:

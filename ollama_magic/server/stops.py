@@ -13,20 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-
-def held_suffix(text: str, markers: Sequence[str]) -> int:
-    """Length of the longest end of ``text`` that is a proper start of one of ``markers``.
-
-    >>> held_suffix("abc<|us", ["<|user|>", "END"])
-    4
-    """
-    longest = 0
-    for marker in markers:
-        for size in range(min(len(marker) - 1, len(text)), longest, -1):
-            if text.endswith(marker[:size]):
-                longest = size
-                break
-    return longest
+from ..thinking import held_suffix
 
 
 class StopFilter:
