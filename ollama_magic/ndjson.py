@@ -93,20 +93,17 @@ BIG_LINE = 1 << 16
 def _token_ids(data: bytes, start: int, end: int, block: int = 1 << 15) -> TokenIds:
     """Parse ``1,2,3`` between ``start`` and ``end`` a block at a time (no list of the whole).
 
-    >>> _token_ids(b"[10, 20,30]", 1, 10, block=4)
-    [10, 20, 30]
+    >>> _token_ids(b"[10, 20,30]", 1, 10, block=4), _token_ids(b"[123456,7]", 1, 9, block=2)
+    ([10, 20, 30], [123456, 7])
     """
     ids = TokenIds()
     while start < end:
-        stop = min(end, start + block)
+        stop = data.find(b",", min(start + block, end), end)  # a block ends at a comma
+        stop = end if stop < 0 else stop
         piece = data[start:stop]
-        if stop < end:
-            cut = piece.rfind(b",")
-            if cut > 0:
-                piece, stop = piece[:cut], start + cut + 1
         if piece.strip():
             ids.extend(map(int, piece.split(b",")))
-        start = stop
+        start = stop + 1
     return ids
 
 
