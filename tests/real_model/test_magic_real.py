@@ -57,7 +57,6 @@ def test_stop_sequence_cuts_the_answer(real) -> None:
     full = kernel.value("full.answer")
     words = full.split()
     stop = words[len(words) // 2]
-    kernel.run(f"stop_word = {stop!r}")
     cell(kernel, f"{M} --num-predict 40 --stop {json.dumps(stop)} -o cut -q")
     cut = kernel.value("cut.answer")
     assert stop not in cut
