@@ -40,14 +40,16 @@ class ArgsError(ValueError):
     """A bad flag or value; the message says what to write instead."""
 
 
-class _Parser(argparse.ArgumentParser):
+class Parser(argparse.ArgumentParser):
+    """An argparse parser whose errors are :class:`ArgsError` (one line, no exit)."""
+
     def error(self, message: str) -> None:  # type: ignore[override]
         raise ArgsError(message)
 
 
 def build_parser(prog: str = "%%ollama") -> argparse.ArgumentParser:
     """The one definition of the magic's flags; ``%%ollama?`` shows its help."""
-    p = _Parser(
+    p = Parser(
         prog=prog,
         add_help=False,
         allow_abbrev=False,
@@ -124,6 +126,19 @@ def build_parser(prog: str = "%%ollama") -> argparse.ArgumentParser:
         metavar="KEY=VALUE",
         help="any other option; VALUE is read as JSON when it is JSON (repeatable)",
     )
+    chat = p.add_argument_group("chat mode (POST /api/chat, with memory)")
+    chat.add_argument(
+        "--chat",
+        action="store_true",
+        help="send the cell as the next message of a conversation; earlier turns go with it "
+        "(answers only, never the reasoning)",
+    )
+    chat.add_argument(
+        "--conversation",
+        metavar="NAME",
+        help="which conversation (implies --chat; default: one per notebook). -s sets its "
+        "system prompt; %%ollama history / reset NAME show or clear it",
+    )
     run = p.add_argument_group("this cell")
     run.add_argument("-o", "--out", metavar="NAME", help="store the result in this variable")
     run.add_argument("--host", metavar="URL", help="Ollama server (default: $OLLAMA_HOST)")
@@ -148,20 +163,25 @@ def parse_line(line: str) -> argparse.Namespace:
     >>> ns.model, ns.num_predict, ns.stop, ns.keep_alive
     ('llama3.2', 5, ['The end'], '10m')
     """
+    tokens = split_line(line)
+    return PARSER.parse_args(attach_dash_values(tokens, PARSER))
+
+
+def split_line(line: str) -> list[str]:
+    """Split a magic line like a shell would; a stray quote is an :class:`ArgsError`."""
     try:
-        tokens = shlex.split(line)
+        return shlex.split(line)
     except ValueError as exc:
         raise ArgsError(f"cannot split the magic line: {exc}") from None
-    return PARSER.parse_args(_attach_dash_values(tokens))
 
 
-def _attach_dash_values(tokens: list[str]) -> list[str]:
+def attach_dash_values(tokens: list[str], parser: argparse.ArgumentParser) -> list[str]:
     """Let values that start with ``-`` follow their flag: ``-k -1m`` means ``-k=-1m``.
 
-    >>> _attach_dash_values(["-k", "-1m", "--stop", "--", "-q"])
+    >>> attach_dash_values(["-k", "-1m", "--stop", "--", "-q"], PARSER)
     ['-k=-1m', '--stop=--', '-q']
     """
-    actions = PARSER._option_string_actions
+    actions = parser._option_string_actions
     out: list[str] = []
     i = 0
     while i < len(tokens):
@@ -192,6 +212,8 @@ class GenerateCall:
     show_thinking: bool = True
     quiet: bool = False
     notes: list[str] = field(default_factory=list)
+    conversation: str | None = None  # set in chat mode: the conversation's name
+    system: str | None = None  # chat mode: the -s flag, which becomes the conversation's prompt
 
 
 @dataclass(frozen=True)
@@ -309,6 +331,7 @@ def build_call(
             "no model given: write %%ollama MODEL on the first line, "
             "or set one with %config OllamaMagics.model = 'llama3.2'"
         )
+    conversation = _conversation(ns)
     cell = cell.rstrip("\n")  # IPython ends every cell body with a newline the user never typed
     prompt = cell if ns.literal or not defaults.interpolate else fill_prompt(cell, namespace)
     if not prompt.strip():
@@ -361,7 +384,13 @@ def build_call(
         body["think"] = think_value(ns.think)
     elif defaults.think:
         body["think"] = think_value(defaults.think)
+    system_flag = None
+    if conversation is not None:
+        body.pop("system", None)
+        system_flag = ns.system
     return GenerateCall(
+        conversation=conversation,
+        system=system_flag,
         body=body,
         stream=stream,
         out=_identifier(ns.out, "-o/--out") if ns.out else None,
@@ -371,6 +400,27 @@ def build_call(
         show_thinking=defaults.show_thinking and not ns.hide_thinking,
         quiet=ns.quiet,
     )
+
+
+def _conversation(ns: argparse.Namespace) -> str | None:
+    """The conversation a chat-mode cell continues, or ``None`` for a single prompt."""
+    if not ns.chat and ns.conversation is None:
+        return None
+    for flag, used in (
+        ("--suffix", ns.suffix is not None),
+        ("--template", ns.template is not None),
+        ("--raw", ns.raw),
+        ("--context", ns.context is not None),
+        ("--continue", ns.cont),
+    ):
+        if used:
+            raise ArgsError(
+                f"{flag} is for single prompts; a --chat conversation keeps its own memory"
+            )
+    name = (ns.conversation or "default").strip()
+    if not name:
+        raise ArgsError("--conversation needs a name, e.g. --conversation french")
+    return name
 
 
 def _identifier(name: str, flag: str) -> str:

@@ -22,6 +22,7 @@ import uuid
 from collections.abc import Callable
 from typing import Any, Protocol, TextIO
 
+from .progress import Progress
 from .render import (
     escape_markdown,
     footer_text,
@@ -308,3 +309,63 @@ class LiveDisplay:
                 self._publisher.update(EMPTY, slot.display_id)
         self._kind, self._tail, self._shown = "collapsed", "", 0
         self._last_update = self._clock()
+
+
+class ProgressDisplay:
+    """A pull, push or create in a notebook: one throttled HTML output, emptied at the end.
+
+    Like the answer slots it starts and ends as an empty bundle, so nbval (which ignores
+    updates) and the saved notebook agree; the magic then prints one summary line.
+    """
+
+    def __init__(self, publisher: Publisher, *, interval: float = 0.1) -> None:
+        self._publisher = publisher
+        self._interval = interval
+        self._display_id = uuid.uuid4().hex
+        self._shown = False
+        self._last = -1e9
+
+    def update(self, progress: Progress, now: float) -> None:
+        if not self._shown:
+            self._publisher.show(EMPTY, self._display_id)
+            self._shown = True
+        if now - self._last >= self._interval:
+            self._last = now
+            self._publisher.update({"text/html": progress.html(now)}, self._display_id)
+
+    def close(self, progress: Progress, now: float) -> None:
+        if self._shown:
+            self._publisher.update(EMPTY, self._display_id)
+
+
+class ProgressText:
+    """A pull, push or create in a terminal: one rewritten line on a TTY, else each status once."""
+
+    def __init__(self, out: TextIO | None = None, *, interval: float = 0.1) -> None:
+        self._out = out or sys.stdout
+        self._tty = bool(getattr(self._out, "isatty", lambda: False)())
+        self._interval = interval
+        self._last = -1e9
+        self._width = 0
+        self._printed: set[str] = set()
+
+    def update(self, progress: Progress, now: float) -> None:
+        if not self._tty:
+            status = progress.status
+            if status and status not in self._printed:
+                self._printed.add(status)
+                self._out.write(status + "\n")
+                self._out.flush()
+            return
+        if now - self._last < self._interval:
+            return
+        self._last = now
+        line = progress.line(now)
+        self._out.write("\r" + line.ljust(self._width))
+        self._width = len(line)
+        self._out.flush()
+
+    def close(self, progress: Progress, now: float) -> None:
+        if self._tty and self._width:
+            self._out.write("\r" + " " * self._width + "\r")
+            self._out.flush()

@@ -6,15 +6,48 @@ and turns a typed error into a ``UsageError``: one line, no traceback, kernel st
 
 from __future__ import annotations
 
-from typing import Any
+import os
+import time
+from contextlib import closing
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING, Any
 
 from IPython.core.error import UsageError
 from IPython.core.magic import Magics, line_cell_magic, magics_class, no_var_expand
 from traitlets import Bool, Dict, Enum, Float, Unicode
 
-from .args import PARSER, ArgsError, Defaults, GenerateCall, build_call, parse_line
-from .live import FinalOnly, IPythonPublisher, LiveDisplay, NullSink, Sink, TextSink
+from . import __version__, lifecycle
+from .args import (
+    PARSER,
+    ArgsError,
+    Defaults,
+    GenerateCall,
+    build_call,
+    keep_alive_value,
+    option_pair,
+    parse_line,
+)
+from .chat import DEFAULT, Conversation, context_warning
+from .commands import command_help, overview, parse_command
+from .errors import ConnectionFailed, ModelNotFound, OllamaError, ResponseError
+from .live import (
+    FinalOnly,
+    IPythonPublisher,
+    LiveDisplay,
+    NullSink,
+    ProgressDisplay,
+    ProgressText,
+    Sink,
+    TextSink,
+)
+from .messages import describe, lacking, not_installed, unsupported_capability
+from .present import LoadedList, ModelInfo, ModelList, human_bytes, parse_time, until
+from .progress import Progress
 from .result import INTERRUPTED, GenerationResult
+from .session import Pieces, attach_data, chat_pieces, generate_pieces, run
+
+if TYPE_CHECKING:
+    from .client import OllamaClient
 
 DISPLAY_MODES = ("auto", "live", "final", "text", "none")
 
@@ -23,9 +56,7 @@ DISPLAY_MODES = ("auto", "live", "final", "text", "none")
 class OllamaMagics(Magics):
     """Magics for local models served by Ollama. Settings: ``%config OllamaMagics``."""
 
-    model = Unicode("", help="Model used when a cell names none, e.g. 'llama3.2'.").tag(
-        config=True
-    )
+    model = Unicode("", help="Model used when a cell names none, e.g. 'llama3.2'.").tag(config=True)
     host = Unicode(
         "", help="Ollama server URL; empty means $OLLAMA_HOST, else http://127.0.0.1:11434."
     ).tag(config=True)
@@ -50,37 +81,42 @@ class OllamaMagics(Magics):
     timeout = Float(600.0, help="Read timeout: longest silence (s) between two pieces.").tag(
         config=True
     )
-    connect_timeout = Float(5.0, help="Seconds to wait for the server to accept.").tag(
-        config=True
-    )
+    connect_timeout = Float(5.0, help="Seconds to wait for the server to accept.").tag(config=True)
 
     def __init__(self, shell: Any = None, **kwargs: Any) -> None:
         super().__init__(shell, **kwargs)
         self.last_result: GenerationResult | None = None
+        self.conversations: dict[str, Conversation] = {}
 
     @no_var_expand
     @line_cell_magic
-    def ollama(self, line: str, cell: str | None = None) -> None:
+    def ollama(self, line: str, cell: str | None = None) -> Any:
         if cell is None:
-            raise UsageError(
-                "%ollama line commands come in a later release; use %%ollama [MODEL] [flags] "
-                "with the prompt in the cell body (see %%ollama?)."
-            )
+            return self._command(line)
         try:
+            ns = parse_line(line)
+            conversation = self._conversation_for(ns)
+            defaults = self._defaults(conversation.model if conversation else "")
             call = build_call(
-                parse_line(line),
+                ns,
                 cell,
                 self.shell.user_ns,
-                self._defaults(),
+                defaults,
                 self.last_result.context if self.last_result else None,
             )
         except ArgsError as exc:
             raise UsageError(str(exc)) from None
-        self._generate(call)
+        if conversation is not None:
+            self._chat(call, conversation)
+        else:
+            self._generate(call)
+        return None
 
-    def _defaults(self) -> Defaults:
+    # -- cells ----------------------------------------------------------------------------
+
+    def _defaults(self, model: str = "") -> Defaults:
         return Defaults(
-            model=self.model,
+            model=model or self.model,
             system=self.system,
             options=dict(self.options),
             keep_alive=self.keep_alive,
@@ -89,8 +125,14 @@ class OllamaMagics(Magics):
             show_thinking=self.show_thinking,
         )
 
-    def _client(self, host: str | None, timeout: float | None) -> Any:
-        from .client import OllamaClient
+    def _conversation_for(self, ns: Any) -> Conversation | None:
+        if not ns.chat and ns.conversation is None:
+            return None
+        name = (ns.conversation or DEFAULT).strip() or DEFAULT
+        return self.conversations.get(name) or Conversation(name)
+
+    def _client(self, host: str | None, timeout: float | None = None) -> OllamaClient:
+        from .client import OllamaClient  # imports requests: not at %load_ext time
 
         try:
             return OllamaClient(
@@ -101,13 +143,15 @@ class OllamaMagics(Magics):
         except ValueError as exc:
             raise UsageError(f"{exc}: write it like http://127.0.0.1:11434") from None
 
+    def _in_kernel(self) -> bool:
+        return getattr(self.shell, "kernel", None) is not None
+
     def _sink(self, call: GenerateCall) -> Sink:
         mode = self.display
         if call.quiet or mode == "none":
             return NullSink()
         if mode == "auto":
-            in_kernel = getattr(self.shell, "kernel", None) is not None
-            mode = ("live" if call.stream else "final") if in_kernel else "text"
+            mode = ("live" if call.stream else "final") if self._in_kernel() else "text"
         if mode == "text":
             return TextSink(show_thinking=call.show_thinking)
         publisher = IPythonPublisher()
@@ -116,45 +160,398 @@ class OllamaMagics(Magics):
         return LiveDisplay(publisher, show_thinking=call.show_thinking)
 
     def _generate(self, call: GenerateCall) -> None:
-        from .errors import ModelNotFound
-        from .messages import describe
-        from .session import attach_data, run
-
-        client = self._client(call.host, call.timeout)
-        try:
-            result, error = run(client, "/api/generate", call.body, self._sink(call))
-            note = attach_data(result, call.schema_model) if "format" in call.body else None
+        with closing(self._client(call.host, call.timeout)) as client:
+            result, problem = self._stream(client, call, "/api/generate", call.body)
             self.last_result = result if result.context else self.last_result
-            if call.out:
-                self.shell.user_ns[call.out] = result
-            kept = f" and in {call.out}" if call.out else ""
-            has_partial = bool(result.answer or result.thinking)
-            if result.done_reason == INTERRUPTED:
-                raise UsageError(
-                    f"Interrupted: the partial answer is kept above{kept}."
-                    if has_partial
-                    else "Interrupted before the model sent anything."
+            if problem:
+                raise UsageError(problem)
+
+    def _chat(self, call: GenerateCall, conversation: Conversation) -> None:
+        if call.system is not None:
+            conversation.system = call.system
+        elif not conversation.turns and not conversation.system:
+            conversation.system = self.system
+        body = conversation.request(call.body)
+        with closing(self._client(call.host, call.timeout)) as client:
+            result, problem = self._stream(client, call, "/api/chat", body, chat_pieces)
+            if problem:
+                raise UsageError(problem + " This turn is not added to the conversation.")
+            tokens = (result.prompt_eval_count or 0) + (result.eval_count or 0)
+            conversation.record(body, result.answer, tokens or None)
+            self.conversations[conversation.name] = conversation
+            warning = context_warning(conversation.name, tokens, self._num_ctx(client, body))
+        if warning:
+            print(warning)
+
+    def _num_ctx(self, client: OllamaClient, body: dict[str, Any]) -> int | None:
+        """The context window the model runs with: ``/api/ps`` knows it, else the request."""
+        try:
+            row = lifecycle.find_loaded(client, body["model"])
+        except OllamaError:
+            row = None
+        if row and row.get("context_length"):
+            return int(row["context_length"])
+        num_ctx = (body.get("options") or {}).get("num_ctx")
+        return num_ctx if isinstance(num_ctx, int) else None
+
+    def _stream(
+        self,
+        client: OllamaClient,
+        call: GenerateCall,
+        path: str,
+        body: dict[str, Any],
+        pieces: Pieces = generate_pieces,
+    ) -> tuple[GenerationResult, str | None]:
+        """Run one streamed request; return the result and the message for what went wrong."""
+        model = str(body["model"])
+        if body.get("images") or any(m.get("images") for m in body.get("messages", [])):
+            caps = lifecycle.capabilities(client, model)
+            if caps is not None and "vision" not in caps:
+                raise UsageError(lacking(model, "vision", _tags(client)))
+        result, error = run(client, path, body, self._sink(call), pieces)
+        note = attach_data(result, call.schema_model) if "format" in body else None
+        if call.out:
+            self.shell.user_ns[call.out] = result
+        kept = f" and in {call.out}" if call.out else ""
+        has_partial = bool(result.answer or result.thinking)
+        if result.done_reason == INTERRUPTED:
+            return result, (
+                f"Interrupted: the partial answer is kept above{kept}."
+                if has_partial
+                else "Interrupted before the model sent anything."
+            )
+        if error is None:
+            if note:
+                print(note)
+            return result, None
+        models = (
+            _tags(client)
+            if isinstance(error, ModelNotFound) or unsupported_capability(error)
+            else []
+        )
+        installed = [str(m.get("name", "")) for m in models]
+        return result, describe(
+            error,
+            installed=installed,
+            kept=kept if has_partial else None,
+            models=models,
+            model=model,
+        )
+
+    # -- line commands --------------------------------------------------------------------
+
+    def _command(self, line: str) -> Any:
+        try:
+            command = parse_command(line)
+            handler = getattr(self, f"_cmd_{command.name}")
+            return handler(command.args)
+        except ArgsError as exc:
+            raise UsageError(str(exc)) from None
+        except OllamaError as exc:
+            raise UsageError(describe(exc)) from None
+
+    def _connect(self, args: Any) -> closing[OllamaClient]:
+        return closing(self._client(getattr(args, "host", None)))
+
+    def _bind(self, args: Any, value: Any) -> None:
+        out = getattr(args, "out", None)
+        if out:
+            if not out.isidentifier():
+                raise ArgsError(f"-o {out}: not a valid Python variable name")
+            self.shell.user_ns[out] = value
+
+    def _missing(self, client: OllamaClient, model: str, *, pull: bool = True) -> UsageError:
+        names = [str(m.get("name", "")) for m in _tags(client)]
+        return UsageError(not_installed(model, client.base_url, names, pull=pull))
+
+    def _cmd_help(self, args: Any) -> None:
+        print(command_help(args.command) if args.command else overview())
+
+    def _cmd_models(self, args: Any) -> ModelList:
+        with self._connect(args) as client:
+            models = lifecycle.list_models(client)
+        self._bind(args, models)
+        return models
+
+    def _cmd_ps(self, args: Any) -> LoadedList:
+        with self._connect(args) as client:
+            rows = lifecycle.loaded(client)
+        self._bind(args, rows)
+        return rows
+
+    def _cmd_show(self, args: Any) -> ModelInfo | None:
+        with self._connect(args) as client:
+            try:
+                info = lifecycle.show(client, args.model)
+            except ModelNotFound:
+                raise self._missing(client, args.model) from None
+        self._bind(args, info)
+        for part in ("modelfile", "template", "parameters", "system", "license"):
+            if getattr(args, part):
+                print(info.info.get(part, ""))
+                return None
+        return info
+
+    def _cmd_load(self, args: Any) -> None:
+        keep_alive = keep_alive_value(args.keep_alive) if args.keep_alive else None
+        with self._connect(args) as client:
+            try:
+                report = lifecycle.load(client, args.model, keep_alive, args.num_ctx)
+            except ModelNotFound:
+                raise self._missing(client, args.model) from None
+            except ResponseError as exc:
+                if unsupported_capability(exc):
+                    raise UsageError(
+                        f"{args.model} cannot be loaded for generating: {exc.message}. "
+                        f"Embedding models load with %ollama embed {args.model} TEXT."
+                    ) from None
+                raise
+        text = f"Loaded {args.model} in {report.seconds:.2f} s"
+        row = report.row
+        if row:
+            left = until(parse_time(row.get("expires_at")), datetime.now(timezone.utc))
+            stays = "it stays loaded forever" if left == "forever" else f"it unloads {left}"
+            text += f" ({human_bytes(row.get('size'))} in memory); {stays}"
+        print(text + ". %ollama ps lists what is loaded.")
+
+    def _cmd_stop(self, args: Any) -> None:
+        if not args.model and not args.all:
+            raise ArgsError("stop which model? %ollama stop NAME, or %ollama stop --all")
+        with self._connect(args) as client:
+            names = lifecycle.loaded(client).names if args.all else [args.model]
+            if args.all and not names:
+                print("No model is loaded.")
+            for name in names:
+                try:
+                    row = lifecycle.unload(client, name)
+                except ModelNotFound:
+                    raise self._missing(client, name, pull=False) from None
+                if row is None:
+                    print(f"{name} was not loaded.")
+                else:
+                    print(f"Unloaded {name} ({human_bytes(row.get('size'))} freed).")
+
+    def _cmd_cp(self, args: Any) -> None:
+        with self._connect(args) as client:
+            try:
+                lifecycle.copy(client, args.source, args.destination)
+            except ResponseError as exc:
+                if exc.status == 404:
+                    raise self._missing(client, args.source, pull=False) from None
+                raise
+        print(f"Copied {args.source} to {args.destination}.")
+
+    def _cmd_rm(self, args: Any) -> None:
+        with self._connect(args) as client:
+            for name in args.models:
+                try:
+                    lifecycle.delete(client, name)
+                except ResponseError as exc:
+                    if exc.status == 404:
+                        raise self._missing(client, name, pull=False) from None
+                    raise
+                print(f"Deleted {name}.")
+
+    def _progress_view(self) -> lifecycle.ProgressView:
+        if self._in_kernel() and self.display not in ("text", "none"):
+            return ProgressDisplay(IPythonPublisher())
+        return ProgressText()
+
+    def _transfer(self, client: OllamaClient, action: str, body: dict[str, Any]) -> None:
+        name = body["model"]
+        progress = Progress(action, name, time.monotonic())
+        outcome = lifecycle.transfer(
+            client, f"/api/{action}", body, progress, self._progress_view()
+        )
+        if outcome.ok:
+            print(progress.summary(time.monotonic()))
+            return
+        if outcome.interrupted:
+            raise UsageError(
+                f"Interrupted: the {action} of {name} stopped {progress.stopped()}. "
+                "Run the same command again to continue."
+            )
+        error = outcome.error
+        if isinstance(error, ModelNotFound) and action != "pull":
+            raise self._missing(client, name, pull=False)
+        detail = getattr(error, "message", None) or str(error)
+        hint = {
+            "pull": " Check the name (like llama3.2 or qwen3:8b) on the server's registry.",
+            "push": " Push NAMESPACE/NAME models to a registry where you may write.",
+            "create": "",
+        }[action]
+        if isinstance(error, ConnectionFailed):
+            raise UsageError(describe(error))
+        raise UsageError(f"Cannot {action} {name}: {detail}.{hint}")
+
+    def _cmd_pull(self, args: Any) -> None:
+        with self._connect(args) as client:
+            self._transfer(client, "pull", _transfer_body(args))
+
+    def _cmd_push(self, args: Any) -> None:
+        with self._connect(args) as client:
+            self._transfer(client, "push", _transfer_body(args))
+
+    def _cmd_create(self, args: Any) -> None:
+        body: dict[str, Any] = {"model": args.model, "from": args.base}
+        if args.system is not None:
+            body["system"] = args.system
+        if args.template is not None:
+            body["template"] = args.template
+        if args.license is not None:
+            body["license"] = args.license
+        parameters: dict[str, Any] = {}
+        for pair in args.param:
+            key, value = option_pair(pair)
+            if key == "stop":
+                parameters.setdefault("stop", []).extend(
+                    value if isinstance(value, list) else [str(value)]
                 )
-            if error is None:
-                if note:
-                    print(note)
-                return
-            installed: list[str] = []
-            if isinstance(error, ModelNotFound):
-                installed = _installed_names(client)
-            message = describe(error, installed=installed, kept=kept if has_partial else None)
-            raise UsageError(message)
-        finally:
-            client.close()
+            else:
+                parameters[key] = value
+        if parameters:
+            body["parameters"] = parameters
+        with self._connect(args) as client:
+            self._transfer(client, "create", body)
+
+    def _cmd_embed(self, args: Any) -> Any:
+        if args.var and args.text:
+            raise ArgsError("give the text or --var NAME, not both")
+        if args.var:
+            if args.var not in self.shell.user_ns:
+                raise ArgsError(f"--var {args.var}: no such variable")
+            inputs = self.shell.user_ns[args.var]
+            if not isinstance(inputs, str) and not (
+                isinstance(inputs, (list, tuple)) and all(isinstance(t, str) for t in inputs)
+            ):
+                raise ArgsError(f"--var {args.var}: it must hold a string or a list of strings")
+            inputs = inputs if isinstance(inputs, str) else list(inputs)
+        elif args.text:
+            inputs = " ".join(args.text)
+        else:
+            raise ArgsError("embed what? %ollama embed MODEL TEXT, or --var NAME")
+        keep_alive = keep_alive_value(args.keep_alive) if args.keep_alive else None
+        with self._connect(args) as client:
+            try:
+                answer = lifecycle.embed(
+                    client, args.model, inputs, dimensions=args.dimensions, keep_alive=keep_alive
+                )
+            except ResponseError as exc:
+                if exc.status == 404:
+                    raise self._missing(client, args.model) from None
+                raise
+        vectors = answer.get("embeddings") or []
+        value = _as_array(vectors[0] if isinstance(inputs, str) and vectors else vectors)
+        count = len(vectors)
+        dims = len(vectors[0]) if vectors else 0
+        tokens = answer.get("prompt_eval_count")
+        print(
+            f"{count} vector{'s' if count != 1 else ''} of {dims} dimensions from "
+            f"{answer.get('model', args.model)}" + (f" ({tokens} tokens)." if tokens else ".")
+        )
+        if args.out:
+            self._bind(args, value)
+            return None
+        return value
+
+    def _cmd_use(self, args: Any) -> None:
+        if not args.model:
+            print(
+                f"%%ollama cells use {self.model!r}."
+                if self.model
+                else "No default model yet: %ollama use NAME sets one."
+            )
+            return
+        self.model = args.model
+        text = f"Later %%ollama cells use {args.model}"
+        with self._connect(args) as client:
+            try:
+                lifecycle.show(client, args.model)
+            except ModelNotFound:
+                raise self._missing(client, args.model) from None
+            except OllamaError as exc:
+                text += f" (not checked: {describe(exc)})"
+        print(text + ".")
+
+    def _cmd_host(self, args: Any) -> None:
+        if args.url:
+            from .client import parse_host
+
+            try:
+                parse_host(args.url)
+            except ValueError as exc:
+                raise UsageError(f"{exc}: write it like http://127.0.0.1:11434") from None
+            self.host = args.url
+        source = (
+            "%config OllamaMagics.host"
+            if self.host
+            else "$OLLAMA_HOST"
+            if os.environ.get("OLLAMA_HOST")
+            else "the default"
+        )
+        with self._connect(args) as client:
+            status = _server_version(client)
+            print(f"Ollama server: {client.base_url} (from {source}); {status}.")
+
+    def _cmd_version(self, args: Any) -> None:
+        with self._connect(args) as client:
+            print(f"ollama-magic {__version__}; {_server_version(client)} at {client.base_url}.")
+
+    def _cmd_history(self, args: Any) -> Conversation:
+        conversation = self.conversations.get(args.conversation) or Conversation(args.conversation)
+        self._bind(args, conversation)
+        return conversation
+
+    def _cmd_reset(self, args: Any) -> None:
+        if args.all:
+            count = len(self.conversations)
+            self.conversations.clear()
+            print(f"Forgot {count} conversation{'s' if count != 1 else ''}.")
+            return
+        gone = self.conversations.pop(args.conversation, None)
+        if gone is None or not gone.turns:
+            print(f"Conversation '{args.conversation}' was already empty.")
+        else:
+            turns = len(gone.turns)
+            print(
+                f"Forgot conversation '{args.conversation}' "
+                f"({turns} turn{'s' if turns != 1 else ''})."
+            )
 
 
-def _installed_names(client: Any) -> list[str]:
-    from .errors import OllamaError
+def _transfer_body(args: Any) -> dict[str, Any]:
+    body: dict[str, Any] = {"model": args.model}
+    if args.insecure:
+        body["insecure"] = True
+    return body
 
+
+def _server_version(client: OllamaClient) -> str:
     try:
-        return [m.get("name", "") for m in client.tags()]
+        answer = client.call("GET", "/api/version") or {}
+    except ConnectionFailed as exc:
+        return f"no answer ({exc.detail or 'unreachable'})"
+    except OllamaError as exc:
+        return f"it answers, but not as Ollama ({exc})"
+    return f"Ollama {answer.get('version', '?')}" if isinstance(answer, dict) else "Ollama"
+
+
+def _as_array(vectors: Any) -> Any:
+    """A numpy array when numpy is installed, else the lists as they came."""
+    try:
+        import numpy
+    except ImportError:
+        return vectors
+    return numpy.asarray(vectors, dtype=numpy.float32)
+
+
+def _tags(client: OllamaClient) -> list[dict[str, Any]]:
+    try:
+        return client.tags()
     except OllamaError:
         return []
 
 
-OllamaMagics.ollama.__doc__ = PARSER.format_help()
+OllamaMagics.ollama.__doc__ = (
+    PARSER.format_help() + "\nLine commands (%ollama COMMAND):\n\n" + overview() + "\n"
+)

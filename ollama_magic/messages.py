@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import difflib
-from collections.abc import Sequence
+import re
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from .errors import (
     ConnectionFailed,
@@ -27,17 +29,65 @@ def close_matches(name: str, installed: Sequence[str], n: int = 3) -> list[str]:
     return [base[b] for b in found]
 
 
+#: What a missing capability stops, in words, and the command that helps instead.
+CAPABILITY_WORDS = {
+    "thinking": ("cannot reason on request", "drop --think"),
+    "vision": ("cannot see images", "drop --image"),
+    "insert": ("cannot fill in the middle", "drop --suffix"),
+    "completion": ("cannot generate text (it is an embedding model)", "use %ollama embed"),
+    "tools": ("cannot call tools", "drop the tools"),
+}
+
+_UNSUPPORTED = re.compile(r"does not support (thinking|insert|generate|tools|vision)")
+
+
+def lacking(model: str, capability: str, models: Sequence[Mapping[str, Any]] = ()) -> str:
+    """One line for a model without ``capability``, naming installed models that have it.
+
+    >>> print(lacking("echo", "thinking", [{"name": "thinker", "capabilities": ["thinking"]}]))
+    ... # doctest: +NORMALIZE_WHITESPACE
+    echo cannot reason on request: it lacks the 'thinking' capability (see %ollama show echo).
+    Drop --think, or use a model that has it: thinker.
+    """
+    words, instead = CAPABILITY_WORDS.get(capability, (f"lacks {capability}", "drop the flag"))
+    with_it = [str(m.get("name")) for m in models if capability in (m.get("capabilities") or [])][
+        :3
+    ]
+    text = (
+        f"{model} {words}: it lacks the {capability!r} capability (see %ollama show {model}). "
+        f"{instead[0].upper()}{instead[1:]}"
+    )
+    if with_it:
+        text += f", or use a model that has it: {', '.join(with_it)}"
+    return text + "."
+
+
+def unsupported_capability(error: OllamaError) -> str | None:
+    """The capability a 400 ``... does not support X`` names, if that is what ``error`` is."""
+    if not isinstance(error, ResponseError) or error.status != 400:
+        return None
+    match = _UNSUPPORTED.search(error.message)
+    if match is None:
+        return None
+    return "completion" if match.group(1) == "generate" else match.group(1)
+
+
 def describe(
     error: OllamaError,
     *,
     installed: Sequence[str] = (),
     kept: str | None = "",
+    models: Sequence[Mapping[str, Any]] = (),
+    model: str = "",
 ) -> str:
     """The message for ``error``.
 
     ``kept`` says where the partial answer went (e.g. ``" and in r"``); ``None`` when nothing
-    had arrived.
+    had arrived. ``models`` (``/api/tags`` entries) lets a capability error suggest models.
     """
+    capability = unsupported_capability(error)
+    if capability and model:
+        return lacking(model, capability, models)
     partial = f" The partial answer is kept above{kept}." if kept is not None else ""
     if isinstance(error, ConnectionFailed):
         return (
@@ -46,14 +96,7 @@ def describe(
             "at a running server."
         )
     if isinstance(error, ModelNotFound):
-        text = (
-            f"Model {error.model!r} is not installed on {error.url}. "
-            f"Get it with `%ollama pull {error.model}`"
-        )
-        near = close_matches(error.model, installed)
-        if near:
-            text += f", or use one you have: {', '.join(near)}"
-        return text + "."
+        return not_installed(error.model, error.url, installed)
     if isinstance(error, ReadTimedOut):
         return (
             f"Ollama at {error.url} sent nothing for {error.seconds:g} s. Raise --timeout "
@@ -66,3 +109,21 @@ def describe(
     if isinstance(error, StreamTruncated):
         return "The connection closed before the answer was finished." + partial
     return str(error)
+
+
+def not_installed(model: str, url: str, installed: Sequence[str], *, pull: bool = True) -> str:
+    """A model the server lacks: how to get it, and the installed names closest to it.
+
+    >>> print(not_installed("lama3", "http://h:1", ["llama3:latest"]))
+    ... # doctest: +NORMALIZE_WHITESPACE
+    Model 'lama3' is not installed on http://h:1. Get it with `%ollama pull lama3`,
+    or use one you have: llama3:latest.
+    >>> not_installed("lama3", "http://h:1", ["llama3:latest"], pull=False)
+    "Model 'lama3' is not installed on http://h:1. Did you mean llama3:latest?"
+    """
+    text = f"Model {model!r} is not installed on {url}."
+    near = ", ".join(close_matches(model, installed))
+    if not pull:
+        return text + (f" Did you mean {near}?" if near else "")
+    text += f" Get it with `%ollama pull {model}`"
+    return text + (f", or use one you have: {near}." if near else ".")

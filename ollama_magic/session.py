@@ -9,13 +9,15 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from .client import OllamaClient, Stream
 from .errors import OllamaError, StreamTruncated
 from .live import Sink
 from .result import ERROR, INTERRUPTED, GenerationResult
 from .thinking import RETRACT, ReasoningSplitter, SplitText, TextBuffer
+
+if TYPE_CHECKING:  # the client imports requests: keep ``%load_ext`` fast
+    from .client import OllamaClient, Stream
 
 #: Takes one chunk, returns its (response text, thinking text).
 Pieces = Callable[[dict[str, Any]], tuple[str, str]]

@@ -170,9 +170,19 @@ def test_server_unreachable_names_the_url(kernel: Kernel, ollama) -> None:
     assert "Cannot reach Ollama at http://127.0.0.1:9" in text and "ollama serve" in text
 
 
-def test_http_error_carries_the_server_message(kernel: Kernel, ollama) -> None:
+def test_think_on_a_model_without_the_capability_names_models_that_have_it(
+    kernel: Kernel, ollama
+) -> None:
     run = kernel.run("%%ollama reasoner --think\nhi")
-    assert 'Ollama answered 400: "reasoner" does not support thinking' in error_line(run)
+    text = error_line(run)
+    assert text.startswith("reasoner cannot reason on request: it lacks the 'thinking'")
+    assert "Drop --think, or use a model that has it: thinker:latest." in text
+    assert [r.path for r in ollama.requests] == ["/api/generate", "/api/tags"]
+    run = kernel.run("%%ollama thinker --think high\nhi")  # the suggestion works
+    assert run.ok, run.error
+
+
+def test_http_error_carries_the_server_message(kernel: Kernel, ollama) -> None:
     run = kernel.run("%%ollama echo -O temperature='\"hot\"'\nhi")
     assert 'Ollama answered 500: option "temperature" must be of type float32' in error_line(run)
 

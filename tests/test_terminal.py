@@ -60,3 +60,30 @@ def test_demo_command_streams_an_answer() -> None:
     assert "local server runs at http://127.0.0.1:" in done.stdout
     assert "Echo: <|user|>Hello demo" in done.stdout
     assert "The result is bound to r: GenerationResult(model='echo'" in done.stdout
+
+
+def test_terminal_line_commands_print_aligned_text_and_progress_lines() -> None:
+    from ollama_magic.server import OllamaServer
+
+    cells = [
+        "%ollama models",
+        "%ollama load thinker -k 1m",
+        "%ollama ps",
+        "%ollama stop thinker",
+        "%ollama pull haiku",
+        "%%ollama --chat haiku\nsea",
+    ]
+    code = "\n".join(f"get_ipython().run_cell({cell!r})" for cell in cells)  # one cell each
+    with OllamaServer(pull_speed=500_000_000) as server:
+        done = run_ipython(code, server.url)
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    header = next(line for line in lines if line.startswith("NAME") and "FAMILY" in line)
+    echo = next(line for line in lines if line.startswith("echo:latest"))
+    assert echo.index("8.0 MB") == header.index("SIZE")  # aligned columns, no HTML
+    assert any(line.startswith("Loaded thinker in ") for line in lines)
+    assert any(line.startswith("thinker:latest") and line.endswith("in 1 min") for line in lines)
+    assert "Unloaded thinker (9.5 MB freed)." in lines
+    assert lines.index("pulling manifest") < lines.index("writing manifest")
+    assert any(line.startswith("Pulled haiku: ") for line in lines)
+    assert "<table" not in done.stdout and "Traceback" not in done.stdout + done.stderr

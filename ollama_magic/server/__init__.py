@@ -1,9 +1,10 @@
 """A local, Ollama-compatible HTTP server: deterministic scripted models, stdlib only.
 
 It speaks Ollama's native API (``/api/generate``, ``/api/chat``, ``/api/embed``, ``/api/tags``,
-``/api/show``, ``/api/ps``, ``/api/version``) byte for byte where it can: the same NDJSON
-framing, status codes, error texts and order of checks. Tests, CI notebooks and people without
-Ollama point a client at it instead of a real server.
+``/api/show``, ``/api/ps``, ``/api/version``, and ``/api/pull``, ``/api/push``, ``/api/create``,
+``/api/copy``, ``/api/delete`` with simulated transfers) byte for byte where it can: the same
+NDJSON framing, status codes, error texts and order of checks. Tests, CI notebooks and people
+without Ollama point a client at it instead of a real server.
 
 In Python (port 0 picks a free port; the server runs on a daemon thread)::
 
@@ -19,13 +20,30 @@ From a shell: ``python -m ollama_magic.server --port 11434`` (or ``ollama-magic-
 GGUF file (see ``--help``). It prints its URL, then the model names.
 
 The models (``echo``, ``reasoner``, ``thinker``, ``chinese``, ``slow``, ``lorem``, ``broken``,
-``dropper``) are described in :mod:`ollama_magic.server.scripted`; more engines can be passed
-as ``OllamaServer(engines=[...])`` (see :class:`~ollama_magic.server.engine.Engine`).
+``dropper``, and ``haiku`` and ``embedder`` to pull) are described in
+:mod:`ollama_magic.server.scripted`; more engines can be passed as
+``OllamaServer(engines=[...])`` (see :class:`~ollama_magic.server.engine.Engine`).
 """
 
 from __future__ import annotations
 
-from .app import OllamaServer, RecordedRequest, serve
-from .scripted import ScriptedEngine
+from typing import TYPE_CHECKING, Any
 
 __all__ = ["OllamaServer", "RecordedRequest", "ScriptedEngine", "serve"]
+
+if TYPE_CHECKING:
+    from .app import OllamaServer, RecordedRequest, serve
+    from .scripted import ScriptedEngine
+
+
+def __getattr__(name: str) -> Any:
+    """Import the server on first use: the magic imports ``server.gotime`` at ``%load_ext``."""
+    if name == "ScriptedEngine":
+        from .scripted import ScriptedEngine
+
+        return ScriptedEngine
+    if name in ("OllamaServer", "RecordedRequest", "serve"):
+        from . import app
+
+        return getattr(app, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -2,7 +2,8 @@
 
 By default only the scripted models are served. ``--model smollm2`` adds the real SmolLM2-135M
 (and its grammar-forced reasoning demo) and ``--gguf PATH --name NAME`` any GGUF file, both
-through llama.cpp; ``--no-scripted`` leaves the scripted models out.
+through llama.cpp; ``--no-scripted`` leaves the scripted models out. ``--pull-speed`` sets how
+fast simulated pulls and pushes go.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from . import llama
-from .app import serve, short_name
+from .app import DEFAULT_PULL_SPEED, serve, short_name
 from .engine import Engine
 from .gguf import GGUFError, read_header
 from .scripted import ScriptedEngine
@@ -34,6 +35,16 @@ def _positive_int(text: str) -> int:
         raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a positive number, not {text}")
     return value
 
 
@@ -77,6 +88,14 @@ def build_parser() -> argparse.ArgumentParser:
         default=1,
         metavar="N",
         help="llama.cpp threads per model (default 1, so timings repeat)",
+    )
+    parser.add_argument(
+        "--pull-speed",
+        type=_positive_float,
+        default=DEFAULT_PULL_SPEED,
+        metavar="BYTES_PER_S",
+        help="speed of the simulated /api/pull and /api/push transfers, in bytes per second "
+        f"(default {DEFAULT_PULL_SPEED:,}: a 100 MB model takes about 2 s; 1e12: instant)",
     )
     parser.add_argument(
         "--quiet", action="store_true", help="do not log one line per request to stderr"
@@ -148,7 +167,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not engines:
         print(f"{PROG}: no engines to serve", file=sys.stderr)
         return 2
-    serve(args.host, args.port, engines, log_requests=not args.quiet)
+    serve(args.host, args.port, engines, log_requests=not args.quiet, pull_speed=args.pull_speed)
     return 0
 
 

@@ -4,8 +4,10 @@ This module owns the wire and nothing else: routing (gin's text/plain 404/405), 
 and validation in Ollama's order of checks, status codes and error bodies, NDJSON framing over
 chunked transfer encoding, timestamps, ``keep_alive`` and ``/api/ps`` (through
 :class:`~ollama_magic.server.scheduler.Scheduler`). Models come from engines
-(:mod:`~ollama_magic.server.engine`). Every request is recorded as a :class:`RecordedRequest`, so
-tests can check what a client sent and whether the server saw it disconnect.
+(:mod:`~ollama_magic.server.engine`) through a :class:`~ollama_magic.server.store.ModelStore`,
+which pull, push, create, copy and delete change. Every request is recorded as a
+:class:`RecordedRequest`, so tests can check what a client sent and whether the server saw it
+disconnect.
 """
 
 from __future__ import annotations
@@ -29,8 +31,13 @@ from typing import Any, Protocol, cast
 
 from .decoding import (
     CHAT_REQUEST,
+    COPY_REQUEST,
+    CREATE_REQUEST,
+    DELETE_REQUEST,
     EMBED_REQUEST,
     GENERATE_REQUEST,
+    PULL_REQUEST,
+    PUSH_REQUEST,
     SHOW_REQUEST,
     DecodeError,
     OptionError,
@@ -48,14 +55,27 @@ from .gojson import (
     dumps,
     dumps_str,
     float32,
+    format_g,
     go_quote,
     raw_field,
 )
 from .gotemplate import TemplateError
 from .gotemplate import parse as parse_template
 from .gotime import format_time, utc_now
+from .names import RefError, parse_name, pull_name
 from .scheduler import DEFAULT_KEEP_ALIVE, LoadedModel, Scheduler, model_options
 from .scripted import ScriptedEngine
+from .store import (
+    CREATE_FROM_MODEL_ONLY,
+    MODELS_DIR,
+    ModelStore,
+    Progress,
+    ProgressError,
+    Steps,
+    create,
+    pull,
+    push,
+)
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +88,9 @@ _DEFAULT_HOST = "registry.ollama.ai"
 _DEFAULT_NAMESPACE = "library"
 _WIRE_SPLIT_PAUSE = 0.001  # after a split piece that ends mid-character, so reads stop there
 _ALIVE_CHECK_EVERY = 0.1  # seconds between disconnect checks while an engine streams
+
+DEFAULT_PULL_SPEED = 50_000_000
+"""Bytes per second of simulated pulls and pushes: a 100 MB model takes about 2 s."""
 
 
 class _CaseInsensitiveHeaders(dict):  # type: ignore[type-arg]
@@ -161,7 +184,7 @@ def _parameter_count(size: str) -> int:
 
 def _details(card: ModelCard) -> dict[str, Any]:
     return {
-        "parent_model": "",
+        "parent_model": card.parent_model,
         "format": card.format,
         "family": card.family,
         "families": [card.family],
@@ -314,6 +337,11 @@ _ROUTES: dict[str, dict[str, str]] = {
     "/api/tags": {"GET": "_tags", "HEAD": "_tags"},
     "/api/show": {"POST": "_show"},
     "/api/ps": {"GET": "_ps"},
+    "/api/pull": {"POST": "_pull"},
+    "/api/push": {"POST": "_push"},
+    "/api/create": {"POST": "_create"},
+    "/api/copy": {"POST": "_copy"},
+    "/api/delete": {"DELETE": "_delete"},
 }
 
 
@@ -592,14 +620,122 @@ class _Handler(BaseHTTPRequestHandler):
             )
         self._send_json(200, {"models": models})
 
+    # -- pull, push, create, copy, delete ----------------------------------------------------
+
+    def _progress(self, steps: Steps, stream: bool) -> None:
+        """Run a pull, push or create: NDJSON progress, or (``stream: false``) only the last
+        object, as Ollama's waitForStream sends it (``application/json`` without charset).
+
+        A client that hangs up ends the operation where it is (the generator is closed).
+        """
+        out = _ChunkedWriter(self)
+        last: dict[str, Any] = {"status": ""}
+        try:
+            for step in steps:
+                if not isinstance(step, Progress):
+                    self._check_alive(step.seconds)
+                    continue
+                last = step.body()
+                if stream:
+                    out.line(dumps(last) + b"\n")
+                else:
+                    self._check_alive()
+        except ProgressError as exc:
+            if stream and out.started:
+                out.line(dumps({"error": str(exc)}) + b"\n")
+                out.finish()
+            else:
+                self._send_error(exc.status, str(exc), JSON_NO_CHARSET)
+            return
+        finally:
+            steps.close()  # after a hang-up: the operation stops where it is
+        if stream:
+            out.finish()
+        else:
+            self._send_json(200, last, JSON_NO_CHARSET)
+
+    def _pull(self) -> None:
+        req = self._decode(PULL_REQUEST)
+        try:
+            name = parse_name(pull_name(req.get("model") or req.get("name") or ""))
+        except RefError as exc:
+            raise _HTTPError(400, "invalid model name" if exc.required else str(exc)) from None
+        if not name.is_valid():
+            raise _HTTPError(400, "invalid model name")
+        store = self.app.store
+        self._progress(
+            pull(store, store.canonical(name), self.app.pull_speed), req.get("stream", True)
+        )
+
+    def _push(self) -> None:
+        req = self._decode(PUSH_REQUEST)
+        given = req.get("model") or req.get("name") or ""
+        if not given:
+            raise _HTTPError(400, "model is required")
+        store = self.app.store
+        name = store.canonical(parse_name(given))
+        self._progress(push(store, name, self.app.pull_speed), req.get("stream", True))
+
+    def _create(self) -> None:
+        """``/api/create`` from an existing model; Ollama's checks before streaming first."""
+        req = self._decode(CREATE_REQUEST)
+        for field_name in ("files", "draft_files"):
+            for path, digest in req.get(field_name, {}).items():
+                if not _valid_fs_path(path):
+                    raise _HTTPError(400, "file path must be relative")
+                if not digest:
+                    raise _HTTPError(400, "invalid digest format")
+        if req.get("draft_quantize") and not req.get("draft_files"):
+            raise _HTTPError(400, "--draft-quantize requires a DRAFT model")
+        if any(not digest for digest in req.get("adapters", {}).values()):
+            raise _HTTPError(400, "invalid digest format")
+        name = parse_name(req.get("model") or req.get("name") or "")
+        if not name.is_valid():
+            raise _HTTPError(400, "invalid model name")
+        from_files = req.get("files") and not req.get("from")
+        if from_files or req.get("adapters") or req.get("draft_files"):
+            raise _HTTPError(400, CREATE_FROM_MODEL_ONLY)
+        store = self.app.store
+        steps = create(store, store.canonical(name), req, self.app.pull_speed)
+        self._progress(steps, req.get("stream", True))
+
+    def _copy(self) -> None:
+        req = self._decode(COPY_REQUEST)
+        source, destination = req.get("source", ""), req.get("destination", "")
+        src, dst = parse_name(source), parse_name(destination)
+        if not src.is_valid():
+            raise _HTTPError(400, f"source {go_quote(source)} is invalid")
+        if not dst.is_valid():
+            raise _HTTPError(400, f"destination {go_quote(destination)} is invalid")
+        store = self.app.store
+        if not store.copy(store.canonical(src), store.canonical(dst)):
+            raise _HTTPError(404, f"model {go_quote(source)} not found")
+        self._send(200, b"", None)
+
+    def _delete(self) -> None:
+        """``DELETE /api/delete``: the model goes, but a loaded one stays loaded (as in Ollama)."""
+        req = self._decode(DELETE_REQUEST)
+        given = req.get("model") or req.get("name") or ""
+        try:
+            name = parse_name(pull_name(given))
+        except RefError as exc:  # "model is required", or a conflicting :local/:cloud
+            raise _HTTPError(400, str(exc)) from None
+        if not name.is_valid():
+            raise _HTTPError(400, f"name {go_quote(given)} is invalid")
+        if self.app.store.delete(name) is None:
+            raise _HTTPError(404, f"model '{given}' not found")
+        self._send(200, b"", None)
+
     # -- generate and chat -------------------------------------------------------------------
 
-    def _common_checks(self, req: dict[str, Any], card: ModelCard, model: str) -> None:
+    def _common_checks(
+        self, req: dict[str, Any], card: ModelCard, model: str, endpoint: str
+    ) -> None:
         """Ollama's thinking and capability checks (steps 8–9 of the generate handler)."""
         if "thinking" not in card.capabilities and think_enabled(req.get("think")):
             raise _HTTPError(400, f"{go_quote(model)} does not support thinking")
         if "completion" not in card.capabilities:
-            raise _HTTPError(400, f"{go_quote(model)} does not support generate")
+            raise _HTTPError(400, f"{go_quote(model)} does not support {endpoint}")
         if req.get("suffix") and "insert" not in card.capabilities:
             raise _HTTPError(400, f"{qualified_name(card.name)} does not support insert")
         if req.get("tools") and "tools" not in card.capabilities:
@@ -661,7 +797,7 @@ class _Handler(BaseHTTPRequestHandler):
         raw = req.get("raw", False)
         if raw and (req.get("template") or req.get("system") or req.get("context")):
             raise _HTTPError(400, "raw mode does not support template, system, or context")
-        self._common_checks(req, card, model)
+        self._common_checks(req, card, model, "generate")
         options = self._options(req, card)
         lease, load_ns = self._acquire(engine, card, options, keep_alive)
         try:
@@ -709,7 +845,7 @@ class _Handler(BaseHTTPRequestHandler):
             self.app.scheduler.unload(card.name)
             self._send_json(200, _ChatShape(model, 0, 0).head("", "", True) | _UNLOAD)
             return
-        self._common_checks(req, card, model)
+        self._common_checks(req, card, model, "chat")
         options = self._options(req, card)
         lease, load_ns = self._acquire(engine, card, options, keep_alive)
         try:
@@ -750,7 +886,7 @@ class _Handler(BaseHTTPRequestHandler):
                 self._send_json(200, {"model": model, "embeddings": []})
                 return
             try:
-                vectors, count = _embed_counted(engine, card.name, inputs, options)
+                vectors, count = _embed_counted(engine, card.base or card.name, inputs, options)
             except Exception as exc:
                 log.exception("embedding with %s failed", card.name)
                 raise _HTTPError(500, str(exc) or type(exc).__name__) from None
@@ -848,6 +984,11 @@ class _Handler(BaseHTTPRequestHandler):
         self._send_json(200, shape.head("".join(response), "".join(thinking), False))
 
 
+def _valid_fs_path(path: str) -> bool:
+    """Go's ``fs.ValidPath``: relative, slash-separated, no empty, ``.`` or ``..`` element."""
+    return path == "." or all(part not in ("", ".", "..") for part in path.split("/"))
+
+
 def _embed_inputs(value: Any) -> list[str]:
     """Ollama's reading of ``input``: absent, a string (empty: none) or an array of strings."""
     if value is None:
@@ -890,6 +1031,17 @@ _LOAD = {"done_reason": "load"}
 _UNLOAD = {"done_reason": "unload"}
 
 
+def _go_value(value: Any) -> str:
+    """A parameter as Ollama's show prints it (Go's ``%#v`` of a decoded JSON value)."""
+    if isinstance(value, str):
+        return go_quote(value)
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return format_g(float(value))  # JSON numbers are float64 to Go: 1e+06, not 1000000
+    return json.dumps(value)
+
+
 def _show_body(card: ModelCard, *, verbose: bool) -> dict[str, Any]:
     """``/api/show`` for one card, field order and omitempty as Ollama's ShowResponse."""
     arch = str(card.model_info.get("general.architecture", card.family))
@@ -905,14 +1057,13 @@ def _show_body(card: ModelCard, *, verbose: bool) -> dict[str, Any]:
     lines = []
     for key, value in params.items():
         for item in value if isinstance(value, list) else [value]:
-            shown = go_quote(item) if isinstance(item, str) else json.dumps(item)
-            lines.append(f"{key:<30} {shown}")
+            lines.append(f"{key:<30} {_go_value(item)}")
     modelfile = [
         '# Modelfile generated by "ollama show"',
         "# To build a new Modelfile based on this, replace FROM with:",
         f"# FROM {card.name}",
         "",
-        f"FROM /root/.ollama/models/blobs/sha256-{card.digest}",
+        f"FROM {MODELS_DIR}/blobs/sha256-{card.digest}",
         f'TEMPLATE """{card.template}"""',
     ]
     if card.system:
@@ -920,6 +1071,8 @@ def _show_body(card: ModelCard, *, verbose: bool) -> dict[str, Any]:
     modelfile += [f"PARAMETER {line}" for line in card.parameters.splitlines() if line.strip()]
     if card.license:
         modelfile.append(f'LICENSE """{card.license}"""')
+    messages = [{"role": m.get("role", ""), "content": m.get("content", "")} for m in card.messages]
+    modelfile += [f'MESSAGE {m["role"]} """{m["content"]}"""' for m in messages]
     body: dict[str, Any] = {
         "license": card.license,
         "modelfile": "\n".join(modelfile) + "\n",
@@ -927,6 +1080,7 @@ def _show_body(card: ModelCard, *, verbose: bool) -> dict[str, Any]:
         "template": card.template,
         "system": card.system,
         "details": _details(card),
+        "messages": messages,
         "model_info": dict(sorted(info.items())),  # Go writes map keys sorted
         "capabilities": list(card.capabilities),
     }
@@ -978,6 +1132,12 @@ class OllamaServer:
     * ``host``, ``port`` – bind address; port 0 picks a free port (see :attr:`url`).
     * ``version`` – what ``/api/version`` reports.
     * ``log_requests`` – print one line per request to stderr (the CLI turns this on).
+    * ``pull_speed`` – bytes per second of simulated ``/api/pull`` and ``/api/push`` transfers
+      (attribute of the same name; default :data:`DEFAULT_PULL_SPEED`, about 2 s for the
+      96 MB ``haiku``).
+
+    Installed models live in :attr:`store` (a :class:`~ollama_magic.server.store.ModelStore`):
+    at first every engine's models, then whatever pull, create, copy and delete make of them.
 
     **Usage:**
 
@@ -993,10 +1153,15 @@ class OllamaServer:
         version: str = "0.12.6",
         *,
         log_requests: bool = False,
+        pull_speed: float = DEFAULT_PULL_SPEED,
     ) -> None:
+        if not pull_speed > 0:
+            raise ValueError(f"pull_speed must be positive, not {pull_speed!r}")
         self.engines: list[Engine] = list(engines) if engines is not None else [ScriptedEngine()]
         self.version = version
         self.log_requests = log_requests
+        self.pull_speed = pull_speed
+        self.store = ModelStore(self.engines)
         self.scheduler = Scheduler()
         self._records: list[RecordedRequest] = []
         self._records_lock = threading.Lock()
@@ -1073,25 +1238,10 @@ class OllamaServer:
             self._records.append(record)
 
     def _cards(self) -> list[ModelCard]:
-        seen: set[str] = set()
-        cards = []
-        for engine in self.engines:
-            for card in engine.models():
-                key = qualified_name(card.name).lower()
-                if key not in seen:
-                    seen.add(key)
-                    cards.append(card)
-        return cards
+        return self.store.cards()
 
     def _find(self, name: str) -> tuple[Engine, ModelCard] | None:
-        if not name.strip():
-            return None
-        wanted = qualified_name(name).lower()
-        for engine in self.engines:
-            for card in engine.models():
-                if qualified_name(card.name).lower() == wanted:
-                    return engine, card
-        return None
+        return self.store.find(name)
 
 
 def serve(
@@ -1102,15 +1252,28 @@ def serve(
     *,
     log_requests: bool = True,
     announce: Callable[[str], None] | None = None,
+    pull_speed: float = DEFAULT_PULL_SPEED,
 ) -> None:
     """Serve in the foreground until Ctrl-C (what ``python -m ollama_magic.server`` runs).
 
-    Announces (default: prints) the URL, then the served model names, one line each.
+    Announces (default: prints) the URL, then the installed model names, then (if any) the
+    names ``/api/pull`` can install, one line each.
     """
-    server = OllamaServer(engines, host=host, port=port, version=version, log_requests=log_requests)
+    server = OllamaServer(
+        engines,
+        host=host,
+        port=port,
+        version=version,
+        log_requests=log_requests,
+        pull_speed=pull_speed,
+    )
     say = announce or _print_flushed
     say(f"Ollama-compatible server on {server.url}")  # first: it has the port when port is 0
-    say("Models: " + ", ".join(card.name for card in server._cards()))
+    installed = [card.name for card in server._cards()]
+    say("Models: " + ", ".join(installed))
+    pullable = [card.name for card in server.store.library() if card.name not in installed]
+    if pullable:
+        say("Pullable: " + ", ".join(pullable))
     server.serve_forever()
 
 

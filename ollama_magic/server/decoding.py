@@ -17,6 +17,7 @@ scheduling and answers with a 500. Pure: no I/O.
 
 from __future__ import annotations
 
+import json
 import shlex
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -104,6 +105,17 @@ def _int_list(value: Any) -> list[int]:
 
 def _raw(value: Any) -> Any:
     return value
+
+
+def _string_map(value: Any) -> dict[str, str]:
+    if not isinstance(value, dict):
+        raise _Mismatch(kind_of(value), "map[string]string")
+    out = {}
+    for key, item in value.items():
+        if item is not None and not isinstance(item, str):
+            raise _Mismatch(kind_of(item), "string")
+        out[key] = item or ""
+    return out
 
 
 def _object(value: Any) -> dict[str, Any]:
@@ -285,8 +297,56 @@ EMBED_REQUEST = Struct(
     },
 )
 
+PULL_REQUEST = Struct(
+    "PullRequest",
+    {
+        "model": (_string, "string"),
+        "insecure": (_bool, "bool"),
+        "username": (_string, "string"),
+        "password": (_string, "string"),
+        "stream": (_bool, "bool"),
+        "name": (_string, "string"),
+    },
+)
+
+PUSH_REQUEST = Struct("PushRequest", PULL_REQUEST.fields)
+
+COPY_REQUEST = Struct(
+    "CopyRequest", {"source": (_string, "string"), "destination": (_string, "string")}
+)
+
+DELETE_REQUEST = Struct(
+    "DeleteRequest", {"model": (_string, "string"), "name": (_string, "string")}
+)
+
+CREATE_REQUEST = Struct(
+    "CreateRequest",
+    {
+        "model": (_string, "string"),
+        "stream": (_bool, "bool"),
+        "quantize": (_string, "string"),
+        "draft_quantize": (_string, "string"),
+        "from": (_string, "string"),
+        "remote_host": (_string, "string"),
+        "files": (_string_map, "map[string]string"),
+        "draft_files": (_string_map, "map[string]string"),
+        "adapters": (_string_map, "map[string]string"),
+        "template": (_string, "string"),
+        "license": (_raw, "interface {}"),  # a string or strings: checked when creating
+        "system": (_string, "string"),
+        "parameters": (_object, "map[string]interface {}"),
+        "messages": (_messages, "[]api.Message"),
+        "renderer": (_string, "string"),
+        "parser": (_string, "string"),
+        "requires": (_string, "string"),
+        "info": (_object, "map[string]interface {}"),
+        "name": (_string, "string"),
+        "quantization": (_string, "string"),
+    },
+)
+
 # Fields whose Go type is a pointer: JSON null resets them to "absent".
-_POINTERS = {"stream", "keep_alive", "think", "truncate", "shift"}
+_POINTERS = {"stream", "keep_alive", "think", "truncate", "shift", "license"}
 
 
 def decode_struct(body: Any, struct: Struct) -> dict[str, Any]:
@@ -385,30 +445,93 @@ def validate_options(options: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def _unquote(raw: str) -> str:
+    """A quoted PARAMETER value: JSON (as :func:`format_parameters` writes it), else shell."""
+    try:
+        value = json.loads(raw)
+    except ValueError:
+        value = None
+    if isinstance(value, str):
+        return value
+    try:
+        return " ".join(shlex.split(raw))
+    except ValueError:
+        return raw
+
+
+def _typed(kind: str | None, text: str) -> Any:
+    """An unquoted PARAMETER value as its option's type; text that doesn't fit stays a string, so
+    :func:`validate_options` reports it as Ollama would (a 500 when the model is used)."""
+    try:
+        if kind == "integer":
+            return int(float(text))
+        if kind == "float32":
+            return float(text)
+    except (ValueError, OverflowError):
+        return text
+    if kind == "boolean" and text in ("true", "false"):
+        return text == "true"
+    if kind is None:  # an option Ollama doesn't know (an engine's own): a JSON number or bool
+        try:
+            value = json.loads(text)
+        except ValueError:
+            return text
+        return value if isinstance(value, (int, float, bool)) else text
+    return text
+
+
 def parse_parameters(text: str) -> dict[str, Any]:
-    """Modelfile ``PARAMETER`` lines (``key value``) as options; ``stop`` lines accumulate."""
+    """Modelfile ``PARAMETER`` lines (``key value``) as options; ``stop`` lines accumulate.
+
+    A quoted value is a string, whatever the option's type: a created model with
+    ``{"num_predict": "3"}`` fails when used, as in Ollama.
+    """
     out: dict[str, Any] = {}
     for line in text.splitlines():
         parts = line.strip().split(None, 1)
         if len(parts) != 2:
             continue
         key, raw = parts
-        try:
-            value = " ".join(shlex.split(raw)) if raw.startswith('"') else raw
-        except ValueError:
-            value = raw
+        quoted = raw.startswith('"')
+        value = _unquote(raw) if quoted else raw
         kind = OPTION_KINDS.get(key)
-        try:
-            if kind == "integer":
-                out[key] = int(float(value))
-            elif kind == "float32":
-                out[key] = float(value)
-            elif kind == "boolean":
-                out[key] = value.lower() == "true"
-            elif kind == "array":
-                out.setdefault(key, []).append(value)
-            else:
-                out[key] = value
-        except ValueError:
-            continue
+        if kind == "array":
+            previous = out.get(key)
+            out[key] = [*previous, value] if isinstance(previous, list) else [value]
+        else:
+            out[key] = value if quoted else _typed(kind, value)
     return out
+
+
+def _parameter_text(value: Any) -> str:
+    if isinstance(value, str):
+        return json.dumps(value, ensure_ascii=False)
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float) and value.is_integer() and abs(value) < 1e21:
+        return str(int(value))
+    if isinstance(value, (int, float)):
+        return repr(value)
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+
+def format_parameters(params: dict[str, Any]) -> str:
+    """PARAMETER lines for an options map (a created model's), sorted by key as Go stores them.
+
+    Lists of strings give a line per item for array options; any other list or object is one
+    line that :func:`parse_parameters` keeps as text, to fail when the model is used.
+
+    >>> format_parameters({"stop": ["a b", "###"], "num_predict": 3.0, "temperature": 0.5})
+    'num_predict 3\\nstop "a b"\\nstop "###"\\ntemperature 0.5'
+    """
+    lines = []
+    for key in sorted(params):
+        value = params[key]
+        if value is None:
+            continue
+        many = OPTION_KINDS.get(key) == "array" and isinstance(value, list)
+        if many and all(isinstance(item, str) for item in value):
+            lines += [f"{key} {_parameter_text(item)}" for item in value]
+        else:
+            lines.append(f"{key} {_parameter_text(value)}")
+    return "\n".join(lines)

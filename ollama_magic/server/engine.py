@@ -34,6 +34,9 @@ class ModelCard:
     format: str = "gguf"
     modified_at: datetime | None = None
     model_info: dict[str, Any] = field(default_factory=dict)
+    base: str = ""  # for copies and created models: the engine's own model they run on
+    parent_model: str = ""  # for created models: the ``from`` model, as details show it
+    messages: tuple[dict[str, Any], ...] = ()  # a created model's MESSAGEs, before each chat
 
 
 @dataclass(frozen=True)
@@ -122,7 +125,13 @@ Event = Union[Token, Pause, Fail, Drop, Done]  # noqa: UP007 (a runtime alias, k
 
 
 class Engine(Protocol):
-    """A source of models for the local server."""
+    """A source of models for the local server.
+
+    ``load``, ``unload`` and ``embed`` get the engine's own model name; a job's card may be a
+    copy or a created model, so engines run ``card.base or card.name``. An engine may also offer
+    ``library() -> list[ModelCard]``: models that ``/api/pull`` can install but that are not
+    installed at first.
+    """
 
     def models(self) -> list[ModelCard]:
         """Every model this engine serves, newest first."""

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import binascii
 import json
+import math
 import re
 import struct
 import unicodedata
@@ -117,6 +118,43 @@ def float32(value: float) -> float:
 
 
 _F32 = struct.Struct("<f")
+
+
+def format_g(value: float) -> str:
+    """Go's ``%v`` of a ``float64`` (``strconv.FormatFloat(v, 'g', -1, 64)``): the shortest
+    digits, exponent form from 1e+06 up and below 1e-04.
+
+    >>> [format_g(x) for x in (20.0, 0.6, 1e6, 123456.5, 0.0001, 0.00001)]
+    ['20', '0.6', '1e+06', '123456.5', '0.0001', '1e-05']
+    """
+    if math.isnan(value):
+        return "NaN"
+    if math.isinf(value):
+        return "+Inf" if value > 0 else "-Inf"
+    sign = "-" if math.copysign(1.0, value) < 0 else ""
+    if value == 0:
+        return sign + "0"
+    exponent, digits = _shortest_digits(abs(value))
+    point = exponent + 1  # digits before the decimal point
+    if exponent < -4 or exponent >= 6:
+        mantissa = digits[0] + ("." + digits[1:] if len(digits) > 1 else "")
+        return f"{sign}{mantissa}e{'+' if exponent >= 0 else '-'}{abs(exponent):02d}"
+    if point <= 0:
+        return f"{sign}0.{'0' * -point}{digits}"
+    if point >= len(digits):
+        return sign + digits + "0" * (point - len(digits))
+    return f"{sign}{digits[:point]}.{digits[point:]}"
+
+
+def _shortest_digits(value: float) -> tuple[int, str]:
+    """(decimal exponent of the first digit, significant digits) of ``repr(value)``."""
+    mantissa, _, exp = repr(value).partition("e")
+    whole, _, fraction = mantissa.partition(".")
+    digits = (whole + fraction).lstrip("0")
+    exponent = len(whole) - 1 + int(exp or 0)
+    if whole == "0":  # 0.000123: leading zeros of the fraction move the exponent
+        exponent = -(len(fraction) - len(fraction.lstrip("0"))) - 1 + int(exp or 0)
+    return exponent, digits.rstrip("0") or "0"
 
 
 def raw_field(data: bytes, name: str) -> bytes | None:

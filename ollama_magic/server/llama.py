@@ -49,7 +49,7 @@ import random
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -401,14 +401,30 @@ class LlamaEngine:
     # -- generate / chat ---------------------------------------------------------------------
 
     def generate(self, job: GenerateJob) -> Iterator[Event]:
-        """Stream one generate job: template (unless raw), prepend ``context``, sample."""
-        served = self._resolve(job.card.name)
+        """Stream one generate job: template (unless raw), prepend ``context``, sample.
+
+        A created model's SYSTEM and MESSAGEs apply, and its own TEMPLATE (Go syntax) replaces
+        the GGUF's chat template.
+        """
+        served = self._resolve(job.card.base or job.card.name)
+        job = replace(
+            job,
+            system=job.system or job.card.system or None,
+            template=job.template or self._own_template(served, job.card),
+        )
         return self._run(served, job.options, job.format, job.think, _GeneratePrompt(job))
 
     def chat(self, job: ChatJob) -> Iterator[Event]:
         """Stream one chat job through the model's chat template (``thinking`` is dropped)."""
-        served = self._resolve(job.card.name)
-        return self._run(served, job.options, job.format, job.think, _ChatPrompt(job))
+        served = self._resolve(job.card.base or job.card.name)
+        prompt = _ChatPrompt(job, go_template=self._own_template(served, job.card) is not None)
+        return self._run(served, job.options, job.format, job.think, prompt)
+
+    @staticmethod
+    def _own_template(served: _Served, card: ModelCard) -> str | None:
+        """A created model's TEMPLATE, when it is not the one the GGUF came with."""
+        native = served.header.chat_template or "{{ .Prompt }}"
+        return card.template if card.template != native else None
 
     def _run(
         self,
@@ -518,6 +534,8 @@ class _GeneratePrompt(_Prompt):
             messages: list[dict[str, Any]] = []
             if job.system:
                 messages.append({"role": "system", "content": job.system})
+            if not job.context:
+                messages += [dict(message) for message in job.card.messages]
             messages.append({"role": "user", "content": job.prompt})
             text = _render_jinja(llm, template, messages)
         context = list(job.context)
@@ -529,12 +547,25 @@ class _GeneratePrompt(_Prompt):
 
 
 class _ChatPrompt(_Prompt):
-    def __init__(self, job: ChatJob) -> None:
+    def __init__(self, job: ChatJob, *, go_template: bool = False) -> None:
         self.job = job
+        self.go_template = go_template  # the card's template is Go syntax (a created model's)
 
     def tokens(self, llm: Llama, template: str | None) -> list[int]:
+        job = self.job
+        if self.go_template:
+            from .gotemplate import TemplateError
+            from .prompting import render_chat
+
+            try:
+                return _tokenize(llm, render_chat(job), add_bos=True)
+            except TemplateError as error:
+                raise _BadRequest(str(error)) from error
+        conversation = [*job.card.messages, *job.messages]
+        if job.card.system and (not job.messages or job.messages[0].get("role") != "system"):
+            conversation.insert(0, {"role": "system", "content": job.card.system})
         messages = []
-        for message in self.job.messages:
+        for message in conversation:
             kept = {k: v for k, v in message.items() if k not in ("thinking", "images")}
             kept.setdefault("content", "")
             messages.append(kept)

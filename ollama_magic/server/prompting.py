@@ -49,23 +49,36 @@ def render_generate(job: GenerateJob) -> str:
     template = parse(job.template or job.card.template)
     if job.suffix:
         return template.execute({"Prompt": job.prompt, "Suffix": job.suffix, "Response": ""})
-    values = {
-        "System": job.system or job.card.system,
-        "Prompt": job.prompt,
-        "Response": "",
-        **_think_values(job.card, job.think),
-    }
+    system = job.system or job.card.system
+    extra = _think_values(job.card, job.think)
+    if job.card.messages and not job.context:
+        # A created model's MESSAGEs come between the system prompt and the prompt.
+        system_message = [{"role": "system", "content": system}] if system else []
+        user = {"role": "user", "content": job.prompt}
+        return _render_turns(template, [*system_message, *job.card.messages, user], extra)
+    values = {"System": system, "Prompt": job.prompt, "Response": "", **extra}
     # Ollama renders generate as a one-turn chat, so the turn is cut after {{ .Response }} too.
     return template.execute(values, cut_after="Response")
 
 
 def render_chat(job: ChatJob, template: Template | None = None) -> str:
-    """The rendered prompt for a chat job, using an old-style (``.Prompt``) template."""
+    """The rendered prompt for a chat job, using an old-style (``.Prompt``) template.
+
+    A created model's MESSAGEs come first; its system prompt before them unless the request
+    starts with its own.
+    """
     template = template or parse(job.card.template)
-    messages: Sequence[dict[str, Any]] = job.messages
-    if job.card.system and (not messages or messages[0].get("role") != "system"):
+    messages: Sequence[dict[str, Any]] = [*job.card.messages, *job.messages]
+    if job.card.system and (not job.messages or job.messages[0].get("role") != "system"):
         messages = [{"role": "system", "content": job.card.system}, *messages]
-    extra = _think_values(job.card, job.think)
+    return _render_turns(template, messages, _think_values(job.card, job.think))
+
+
+def _render_turns(
+    template: Template, messages: Sequence[dict[str, Any]], extra: dict[str, Any]
+) -> str:
+    """Messages through an old-style template, one execution per turn; the last turn is cut
+    after ``{{ .Response }}``."""
     out: list[str] = []
     turn = {"System": "", "Prompt": "", "Response": ""}
 

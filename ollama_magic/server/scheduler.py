@@ -1,7 +1,9 @@
 """Which models are loaded and until when: Ollama's scheduler, reduced to what ``/api/ps`` shows.
 
 A request leases a model (loading it through its engine if needed, or reloading it when a
-load-time option such as ``num_ctx`` changed); when the last lease ends, the model expires
+load-time option such as ``num_ctx`` changed or the model was replaced); rows are keyed by the
+model's own name, while engines load ``card.base`` for copies and created models, once for all
+the names that share it. When the last lease ends, the model expires
 ``keep_alive`` later (0: at once; :data:`~ollama_magic.server.gotime.MAX_DURATION`: never). A
 timer thread unloads expired models, and every lease also checks lazily. Engines' ``load`` and
 ``unload`` run under one lock, so an unload never races a load of the same model.
@@ -16,7 +18,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from .decoding import LOAD_TIME_OPTIONS, parse_parameters
+from .decoding import LOAD_TIME_OPTIONS, parse_parameters, validate_options
 from .engine import Engine, ModelCard
 from .gotime import MAX_DURATION, SECOND
 
@@ -37,10 +39,13 @@ _RUNNER_DEFAULTS: dict[str, Any] = {
 def model_options(card: ModelCard, request_options: dict[str, Any]) -> dict[str, Any]:
     """The options a job runs with: Modelfile parameters, overridden by the request's.
 
+    A parameter of the wrong type (a created model's ``{"num_predict": "3"}``) raises
+    :class:`~ollama_magic.server.decoding.OptionError`, as Ollama's scheduler does.
+
     ``num_ctx`` is always set, clamped as Ollama's scheduler does: at least 4 (2048 for vision
     models), at most the model's trained context length.
     """
-    options = {**parse_parameters(card.parameters), **request_options}
+    options = {**validate_options(parse_parameters(card.parameters)), **request_options}
     num_ctx = options.get("num_ctx", DEFAULT_NUM_CTX)
     num_ctx = max(num_ctx, 2048 if "vision" in card.capabilities else 4)
     if card.context_length > 0:
@@ -106,11 +111,14 @@ class Scheduler:
         with self._cond:
             self._expire_locked(time.monotonic())
             entry = self._loaded.get(card.name)
-            if entry is not None and entry.leases == 0 and entry.runner != runner:
+            changed = entry is not None and (
+                entry.runner != runner or entry.card.digest != card.digest
+            )
+            if entry is not None and entry.leases == 0 and changed:
                 self._unload_locked(entry)
                 entry = None
             if entry is None:
-                engine.load(card.name, options)
+                engine.load(card.base or card.name, options)
                 entry = LoadedModel(engine, card, runner, options["num_ctx"], keep_alive_ns)
                 self._loaded[card.name] = entry
             entry.leases += 1
@@ -157,8 +165,12 @@ class Scheduler:
     def _unload_locked(self, entry: LoadedModel) -> None:
         if self._loaded.get(entry.card.name) is entry:
             del self._loaded[entry.card.name]
+        base = entry.card.base or entry.card.name
+        for other in self._loaded.values():
+            if other.engine is entry.engine and (other.card.base or other.card.name) == base:
+                return  # another name (a copy) still runs on the engine's model
         try:
-            entry.engine.unload(entry.card.name)
+            entry.engine.unload(base)
         except Exception:  # an engine bug must not take the scheduler down
             log.exception("unloading %s failed", entry.card.name)
 

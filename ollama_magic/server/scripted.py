@@ -16,8 +16,10 @@ real Ollama would ignore as unknown:
 The models: ``echo`` (shows the rendered prompt), ``reasoner`` (inline ``<think>`` like an old
 deepseek-r1 pull), ``thinker`` (the ``thinking`` field, levels low…max), ``chinese`` (UTF-8 split
 across writes), ``slow``, ``lorem`` (endless Markdown, fast), ``broken`` (in-band error) and
-``dropper`` (connection dropped). See :class:`ScriptedEngine` and ``tests/server`` for the
-exact texts.
+``dropper`` (connection dropped). Two more are in the library but not installed, so that
+``/api/pull`` has something to fetch: ``haiku`` (a three-line poem on the prompt's topic, 96 MB)
+and ``embedder`` (embeddings only, 45 MB). See :class:`ScriptedEngine` and ``tests/server`` for
+the exact texts.
 """
 
 from __future__ import annotations
@@ -238,6 +240,19 @@ def _lorem(seen: _Seen) -> _Script:
     return _Script(answer=itertools.cycle(pieces), answer_text="".join(pieces[:60]))
 
 
+_HAIKU = (
+    ("{topic}, at first light", "quiet words drift into lines", "the cursor rests, still"),
+    ("thinking of {topic}", "a kettle hums in the dark", "one thought, then the next"),
+    ("{topic} in the rain", "the server answers slowly", "green lights blink: all done"),
+)
+
+
+def _haiku(seen: _Seen) -> _Script:
+    lines = _HAIKU[zlib.crc32(seen.topic.encode()) % len(_HAIKU)]
+    text = "\n".join(lines).format(topic=seen.topic)
+    return _script(text[:1].upper() + text[1:])
+
+
 def _failing(text: str, ending: Fail | Drop) -> Callable[[_Seen], _Script]:
     def script(seen: _Seen) -> _Script:
         after = seen.options.get("scripted_fail_after", 5)
@@ -257,6 +272,7 @@ def _card(
     parameters: str = "",
     system: str = "",
     size: int = 8_000_000,
+    template: str = TEMPLATE,
 ) -> ModelCard:
     return ModelCard(
         name=f"{name}:latest",
@@ -267,7 +283,7 @@ def _card(
         digest=hashlib.sha256(f"ollama-magic scripted model {name}".encode()).hexdigest(),
         capabilities=capabilities,
         context_length=32768,
-        template=TEMPLATE,
+        template=template,
         parameters=parameters,
         system=system,
         license=LICENSE,
@@ -296,6 +312,23 @@ def _models() -> list[_Model]:
         _Model(_card("lorem", 3, parameters="num_predict 300", size=6_000_000), _lorem),
         _Model(_card("broken", 2), _failing("This answer is about to", Fail(FAIL_MESSAGE))),
         _Model(_card("dropper", 1), _failing("The line will drop now", Drop())),
+    ]
+
+
+def _library() -> list[_Model]:
+    """Pullable but not installed at first (sizes make a pull's progress bar worth watching)."""
+    return [
+        _Model(_card("haiku", 10, size=96_000_000), _haiku),
+        _Model(
+            _card(
+                "embedder",
+                9,
+                capabilities=("embedding",),
+                size=45_000_000,
+                template="{{ .Prompt }}",
+            ),
+            _echo,  # never runs: the server refuses to generate without "completion"
+        ),
     ]
 
 
@@ -373,17 +406,25 @@ _THINK_CLOSE = "\n</think>\n\n"
 
 
 class ScriptedEngine:
-    """Eight deterministic models (see the module docstring); the server's default engine.
+    """Eight deterministic models and two pullable ones (see the module docstring); the
+    server's default engine.
 
     ``calls`` records every ``("load" | "unload", name)`` the server made, for tests.
     """
 
     def __init__(self) -> None:
-        self._models = {model.card.name: model for model in _models()}
+        installed, library = _models(), _library()
+        self._models = {model.card.name: model for model in installed + library}
+        self._installed = [model.card for model in installed]
+        self._library = [model.card for model in library]
         self.calls: list[tuple[str, str]] = []
 
     def models(self) -> list[ModelCard]:
-        return [model.card for model in self._models.values()]
+        return list(self._installed)
+
+    def library(self) -> list[ModelCard]:
+        """Models ``/api/pull`` can install besides :meth:`models` (``haiku``, ``embedder``)."""
+        return list(self._library)
 
     def load(self, name: str, options: dict[str, Any]) -> None:
         self.calls.append(("load", name))
@@ -466,7 +507,7 @@ class ScriptedEngine:
         raw: bool = False,
         chat: bool = False,
     ) -> Iterator[Event]:
-        model = self._models[card.name]
+        model = self._models[card.base or card.name]
         script = model.script(seen)
         pieces = self._pieces(script, fmt, chat=chat)
         prompt_ns = max(1, time.perf_counter_ns() - started)

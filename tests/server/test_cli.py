@@ -64,6 +64,15 @@ def test_engines_are_a_list_built_from_the_arguments() -> None:
     assert engines_for("--no-scripted") == []
 
 
+def test_pull_speed_is_bytes_per_second(capsys: pytest.CaptureFixture[str]) -> None:
+    assert build_parser().parse_args([]).pull_speed == 50_000_000
+    assert build_parser().parse_args(["--pull-speed", "1e12"]).pull_speed == 1e12
+    for bad in ("0", "-5", "fast", "inf"):
+        with pytest.raises(SystemExit):
+            build_parser().parse_args(["--pull-speed", bad])
+    assert "--pull-speed: must be a positive number, not 0" in capsys.readouterr().err
+
+
 def test_no_engines_is_an_error(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["--no-scripted", "--port", "0"]) == 2
     assert "no engines" in capsys.readouterr().err
@@ -170,6 +179,7 @@ def test_module_serves_until_interrupted(start_server) -> None:
     assert process.stdout is not None
     models = process.stdout.readline()
     assert models == "Models: " + ", ".join(served_names(ScriptedEngine())) + "\n"
+    assert process.stdout.readline() == "Pullable: haiku:latest, embedder:latest\n"
     assert requests.get(url, timeout=5).text == "Ollama is running"
     process.send_signal(signal.SIGINT)
     assert process.wait(timeout=5) == 0

@@ -1,0 +1,134 @@
+"""Chat memory for ``%%ollama --chat``: named conversations turned into ``/api/chat`` bodies.
+
+Pure: no I/O. A conversation keeps each finished turn (the user's words and the model's
+*answer*); the reasoning is shown but never sent back, because it costs context on every later
+turn and models are trained to see only earlier answers. Ollama drops the oldest tokens without
+a word when a conversation outgrows ``num_ctx``, so :func:`context_warning` says so first.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from .render import escape_markdown
+
+DEFAULT = "default"
+WARN_AT = 0.8  # share of num_ctx in use that triggers the warning
+
+#: Fields of a ``/api/generate`` body that mean the same in ``/api/chat``.
+SHARED_FIELDS = ("format", "options", "keep_alive", "think", "stream")
+
+
+@dataclass
+class Turn:
+    """One exchange: what the user sent and what the model answered (reasoning left out)."""
+
+    user: str
+    answer: str
+    model: str
+    images: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Conversation:
+    """A named conversation: its system prompt, model and finished turns."""
+
+    name: str = DEFAULT
+    model: str = ""
+    system: str = ""
+    turns: list[Turn] = field(default_factory=list)
+    tokens: int | None = None  # context in use after the last turn (prompt + answer tokens)
+
+    def messages(self) -> list[dict[str, Any]]:
+        """The history as ``/api/chat`` messages (system first, if any)."""
+        out: list[dict[str, Any]] = []
+        if self.system:
+            out.append({"role": "system", "content": self.system})
+        for turn in self.turns:
+            user: dict[str, Any] = {"role": "user", "content": turn.user}
+            if turn.images:
+                user["images"] = list(turn.images)
+            out += [user, {"role": "assistant", "content": turn.answer}]
+        return out
+
+    def request(self, generate_body: dict[str, Any]) -> dict[str, Any]:
+        """The ``/api/chat`` body for the next turn, from the cell's generate body.
+
+        >>> c = Conversation(system="Be brief.")
+        >>> c.turns.append(Turn("Hi", "Hello!", "m"))
+        >>> body = c.request({"model": "m", "prompt": "And you?", "stream": True})
+        >>> [(m["role"], m["content"]) for m in body["messages"]]
+        [('system', 'Be brief.'), ('user', 'Hi'), ('assistant', 'Hello!'), ('user', 'And you?')]
+        """
+        user: dict[str, Any] = {"role": "user", "content": generate_body["prompt"]}
+        if generate_body.get("images"):
+            user["images"] = list(generate_body["images"])
+        body: dict[str, Any] = {
+            "model": generate_body["model"],
+            "messages": [*self.messages(), user],
+        }
+        for key in SHARED_FIELDS:
+            if key in generate_body:
+                body[key] = generate_body[key]
+        return body
+
+    def record(self, body: dict[str, Any], answer: str, tokens: int | None) -> None:
+        """Keep a finished turn (only the answer, never the reasoning)."""
+        user = body["messages"][-1]
+        self.turns.append(
+            Turn(user["content"], answer, body["model"], list(user.get("images", [])))
+        )
+        self.model = body["model"]
+        self.tokens = tokens
+
+    def __len__(self) -> int:
+        return len(self.turns)
+
+    def _title(self) -> str:
+        size = f", about {self.tokens} tokens of context" if self.tokens else ""
+        turns = f"{len(self.turns)} turn{'s' if len(self.turns) != 1 else ''}"
+        return f"Conversation '{self.name}': {turns}{size}"
+
+    def __repr__(self) -> str:
+        lines = [self._title()]
+        if self.system:
+            lines.append(f"system: {self.system}")
+        for turn in self.turns:
+            images = f" [{len(turn.images)} image(s)]" if turn.images else ""
+            lines += [f"you: {turn.user}{images}", f"{turn.model}: {turn.answer}"]
+        if not self.turns:
+            lines.append("(empty: the next %%ollama --chat cell starts it)")
+        return "\n".join(lines)
+
+    def _repr_markdown_(self) -> str:
+        parts = [f"**{escape_markdown(self._title())}**"]
+        if self.system:
+            parts.append(f"*system:* {escape_markdown(self.system)}")
+        for turn in self.turns:
+            images = f" *({len(turn.images)} image(s))*" if turn.images else ""
+            parts.append(f"**you:**{images} {escape_markdown(turn.user)}")
+            parts.append(f"**{escape_markdown(turn.model)}:** {escape_markdown(turn.answer)}")
+        if not self.turns:
+            parts.append("*(empty: the next `%%ollama --chat` cell starts it)*")
+        return "\n\n".join(parts)
+
+
+def context_warning(name: str, tokens: int | None, num_ctx: int | None) -> str | None:
+    """A warning once a conversation fills most of ``num_ctx``, else ``None``.
+
+    >>> print(context_warning("default", 3400, 4096))  # doctest: +NORMALIZE_WHITESPACE
+    Conversation 'default' now fills 3400 of 4096 context tokens (83%). Past the limit Ollama
+    silently drops the oldest messages: start over with %ollama reset, or raise --num-ctx.
+    >>> context_warning("default", 1000, 4096) is None
+    True
+    """
+    if not tokens or not num_ctx or tokens < WARN_AT * num_ctx:
+        return None
+    share = tokens / num_ctx * 100
+    reset = "%ollama reset" if name == DEFAULT else f"%ollama reset {name}"
+    return (
+        f"Conversation '{name}' now fills {tokens} of {num_ctx} context tokens ({share:.0f}%). "
+        f"Past the limit Ollama silently drops the oldest messages: start over with {reset}, "
+        "or raise --num-ctx."
+    )

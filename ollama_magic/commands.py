@@ -1,0 +1,190 @@
+"""The ``%ollama`` line commands: one argparse sub-parser each. Pure: no I/O, no IPython.
+
+``%ollama help`` lists them, ``%ollama help CMD`` (or ``%ollama CMD -h``) shows one. The names
+follow the ``ollama`` CLI (``list``, ``ps``, ``pull``, ``show``, ``stop``, ``cp``, ``rm``,
+``create``, ``push``) so what a user learns here works in a terminal too.
+"""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass
+
+from .args import ArgsError, Parser, attach_dash_values, split_line
+
+
+@dataclass(frozen=True)
+class Command:
+    """A parsed line: the command's canonical name and its arguments."""
+
+    name: str
+    args: argparse.Namespace
+
+
+#: name -> (aliases, one-line summary); the order of ``%ollama help``.
+SUMMARIES: dict[str, tuple[tuple[str, ...], str]] = {
+    "models": (("list", "ls"), "list the installed models"),
+    "ps": ((), "list the loaded models, their memory and when each unloads"),
+    "pull": ((), "download a model, with progress"),
+    "push": ((), "upload a model to a registry, with progress"),
+    "show": ((), "a model's capabilities, parameters, template and license"),
+    "load": ((), "load a model into memory now (and keep it for --keep-alive)"),
+    "stop": ((), "unload a model now (keep_alive 0), like `ollama stop`"),
+    "cp": (("copy",), "copy a model under a new name"),
+    "rm": (("delete",), "delete models"),
+    "create": ((), "create a model from another with a new system prompt or parameters"),
+    "embed": ((), "embedding vectors for a text or a list of texts"),
+    "use": ((), "set the model for later %%ollama cells"),
+    "host": ((), "show or set the Ollama server"),
+    "version": ((), "versions of ollama-magic and of the server"),
+    "history": ((), "show a --chat conversation"),
+    "reset": ((), "forget a --chat conversation"),
+    "help": ((), "this list, or one command's help"),
+}
+
+_ALIASES = {alias: name for name, (aliases, _) in SUMMARIES.items() for alias in aliases}
+
+
+def _server(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--host", metavar="URL", help="Ollama server (default: the configured one)")
+
+
+def _out(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-o", "--out", metavar="NAME", help="also store the answer in this variable")
+
+
+def _keep_alive(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "-k",
+        "--keep-alive",
+        metavar="DURATION",
+        help="how long it stays loaded: seconds (300), a duration (10m, 24h), -1 for forever",
+    )
+
+
+def _build(name: str) -> argparse.ArgumentParser:
+    aliases, summary = SUMMARIES[name]
+    p = Parser(prog=f"%ollama {name}", add_help=False, allow_abbrev=False, description=summary)
+    p.add_argument("-h", "--help", action="store_true", help="show this help")
+    if aliases:
+        p.epilog = "Also: " + ", ".join(f"%ollama {a}" for a in aliases)
+    if name in ("models", "ps"):
+        _out(p)
+    elif name in ("pull", "push"):
+        p.add_argument("model", metavar="NAME", help="e.g. llama3.2 or qwen3:8b")
+        p.add_argument("--insecure", action="store_true", help="allow a registry without TLS")
+    elif name == "show":
+        p.add_argument("model", metavar="NAME")
+        part = p.add_mutually_exclusive_group()
+        for field in ("modelfile", "template", "parameters", "system", "license"):
+            part.add_argument(f"--{field}", action="store_true", help=f"print only the {field}")
+        _out(p)
+    elif name == "load":
+        p.add_argument("model", metavar="NAME")
+        _keep_alive(p)
+        p.add_argument("--num-ctx", type=int, metavar="N", help="context window to load with")
+    elif name == "stop":
+        p.add_argument("model", metavar="NAME", nargs="?")
+        p.add_argument("--all", action="store_true", help="unload every loaded model")
+    elif name == "cp":
+        p.add_argument("source", metavar="SOURCE")
+        p.add_argument("destination", metavar="DESTINATION")
+    elif name == "rm":
+        p.add_argument("models", metavar="NAME", nargs="+")
+    elif name == "create":
+        p.add_argument("model", metavar="NAME", help="the new model's name")
+        p.add_argument(
+            "--from", dest="base", required=True, metavar="BASE", help="model to start from"
+        )
+        p.add_argument("-s", "--system", metavar="TEXT", help="its system prompt")
+        p.add_argument("--template", metavar="TEMPLATE", help="its prompt template")
+        p.add_argument(
+            "-p",
+            "--param",
+            action="append",
+            default=[],
+            metavar="KEY=VALUE",
+            help="a default option, e.g. temperature=0.2 or num_ctx=8192 (repeatable; "
+            "stop=TEXT repeats)",
+        )
+        p.add_argument("--license", metavar="TEXT", help="its license text")
+    elif name == "embed":
+        p.add_argument("model", metavar="MODEL")
+        p.add_argument("text", metavar="TEXT", nargs="*", help="the text (the rest of the line)")
+        p.add_argument(
+            "--var", metavar="NAME", help="embed a variable: a string or list of strings"
+        )
+        p.add_argument("--dimensions", type=int, metavar="N", help="shorten the vectors to N")
+        _keep_alive(p)
+        _out(p)
+    elif name == "use":
+        p.add_argument("model", metavar="NAME", nargs="?", help="omit to see the current one")
+    elif name == "host":
+        p.add_argument("url", metavar="URL", nargs="?", help="omit to see the current one")
+    elif name == "history":
+        p.add_argument("conversation", metavar="NAME", nargs="?", default="default")
+        _out(p)
+    elif name == "reset":
+        p.add_argument("conversation", metavar="NAME", nargs="?", default="default")
+        p.add_argument("--all", action="store_true", help="forget every conversation")
+    elif name == "help":
+        p.add_argument("command", metavar="COMMAND", nargs="?")
+    if name not in ("use", "history", "reset", "help"):
+        _server(p)
+    return p
+
+
+PARSERS: dict[str, argparse.ArgumentParser] = {name: _build(name) for name in SUMMARIES}
+
+
+def canonical(name: str) -> str | None:
+    """The command a name or alias means, or ``None``."""
+    name = name.strip().lower()
+    return name if name in PARSERS else _ALIASES.get(name)
+
+
+def parse_command(line: str) -> Command:
+    """Parse ``%ollama`` line text.
+
+    >>> c = parse_command("load thinker -k -1 --num-ctx 8192")
+    >>> c.name, c.args.model, c.args.keep_alive, c.args.num_ctx
+    ('load', 'thinker', '-1', 8192)
+    >>> parse_command("list").name, parse_command("").name
+    ('models', 'help')
+    """
+    tokens = split_line(line)
+    if not tokens:
+        return Command("help", PARSERS["help"].parse_args([]))
+    name = canonical(tokens[0])
+    if name is None:
+        raise ArgsError(
+            f"unknown command {tokens[0]!r}. Commands: {', '.join(SUMMARIES)}. "
+            "For a prompt, use the cell magic: %%ollama MODEL, then the prompt below it"
+        )
+    parser = PARSERS[name]
+    if "-h" in tokens[1:] or "--help" in tokens[1:]:
+        return Command("help", argparse.Namespace(command=name, help=False))
+    return Command(name, parser.parse_args(attach_dash_values(tokens[1:], parser)))
+
+
+def overview() -> str:
+    """``%ollama help``: every command with its summary."""
+    width = max(len(name) for name in SUMMARIES)
+    lines = [
+        "%ollama COMMAND [args]: manage models and conversations "
+        "(%%ollama MODEL with a prompt below it generates).",
+        "",
+    ]
+    for name, (aliases, summary) in SUMMARIES.items():
+        also = f" (also: {', '.join(aliases)})" if aliases else ""
+        lines.append(f"  {name.ljust(width)}  {summary}{also}")
+    lines += ["", "%ollama help COMMAND (or %ollama COMMAND -h) shows a command's arguments."]
+    return "\n".join(lines)
+
+
+def command_help(name: str) -> str:
+    """One command's full help."""
+    command = canonical(name)
+    if command is None:
+        raise ArgsError(f"unknown command {name!r}. Commands: {', '.join(SUMMARIES)}")
+    return PARSERS[command].format_help().rstrip()

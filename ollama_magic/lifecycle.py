@@ -1,0 +1,169 @@
+"""Model lifecycle requests: list, ps, show, load, unload, copy, delete, embed and the progress
+streams of pull, push and create.
+
+Transport plus data, no display: each function sends what the ``ollama`` CLI sends for the same
+command and returns plain objects; streamed progress goes to a :class:`ProgressView` the caller
+chooses. Errors stay typed (:mod:`ollama_magic.errors`); the magic turns them into one line.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Protocol
+
+from .errors import OllamaError, ResponseError, StreamTruncated
+from .present import LoadedList, ModelInfo, ModelList
+from .progress import Progress
+
+if TYPE_CHECKING:  # the client imports requests: keep ``%load_ext`` fast
+    from .client import OllamaClient, Stream
+
+Clock = Callable[[], float]
+
+
+class ProgressView(Protocol):
+    """Shows a :class:`Progress` while it changes, then gets out of the way."""
+
+    def update(self, progress: Progress, now: float) -> None: ...
+
+    def close(self, progress: Progress, now: float) -> None: ...
+
+
+def list_models(client: OllamaClient) -> ModelList:
+    return ModelList(client.tags())
+
+
+def loaded(client: OllamaClient) -> LoadedList:
+    return LoadedList(list((client.call("GET", "/api/ps") or {}).get("models", [])))
+
+
+def show(client: OllamaClient, name: str) -> ModelInfo:
+    return ModelInfo(name, client.call("POST", "/api/show", {"model": name}) or {})
+
+
+def capabilities(client: OllamaClient, name: str) -> list[str] | None:
+    """The model's capabilities, or ``None`` when the server does not say (old servers)."""
+    try:
+        info = client.call("POST", "/api/show", {"model": name}) or {}
+    except OllamaError:
+        return None
+    caps = info.get("capabilities") if isinstance(info, dict) else None
+    return list(caps) if isinstance(caps, list) else None
+
+
+@dataclass
+class LoadReport:
+    """What ``load`` did: how long it took and the ``/api/ps`` row afterwards (if listed)."""
+
+    model: str
+    seconds: float
+    row: dict[str, Any] | None
+
+
+def load(
+    client: OllamaClient,
+    name: str,
+    keep_alive: int | float | str | None = None,
+    num_ctx: int | None = None,
+    clock: Clock = time.perf_counter,
+) -> LoadReport:
+    """Ollama's load request: ``/api/generate`` with no prompt (the reply has no metrics)."""
+    body: dict[str, Any] = {"model": name}
+    if keep_alive is not None:
+        body["keep_alive"] = keep_alive
+    if num_ctx is not None:
+        body["options"] = {"num_ctx": num_ctx}
+    started = clock()
+    client.call("POST", "/api/generate", body)
+    seconds = clock() - started
+    return LoadReport(name, seconds, find_loaded(client, name))
+
+
+def unload(client: OllamaClient, name: str) -> dict[str, Any] | None:
+    """``ollama stop``: ``keep_alive: 0`` with no prompt. Returns the model's ps row before."""
+    row = find_loaded(client, name)
+    client.call("POST", "/api/generate", {"model": name, "keep_alive": 0})
+    return row
+
+
+def find_loaded(client: OllamaClient, name: str) -> dict[str, Any] | None:
+    """The model's ``/api/ps`` row, or ``None`` when it is not loaded."""
+    wanted = {name, f"{name}:latest"}
+    for row in loaded(client).models:
+        if row.get("name") in wanted or row.get("model") in wanted:
+            return row
+    return None
+
+
+def copy(client: OllamaClient, source: str, destination: str) -> None:
+    client.call("POST", "/api/copy", {"source": source, "destination": destination})
+
+
+def delete(client: OllamaClient, name: str) -> None:
+    client.call("DELETE", "/api/delete", {"model": name})
+
+
+def embed(
+    client: OllamaClient,
+    model: str,
+    inputs: str | list[str],
+    *,
+    dimensions: int | None = None,
+    keep_alive: int | float | str | None = None,
+) -> dict[str, Any]:
+    """``/api/embed``; returns the server's answer (``embeddings``, ``prompt_eval_count``…)."""
+    body: dict[str, Any] = {"model": model, "input": inputs}
+    if dimensions is not None:
+        body["dimensions"] = dimensions
+    if keep_alive is not None:
+        body["keep_alive"] = keep_alive
+    return dict(client.call("POST", "/api/embed", body) or {})
+
+
+@dataclass
+class Transfer:
+    """How a pull, push or create ended: ``progress`` holds everything seen so far."""
+
+    progress: Progress
+    error: OllamaError | None = None
+    interrupted: bool = False
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None and not self.interrupted and self.progress.succeeded
+
+
+def transfer(
+    client: OllamaClient,
+    path: str,
+    body: dict[str, Any],
+    progress: Progress,
+    view: ProgressView,
+    clock: Clock = time.monotonic,
+) -> Transfer:
+    """Stream a pull, push or create into ``view``; Ctrl-C closes the stream at once."""
+    outcome = Transfer(progress)
+    stream: Stream | None = None
+    try:
+        stream = client.stream(path, {**body, "stream": True})
+        for item in stream:
+            progress.feed(item, clock())
+            view.update(progress, clock())
+        if not progress.succeeded:
+            raise StreamTruncated("the server closed the stream before 'success'")
+    except KeyboardInterrupt:
+        outcome.interrupted = True
+    except OllamaError as exc:
+        outcome.error = exc
+    finally:
+        if stream is not None:
+            stream.close()
+        view.close(progress, clock())
+    return outcome
+
+
+def is_missing(error: OllamaError) -> bool:
+    """A 404 from Ollama: the model (or the route, on very old servers) does not exist."""
+    return isinstance(error, ResponseError) and error.status == 404

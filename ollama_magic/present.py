@@ -1,0 +1,322 @@
+"""Tables and cards for the ``%ollama`` line commands. Pure: server data in, text and HTML out.
+
+Each command's answer is a small object a user can keep (``models = %ollama models``) that shows
+itself as an HTML table in a notebook and as aligned text in a terminal, like ``ollama list``.
+Times are passed in, so every rendering is a function of its inputs and is tested as such.
+"""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+FOREVER_AFTER = 20 * 365 * 24 * 3600  # seconds: the Ollama CLI prints "Forever" past 20 years
+
+
+def human_bytes(size: float | None) -> str:
+    """Bytes in decimal units, as the Ollama CLI prints them.
+
+    >>> human_bytes(0), human_bytes(950), human_bytes(8_000_000), human_bytes(4_661_211_808)
+    ('0 B', '950 B', '8.0 MB', '4.7 GB')
+    """
+    value = float(size or 0)
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if abs(value) < 1000 or unit == "TB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1000
+    raise AssertionError("unreachable")
+
+
+def human_rate(bytes_per_second: float) -> str:
+    """Bytes per second in decimal units.
+
+    >>> human_rate(12_500_000)
+    '12.5 MB/s'
+    """
+    return human_bytes(bytes_per_second) + "/s"
+
+
+def _span(seconds: float) -> str:
+    seconds = abs(seconds)
+    for unit, size in (("year", 365 * 86400), ("month", 30 * 86400), ("day", 86400)):
+        if seconds >= size:
+            count = int(seconds // size)
+            return f"{count} {unit}{'s' if count != 1 else ''}"
+    if seconds >= 3600:
+        count = int(seconds // 3600)
+        return f"{count} hour{'s' if count != 1 else ''}"
+    if seconds >= 59.5:  # a timer armed a moment ago for "1m" reads "in 1 min", not "in 59 s"
+        return f"{round(seconds / 60)} min"
+    return f"{int(seconds)} s"
+
+
+def ago(then: datetime | None, now: datetime) -> str:
+    """How long ago, in the CLI's words.
+
+    >>> now = datetime(2026, 1, 10, tzinfo=timezone.utc)
+    >>> ago(datetime(2026, 1, 7, tzinfo=timezone.utc), now), ago(now, now)
+    ('3 days ago', 'just now')
+    """
+    if then is None:
+        return ""
+    seconds = (now - then).total_seconds()
+    return "just now" if seconds < 1 else f"{_span(seconds)} ago"
+
+
+def until(expires: datetime | None, now: datetime) -> str:
+    """When a loaded model unloads: ``in 4 min``, ``forever``, or ``stopping…`` once past.
+
+    >>> now = datetime(2026, 1, 1, tzinfo=timezone.utc)
+    >>> until(datetime(2026, 1, 1, 0, 4, 10, tzinfo=timezone.utc), now)
+    'in 4 min'
+    >>> until(datetime(2318, 1, 1, tzinfo=timezone.utc), now), until(now, now)
+    ('forever', 'stopping…')
+    """
+    if expires is None:
+        return ""
+    seconds = (expires - now).total_seconds()
+    if seconds > FOREVER_AFTER:
+        return "forever"
+    if seconds <= 0:
+        return "stopping…"
+    return f"in {_span(seconds)}"
+
+
+def parse_time(text: str | None) -> datetime | None:
+    """An Ollama timestamp (RFC 3339 with nanoseconds), or ``None`` if absent or unreadable.
+
+    >>> parse_time("2026-01-01T10:00:00.123456789+01:00").isoformat()
+    '2026-01-01T10:00:00.123456+01:00'
+    """
+    if not text:
+        return None
+    value = text.strip().replace("Z", "+00:00")
+    head, dot, rest = value.partition(".")
+    if dot:  # Python reads at most 6 fraction digits
+        digits = len(rest) - len(rest.lstrip("0123456789"))
+        value = f"{head}.{rest[:digits][:6].ljust(6, '0')}{rest[digits:]}"
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
+
+
+def text_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    """Left-aligned columns, four spaces apart, as ``ollama list`` prints them.
+
+    >>> print(text_table(["NAME", "SIZE"], [["echo:latest", "8.0 MB"]]))
+    NAME           SIZE
+    echo:latest    8.0 MB
+    """
+    columns = zip(headers, *rows, strict=False)
+    widths = [max(len(str(cell)) for cell in column) for column in columns]
+    lines = [
+        "    ".join(str(c).ljust(w) for c, w in zip(line, widths, strict=True)).rstrip()
+        for line in (headers, *rows)
+    ]
+    return "\n".join(lines)
+
+
+def html_table(headers: Sequence[str], rows: Sequence[Sequence[str]], empty: str) -> str:
+    """An escaped HTML table (server text is not trusted either)."""
+    if not rows:
+        return f"<p><i>{html.escape(empty)}</i></p>"
+    head = "".join(f"<th style='text-align:left'>{html.escape(h)}</th>" for h in headers)
+    body = "".join(
+        "<tr>"
+        + "".join(f"<td style='text-align:left'>{html.escape(str(c))}</td>" for c in row)
+        + "</tr>"
+        for row in rows
+    )
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+class _Shown:
+    """A command's answer: ``headers``/``rows`` rendered as text and HTML."""
+
+    headers: tuple[str, ...] = ()
+    empty = "nothing to show"
+
+    def rows(self) -> list[list[str]]:
+        raise NotImplementedError
+
+    def __repr__(self) -> str:
+        rows = self.rows()
+        return text_table(self.headers, rows) if rows else self.empty
+
+    def _repr_html_(self) -> str:
+        return html_table(self.headers, self.rows(), self.empty)
+
+
+@dataclass(repr=False)
+class ModelList(_Shown):
+    """``%ollama models``: what ``/api/tags`` lists; ``.models`` holds the server's dicts."""
+
+    models: list[dict[str, Any]]
+    now: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
+    headers = ("NAME", "SIZE", "FAMILY", "PARAMETERS", "QUANTIZATION", "CAPABILITIES", "MODIFIED")
+    empty = "No models installed yet: get one with %ollama pull NAME."
+
+    @property
+    def names(self) -> list[str]:
+        return [m.get("name", "") for m in self.models]
+
+    def rows(self) -> list[list[str]]:
+        rows = []
+        for model in self.models:
+            details = model.get("details") or {}
+            rows.append(
+                [
+                    model.get("name", ""),
+                    human_bytes(model.get("size")),
+                    details.get("family", ""),
+                    details.get("parameter_size", ""),
+                    details.get("quantization_level", ""),
+                    ", ".join(model.get("capabilities") or []),
+                    ago(parse_time(model.get("modified_at")), self.now),
+                ]
+            )
+        return rows
+
+    def __len__(self) -> int:
+        return len(self.models)
+
+
+def processor(size: int, size_vram: int) -> str:
+    """Where a loaded model runs, as ``ollama ps`` says it.
+
+    >>> processor(100, 0), processor(100, 100), processor(100, 25)
+    ('100% CPU', '100% GPU', '75%/25% CPU/GPU')
+    """
+    if size <= 0 or size_vram <= 0:
+        return "100% CPU"
+    if size_vram >= size:
+        return "100% GPU"
+    gpu = round(size_vram / size * 100)
+    return f"{100 - gpu}%/{gpu}% CPU/GPU"
+
+
+@dataclass(repr=False)
+class LoadedList(_Shown):
+    """``%ollama ps``: loaded models, their memory and when each unloads."""
+
+    models: list[dict[str, Any]]
+    now: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
+    headers = ("NAME", "SIZE", "VRAM", "PROCESSOR", "CONTEXT", "UNLOADS")
+    empty = "No model is loaded. %ollama load NAME loads one."
+
+    @property
+    def names(self) -> list[str]:
+        return [m.get("name", "") for m in self.models]
+
+    def rows(self) -> list[list[str]]:
+        rows = []
+        for model in self.models:
+            size, vram = int(model.get("size") or 0), int(model.get("size_vram") or 0)
+            context = model.get("context_length")
+            rows.append(
+                [
+                    model.get("name", ""),
+                    human_bytes(size),
+                    human_bytes(vram),
+                    processor(size, vram),
+                    str(context) if context else "",
+                    until(parse_time(model.get("expires_at")), self.now),
+                ]
+            )
+        return rows
+
+    def __len__(self) -> int:
+        return len(self.models)
+
+
+def context_length(info: dict[str, Any]) -> int | None:
+    """The trained context length from ``/api/show``'s ``model_info``."""
+    for key, value in (info.get("model_info") or {}).items():
+        if key.endswith(".context_length") and isinstance(value, int):
+            return value
+    return None
+
+
+def _first_lines(text: str, count: int) -> str:
+    lines = [line for line in text.strip().splitlines() if line.strip()]
+    more = " …" if len(lines) > count else ""
+    return "\n".join(lines[:count]) + more
+
+
+@dataclass(repr=False)
+class ModelInfo:
+    """``%ollama show NAME``: the ``ollama show`` card; ``.info`` is the server's whole answer."""
+
+    name: str
+    info: dict[str, Any]
+
+    @property
+    def capabilities(self) -> list[str]:
+        return list(self.info.get("capabilities") or [])
+
+    def sections(self) -> list[tuple[str, list[tuple[str, str]]]]:
+        """(title, [(key, value)]) in the order ``ollama show`` prints them."""
+        details = self.info.get("details") or {}
+        model: list[tuple[str, str]] = [
+            (
+                "architecture",
+                str(
+                    (self.info.get("model_info") or {}).get(
+                        "general.architecture", details.get("family", "")
+                    )
+                ),
+            ),
+            ("parameters", details.get("parameter_size", "")),
+            ("context length", str(context_length(self.info) or "")),
+            ("quantization", details.get("quantization_level", "")),
+        ]
+        sections = [("Model", [(k, v) for k, v in model if v])]
+        if self.capabilities:
+            sections.append(("Capabilities", [(c, "") for c in self.capabilities]))
+        params = []
+        for line in (self.info.get("parameters") or "").splitlines():
+            key, _, value = line.strip().partition(" ")
+            if key:
+                params.append((key, value.strip()))
+        if params:
+            sections.append(("Parameters", params))
+        if self.info.get("system"):
+            sections.append(("System", [(_first_lines(self.info["system"], 3), "")]))
+        if self.info.get("license"):
+            sections.append(("License", [(_first_lines(self.info["license"], 2), "")]))
+        return sections
+
+    def __repr__(self) -> str:
+        out: list[str] = []
+        for title, rows in self.sections():
+            out.append(f"  {title}")
+            width = max(len(k) for k, _ in rows)
+            for key, value in rows:
+                text = f"{key.ljust(width)}    {value}".rstrip() if value else key
+                out.extend("    " + line for line in text.splitlines())
+            out.append("")
+        return "\n".join(out).rstrip()
+
+    def _repr_html_(self) -> str:
+        parts = [f"<b>{html.escape(self.name)}</b>"]
+        for title, rows in self.sections():
+            cells = "".join(
+                f"<tr><td style='text-align:left'>{html.escape(k)}</td>"
+                f"<td style='text-align:left'>{html.escape(v)}</td></tr>"
+                if v
+                else f"<tr><td colspan=2 style='text-align:left;white-space:pre-wrap'>"
+                f"{html.escape(k)}</td></tr>"
+                for k, v in rows
+            )
+            parts.append(f"<div><b>{html.escape(title)}</b><table>{cells}</table></div>")
+        template = self.info.get("template")
+        if template:
+            parts.append(
+                f"<details><summary>Template</summary><pre>{html.escape(template)}</pre></details>"
+            )
+        return "\n".join(parts)
