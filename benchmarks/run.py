@@ -9,7 +9,9 @@ in one run, alternating the two sides, because these machines are shared and noi
     streamed at a realistic pace;
 (c) ``%load_ext ollama_magic`` time in a fresh kernel, and that ipywidgets is not imported;
 (d) interrupt to closed connection;
-(e) kernel memory growth while streaming a 1 MB answer.
+(e) kernel memory growth while streaming a 1 MB answer;
+(f) ``%ollama pull`` with its live progress bars vs a bare ``requests`` loop over the same
+    ``/api/pull`` stream: wall time, and display messages per second.
 """
 
 from __future__ import annotations
@@ -212,6 +214,49 @@ def bench_memory(kernel: Kernel, answer_bytes: int) -> dict[str, float]:
     }
 
 
+BARE_PULL = """
+import requests, json, os
+_r = requests.post(os.environ["OLLAMA_HOST"] + "/api/pull", json={"model": "haiku"}, stream=True)
+_last = [json.loads(_line) for _line in _r.iter_lines() if _line][-1]
+assert _last == {"status": "success"}, _last
+"""
+
+MAGIC_PULL = 'get_ipython().run_line_magic("ollama", "pull haiku")'
+
+
+def bench_pull(kernel: Kernel, server: OllamaServer, rounds: int) -> dict[str, float]:
+    """A 96 MB simulated pull at 100 MB/s (about 1 s): progress costs should be invisible."""
+    server.pull_speed = 100_000_000
+    walls: dict[str, list[float]] = {"bare": [], "magic": []}
+    busiest = 0
+    messages = 0
+    for _ in range(rounds):
+        for name, code in (("bare", BARE_PULL), ("magic", MAGIC_PULL)):
+            kernel.run("get_ipython().run_line_magic('ollama', 'rm haiku')")
+            if name == "magic":
+                run = kernel.run(TIMED.format(body=code), timeout=120)
+                stamps = [
+                    m["header"]["date"].timestamp()
+                    for m in run.of_type("display_data", "update_display_data")
+                ]
+                messages = max(messages, len(stamps))
+                busiest = max(
+                    busiest, max(sum(1 for t in stamps if s <= t < s + 1.0) for s in stamps)
+                )
+                last = [x for x in run.stdout.splitlines() if x.startswith("TIMING ")][-1]
+                walls[name].append(eval(last.removeprefix("TIMING "))[0])
+            else:
+                walls[name].append(timed(kernel, code)[0])
+    w = {name: statistics.median(v) for name, v in walls.items()}
+    return {
+        "bare loop wall s": w["bare"],
+        "magic wall s": w["magic"],
+        "wall ratio magic / bare (target <= 1.1)": w["magic"] / w["bare"],
+        "display messages per pull (most)": messages,
+        "display messages in busiest second (target <= 12)": busiest,
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="fewer rounds, smaller sizes")
@@ -231,6 +276,7 @@ def main() -> None:
             results["(e) memory, 1 MB answer"] = bench_memory(
                 kernel, 100_000 if args.quick else 1_000_000
             )
+            results["(f) pull with progress"] = bench_pull(kernel, server, rounds)
         finally:
             kernel.shutdown()
         results["(c) %load_ext"] = bench_load(server, rounds)

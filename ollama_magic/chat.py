@@ -108,7 +108,8 @@ class Conversation:
         for turn in self.turns:
             images = f" *({len(turn.images)} image(s))*" if turn.images else ""
             parts.append(f"**you:**{images} {escape_markdown(turn.user)}")
-            parts.append(f"**{escape_markdown(turn.model)}:** {escape_markdown(turn.answer)}")
+            quoted = "\n".join(f"> {line}" for line in escape_markdown(turn.answer).split("\n"))
+            parts.append(f"**{escape_markdown(turn.model)}:**\n\n{quoted}")
         if not self.turns:
             parts.append("*(empty: the next `%%ollama --chat` cell starts it)*")
         return "\n\n".join(parts)

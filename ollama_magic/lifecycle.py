@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
-from .errors import OllamaError, ResponseError, StreamTruncated
+from .errors import OllamaError, StreamTruncated
 from .present import LoadedList, ModelInfo, ModelList
 from .progress import Progress
 
@@ -163,7 +163,3 @@ def transfer(
         view.close(progress, clock())
     return outcome
 
-
-def is_missing(error: OllamaError) -> bool:
-    """A 404 from Ollama: the model (or the route, on very old servers) does not exist."""
-    return isinstance(error, ResponseError) and error.status == 404

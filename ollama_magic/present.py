@@ -287,6 +287,8 @@ class ModelInfo:
             sections.append(("Parameters", params))
         if self.info.get("system"):
             sections.append(("System", [(_first_lines(self.info["system"], 3), "")]))
+        if self.info.get("template"):
+            sections.append(("Template", [(_first_lines(self.info["template"], 3), "")]))
         if self.info.get("license"):
             sections.append(("License", [(_first_lines(self.info["license"], 2), "")]))
         return sections
@@ -305,6 +307,8 @@ class ModelInfo:
     def _repr_html_(self) -> str:
         parts = [f"<b>{html.escape(self.name)}</b>"]
         for title, rows in self.sections():
+            if title == "Template":  # shown whole, folded, below
+                continue
             cells = "".join(
                 f"<tr><td style='text-align:left'>{html.escape(k)}</td>"
                 f"<td style='text-align:left'>{html.escape(v)}</td></tr>"

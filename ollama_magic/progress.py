@@ -112,12 +112,20 @@ class Progress:
         return text + (f"  {human_rate(rate)}" if rate > 0 else "")
 
     def html(self, now: float) -> str:
-        """Per-layer bars and the latest status, escaped (names come from the server)."""
+        """Status lines in order, with a bar per layer where its line is; all escaped."""
+        layer_of = {layer.status: layer for layer in self.layers.values()}
         rows = []
-        for layer in self.layers.values():
+        for status in self.statuses:
+            layer = layer_of.get(status)
+            if layer is None:
+                rows.append(
+                    f"<tr><td colspan=4 style='text-align:left;font-family:monospace'>"
+                    f"{html.escape(status)}</td></tr>"
+                )
+                continue
             rows.append(
                 "<tr><td style='text-align:left;font-family:monospace'>"
-                f"{html.escape(layer.status)}</td>"
+                f"{html.escape(status)}</td>"
                 f"<td><progress value='{layer.completed}' max='{max(layer.total, 1)}' "
                 f"style='width:16em'></progress></td>"
                 f"<td style='text-align:right'>{layer.fraction * 100:.0f}%</td>"
@@ -125,11 +133,13 @@ class Progress:
                 f"{human_bytes(layer.total)}</td></tr>"
             )
         rate = self.rate()
-        tail = html.escape(self.status) + (f" · {human_rate(rate)}" if rate > 0 else "")
-        table = f"<table>{''.join(rows)}</table>" if rows else ""
+        total = (
+            f"{human_bytes(self.completed)} of {human_bytes(self.total)}" if self.total else ""
+        )
+        tail = " · ".join(part for part in (total, human_rate(rate) if rate > 0 else "") if part)
         return (
-            f"<div><b>{html.escape(self.action)} {html.escape(self.name)}</b>{table}"
-            f"<div style='opacity:0.7'>{tail}</div></div>"
+            f"<div><b>{html.escape(self.action)} {html.escape(self.name)}</b>"
+            f"<table>{''.join(rows)}</table><div style='opacity:0.7'>{tail}</div></div>"
         )
 
     def summary(self, now: float) -> str:

@@ -85,9 +85,17 @@ def test_create_has_no_bytes() -> None:
 def test_html_escapes_server_text() -> None:
     progress = Progress("pull", "<b>x</b>", 0.0)
     progress.feed({"status": "<img src=x>", "digest": DIGEST_A, "total": 10, "completed": 5}, 0)
+    progress.feed({"status": "<script>"}, 0)
     html = progress.html(0)
-    assert "<img" not in html and "&lt;b&gt;x&lt;/b&gt;" in html
-    assert "<progress value='5' max='10'" in html
+    assert "<img" not in html and "<script>" not in html and "&lt;b&gt;x&lt;/b&gt;" in html
+    assert "<progress value='5' max='10'" in html and "5 B of 10 B" in html
+
+
+def test_html_lists_every_status_with_bars_on_layer_lines() -> None:
+    html = fed(PULL).html(4.0)
+    order = [html.index(status) for status in fed(PULL).statuses]
+    assert order == sorted(order)
+    assert html.count("<progress") == 2
 
 
 class Recorder:

@@ -53,6 +53,12 @@ CELLS = [
     "%%ollama slow --num-predict 400 -o r\nInterrupt me.",
     "print(r.done_reason)",
     "%%ollama lorem --num-predict 600 -O scripted_delay=0.01\nWrite something long.",
+    "%ollama models",
+    "%ollama pull haiku",
+    "%ollama rm haiku",
+    "%%ollama --chat thinker -s 'Answer briefly.'\nWhat is a tide?",
+    "%%ollama --chat\nAnd a wave?",
+    "%ollama history",
 ]
 
 # User settings for this Lab only: no news or update checks, and every cell rendered (no

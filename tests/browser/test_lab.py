@@ -191,3 +191,59 @@ def test_long_answer_updates_incrementally(nb: Notebook, screenshots: Path) -> N
     assert len(shown[-1]["text"]) >= samples[-1]["length"] * 0.8
     final.locator("table").first.scroll_into_view_if_needed()
     nb.page.locator(".jp-NotebookPanel").screenshot(path=screenshots / "magic-markdown.png")
+
+
+def test_models_table_renders(nb: Notebook, screenshots: Path) -> None:
+    nb.execute(6)
+    table = nb.output_area(6).locator("table")
+    expect(table).to_have_count(1)
+    expect(table.locator("th").first).to_have_text("NAME")
+    expect(table.locator("tbody tr").first.locator("td").first).to_have_text("echo:latest")
+    assert table.locator("tbody tr").count() >= 8
+    nb.cell(6).screenshot(path=screenshots / "commands-models.png")
+
+
+def test_pull_shows_live_bars_then_one_line(
+    nb: Notebook, server: OllamaServer, screenshots: Path
+) -> None:
+    server.pull_speed = 30_000_000  # about 3 s for haiku's 96 MB: time to see the bars move
+    try:
+        before = nb.run(7)
+        nb.page.wait_for_function(RUNNING_AND_SHOWS, arg=[7, ["pulling manifest", "%"]])
+        bars = nb.output_area(7).locator("progress")
+        expect(bars.first).to_be_visible()
+        first = float(bars.first.get_attribute("value") or 0)
+        nb.cell(7).screenshot(path=screenshots / "commands-pull-live.png")
+        nb.page.wait_for_function(
+            """(i) => {
+                const bar = document.querySelectorAll('.jp-Notebook .jp-Cell')[i]
+                    .querySelector('progress');
+                return !bar || bar.value > 0;
+            }""",
+            arg=7,
+        )
+        nb.wait_done(7, before, timeout=60)
+    finally:
+        server.pull_speed = 2_000_000_000
+    expect(nb.output_area(7).locator("progress")).to_have_count(0)  # the live view is gone
+    expect(nb.output_area(7)).to_contain_text("Pulled haiku: 96.0 MB in")
+    assert first < 96_000_000
+    shown = [o for o in outputs(nb, 7) if o["height"] >= 1]
+    assert len(shown) == 1 and shown[0]["text"].startswith("Pulled haiku")
+    nb.execute(8)
+    expect(nb.output_area(8)).to_contain_text("Deleted haiku.")
+
+
+def test_chat_remembers_and_history_renders(nb: Notebook, screenshots: Path) -> None:
+    nb.execute(9)
+    nb.execute(10)
+    second = nb.output_area(10)
+    expect(second.locator("details summary")).to_contain_text("Thinking")
+    expect(second.locator("strong").first).to_have_text("And a wave")
+    nb.execute(11)
+    history = nb.output_area(11)
+    expect(history.locator("strong").first).to_contain_text("Conversation 'default': 2 turns")
+    expect(history).to_contain_text("What is a tide?")
+    expect(history).to_contain_text("And a wave?")
+    nb.cell(11).scroll_into_view_if_needed()
+    nb.page.locator(".jp-NotebookPanel").screenshot(path=screenshots / "commands-chat.png")
