@@ -40,11 +40,12 @@ class Conversation:
     turns: list[Turn] = field(default_factory=list)
     tokens: int | None = None  # context in use after the last turn (prompt + answer tokens)
 
-    def messages(self) -> list[dict[str, Any]]:
-        """The history as ``/api/chat`` messages (system first, if any)."""
+    def messages(self, system: str | None = None) -> list[dict[str, Any]]:
+        """The history as ``/api/chat`` messages, the system prompt (or ``system``) first."""
         out: list[dict[str, Any]] = []
-        if self.system:
-            out.append({"role": "system", "content": self.system})
+        system = self.system if system is None else system
+        if system:
+            out.append({"role": "system", "content": system})
         for turn in self.turns:
             user: dict[str, Any] = {"role": "user", "content": turn.user}
             if turn.images:
@@ -52,8 +53,11 @@ class Conversation:
             out += [user, {"role": "assistant", "content": turn.answer}]
         return out
 
-    def request(self, generate_body: dict[str, Any]) -> dict[str, Any]:
+    def request(self, generate_body: dict[str, Any], system: str | None = None) -> dict[str, Any]:
         """The ``/api/chat`` body for the next turn, from the cell's generate body.
+
+        ``system`` replaces the conversation's system prompt from this turn on (once the turn
+        is recorded).
 
         >>> c = Conversation(system="Be brief.")
         >>> c.turns.append(Turn("Hi", "Hello!", "m"))
@@ -66,7 +70,7 @@ class Conversation:
             user["images"] = list(generate_body["images"])
         body: dict[str, Any] = {
             "model": generate_body["model"],
-            "messages": [*self.messages(), user],
+            "messages": [*self.messages(system), user],
         }
         for key in SHARED_FIELDS:
             if key in generate_body:
@@ -74,8 +78,9 @@ class Conversation:
         return body
 
     def record(self, body: dict[str, Any], answer: str, tokens: int | None) -> None:
-        """Keep a finished turn (only the answer, never the reasoning)."""
-        user = body["messages"][-1]
+        """Keep a finished turn (only the answer, never the reasoning) and its system prompt."""
+        first, user = body["messages"][0], body["messages"][-1]
+        self.system = first["content"] if first.get("role") == "system" else ""
         self.turns.append(
             Turn(user["content"], answer, body["model"], list(user.get("images", [])))
         )

@@ -129,7 +129,8 @@ class OllamaMagics(Magics):
         if not ns.chat and ns.conversation is None:
             return None
         name = (ns.conversation or DEFAULT).strip() or DEFAULT
-        return self.conversations.get(name) or Conversation(name)
+        found = self.conversations.get(name)
+        return Conversation(name) if found is None else found
 
     def _client(self, host: str | None, timeout: float | None = None) -> OllamaClient:
         from .client import OllamaClient  # imports requests: not at %load_ext time
@@ -167,11 +168,10 @@ class OllamaMagics(Magics):
                 raise UsageError(problem)
 
     def _chat(self, call: GenerateCall, conversation: Conversation) -> None:
-        if call.system is not None:
-            conversation.system = call.system
-        elif not conversation.turns and not conversation.system:
-            conversation.system = self.system
-        body = conversation.request(call.body)
+        system = call.system
+        if system is None and not conversation.turns:
+            system = self.system  # %config OllamaMagics.system starts a new conversation
+        body = conversation.request(call.body, system)
         with closing(self._client(call.host, call.timeout)) as client:
             result, problem = self._stream(client, call, "/api/chat", body, chat_pieces)
             if problem:
@@ -498,7 +498,9 @@ class OllamaMagics(Magics):
             print(f"ollama-magic {__version__}; {_server_version(client)} at {client.base_url}.")
 
     def _cmd_history(self, args: Any) -> Conversation:
-        conversation = self.conversations.get(args.conversation) or Conversation(args.conversation)
+        conversation = self.conversations.get(args.conversation)
+        if conversation is None:
+            conversation = Conversation(args.conversation)
         self._bind(args, conversation)
         return conversation
 

@@ -67,3 +67,14 @@ def test_context_warning_threshold() -> None:
     assert text and "80 of 100 context tokens (80%)" in text and "%ollama reset," in text
     assert "%ollama reset lab" in (context_warning("lab", 99, 100) or "")
     assert context_warning("default", 500, None) is None
+
+
+def test_a_new_system_prompt_counts_only_once_its_turn_is_recorded() -> None:
+    conversation = Conversation(system="old")
+    body = conversation.request({"model": "m", "prompt": "Hi", "stream": True}, "new")
+    assert body["messages"][0] == {"role": "system", "content": "new"}
+    assert conversation.system == "old"  # the turn may still fail
+    conversation.record(body, "Hello", tokens=None)
+    assert conversation.system == "new"
+    cleared = conversation.request({"model": "m", "prompt": "x", "stream": True}, "")
+    assert cleared["messages"][0]["role"] == "user"

@@ -59,3 +59,13 @@ def test_per_command_help_and_overview() -> None:
 def test_mistakes_are_one_line(line: str, message: str) -> None:
     with pytest.raises(ArgsError, match=message):
         parse_command(line)
+
+
+def test_vectors_stay_lists_without_numpy(monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+
+    from ollama_magic.magics import _as_array
+
+    assert type(_as_array([[0.5, 0.5]])).__name__ == "ndarray"
+    monkeypatch.setitem(sys.modules, "numpy", None)  # import numpy now raises ImportError
+    assert _as_array([[0.5, 0.5]]) == [[0.5, 0.5]]

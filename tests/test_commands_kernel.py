@@ -359,3 +359,18 @@ def test_failed_turn_is_not_remembered_and_single_prompt_flags_are_refused(
     assert text == "--suffix is for single prompts; a --chat conversation keeps its own memory"
     text = error_line(kernel.run("%%ollama --chat nosuch\nhi"))
     assert "Model 'nosuch' is not installed" in text
+
+
+def test_suffix_and_generate_capabilities_are_explained(kernel: Kernel, srv) -> None:
+    text = error_line(kernel.run("%%ollama thinker --suffix ' end'\nbegin"))
+    assert text.startswith("thinker cannot fill in the middle: it lacks the 'insert' capability")
+    assert "Drop --suffix, or use a model that has it: echo:latest." in text
+    kernel.run("%ollama pull embedder")
+    try:
+        text = error_line(kernel.run("%%ollama embedder\nhi"))
+        assert text.startswith("embedder cannot generate text (it is an embedding model)")
+        assert "Use %ollama embed" in text
+        run = kernel.run("%ollama embed embedder hello -o e")
+        assert run.ok and kernel.value("len(e)") == 64
+    finally:
+        kernel.run("%ollama rm embedder")

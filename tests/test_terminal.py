@@ -72,6 +72,16 @@ def test_terminal_line_commands_print_aligned_text_and_progress_lines() -> None:
         "%ollama stop thinker",
         "%ollama pull haiku",
         "%%ollama --chat haiku\nsea",
+        "%ollama history",
+        "%ollama reset",
+        "%ollama show thinker",
+        "%ollama embed echo The sky is blue",
+        "%ollama cp echo parrot",
+        "%ollama create pirate --from parrot -s 'Talk like a pirate.'",
+        "%ollama rm parrot pirate",
+        "%ollama use echo",
+        "%ollama version",
+        "%ollama host",
     ]
     code = "\n".join(f"get_ipython().run_cell({cell!r})" for cell in cells)  # one cell each
     with OllamaServer(pull_speed=500_000_000) as server:
@@ -86,4 +96,16 @@ def test_terminal_line_commands_print_aligned_text_and_progress_lines() -> None:
     assert "Unloaded thinker (9.5 MB freed)." in lines
     assert lines.index("pulling manifest") < lines.index("writing manifest")
     assert any(line.startswith("Pulled haiku: ") for line in lines)
+    assert "Conversation 'default': 1 turn, about" in done.stdout and "you: sea" in lines
+    assert "Forgot conversation 'default' (1 turn)." in lines
+    assert "  Capabilities" in lines and "    thinking" in lines
+    assert "1 vector of 64 dimensions from echo (4 tokens)." in lines
+    assert "Copied echo to parrot." in lines
+    assert lines.index("Deleted parrot.") > next(
+        i for i, line in enumerate(lines) if line.startswith("Created pirate in ")
+    )
+    assert "Later %%ollama cells use echo." in lines
+    assert any(line.startswith("ollama-magic ") and "Ollama 0.12.6" in line for line in lines)
+    assert any(line.startswith("Ollama server: http://127.0.0.1:") for line in lines)
     assert "<table" not in done.stdout and "Traceback" not in done.stdout + done.stderr
+    assert "UsageError" not in done.stdout + done.stderr

@@ -127,3 +127,39 @@ def test_reasoning_demo_model_streams_reasoning_then_answer(real) -> None:
             for m in run.of_type("update_display_data")]
     assert any("Thinking…" in text for text in live)
     assert run.final_markdown().startswith("<details><summary>Thinking (")
+
+
+def test_chat_memory_with_a_real_model(real) -> None:
+    """The second turn's request carries the first answer, and the model reads it: the prompt
+    grows by at least the first turn's tokens, and the same question without memory differs."""
+    server, kernel = real
+    kernel.run("%ollama reset --all")
+    server.clear()
+    line = f"--chat {M} --num-predict 24 -q"
+    cell(kernel, f"{line} -s 'You are terse.' -o first", "My name is Ana. Say hello.")
+    cell(kernel, f"{line} -o second", "What is my name?")
+    cell(kernel, f"{line} --conversation alone -s 'You are terse.' -o alone", "What is my name?")
+    first = kernel.value("first.answer")
+    bodies = [r.json for r in server.requests if r.path == "/api/chat"]
+    assert bodies[1]["messages"][2] == {"role": "assistant", "content": first}
+    assert kernel.value("second.prompt_eval_count") >= (
+        kernel.value("first.prompt_eval_count") + kernel.value("first.eval_count")
+    )
+    assert kernel.value("second.answer != alone.answer") is True  # memory changed the answer
+
+
+def test_created_model_carries_its_system_prompt(real) -> None:
+    _, kernel = real
+    run = kernel.run(
+        f"%ollama create terse --from {DEFAULT_MODEL} -s 'Answer with one word.' "
+        "-p temperature=0 -p num_predict=16"
+    )
+    assert run.ok, run.error
+    try:
+        cell(kernel, "terse -q -o made", "Name a colour.")
+        same = f"{M} --num-predict 16 -s 'Answer with one word.' -q -o flag"
+        cell(kernel, same, "Name a colour.")
+        assert kernel.value("made.answer == flag.answer") is True
+        assert kernel.value("made.eval_count <= 16") is True
+    finally:
+        kernel.run("%ollama rm terse")
