@@ -11,7 +11,7 @@ import html
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, ClassVar
 
 FOREVER_AFTER = 20 * 365 * 24 * 3600  # seconds: the Ollama CLI prints "Forever" past 20 years
 
@@ -135,11 +135,21 @@ def html_table(headers: Sequence[str], rows: Sequence[Sequence[str]], empty: str
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
+@dataclass(repr=False)
 class _Shown:
-    """A command's answer: ``headers``/``rows`` rendered as text and HTML."""
+    """A table of server rows (``.models``), rendered as aligned text and as HTML."""
 
-    headers: tuple[str, ...] = ()
-    empty = "nothing to show"
+    models: list[dict[str, Any]]
+    now: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
+    headers: ClassVar[tuple[str, ...]] = ()
+    empty: ClassVar[str] = "nothing to show"
+
+    @property
+    def names(self) -> list[str]:
+        return [m.get("name", "") for m in self.models]
+
+    def __len__(self) -> int:
+        return len(self.models)
 
     def rows(self) -> list[list[str]]:
         raise NotImplementedError
@@ -156,14 +166,16 @@ class _Shown:
 class ModelList(_Shown):
     """``%ollama models``: what ``/api/tags`` lists; ``.models`` holds the server's dicts."""
 
-    models: list[dict[str, Any]]
-    now: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
-    headers = ("NAME", "SIZE", "FAMILY", "PARAMETERS", "QUANTIZATION", "CAPABILITIES", "MODIFIED")
-    empty = "No models installed yet: get one with %ollama pull NAME."
-
-    @property
-    def names(self) -> list[str]:
-        return [m.get("name", "") for m in self.models]
+    headers: ClassVar[tuple[str, ...]] = (
+        "NAME",
+        "SIZE",
+        "FAMILY",
+        "PARAMETERS",
+        "QUANTIZATION",
+        "CAPABILITIES",
+        "MODIFIED",
+    )
+    empty: ClassVar[str] = "No models installed yet: get one with %ollama pull NAME."
 
     def rows(self) -> list[list[str]]:
         rows = []
@@ -181,9 +193,6 @@ class ModelList(_Shown):
                 ]
             )
         return rows
-
-    def __len__(self) -> int:
-        return len(self.models)
 
 
 def processor(size: int, size_vram: int) -> str:
@@ -204,14 +213,8 @@ def processor(size: int, size_vram: int) -> str:
 class LoadedList(_Shown):
     """``%ollama ps``: loaded models, their memory and when each unloads."""
 
-    models: list[dict[str, Any]]
-    now: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
-    headers = ("NAME", "SIZE", "VRAM", "PROCESSOR", "CONTEXT", "UNLOADS")
-    empty = "No model is loaded. %ollama load NAME loads one."
-
-    @property
-    def names(self) -> list[str]:
-        return [m.get("name", "") for m in self.models]
+    headers: ClassVar[tuple[str, ...]] = ("NAME", "SIZE", "VRAM", "PROCESSOR", "CONTEXT", "UNLOADS")
+    empty: ClassVar[str] = "No model is loaded. %ollama load NAME loads one."
 
     def rows(self) -> list[list[str]]:
         rows = []
@@ -229,9 +232,6 @@ class LoadedList(_Shown):
                 ]
             )
         return rows
-
-    def __len__(self) -> int:
-        return len(self.models)
 
 
 def context_length(info: dict[str, Any]) -> int | None:

@@ -8,7 +8,7 @@ import pytest
 
 from ollama_magic.server import OllamaServer
 
-from .kernel import Kernel
+from .kernel import Kernel, magic_kernel
 
 
 @pytest.fixture(scope="session")
@@ -26,8 +26,5 @@ def ollama(server: OllamaServer) -> OllamaServer:
 
 @pytest.fixture(scope="module")
 def kernel(server: OllamaServer) -> Iterator[Kernel]:
-    k = Kernel(env={"OLLAMA_HOST": server.url})
-    run = k.run("%load_ext ollama_magic")
-    assert run.ok, run.error
-    yield k
-    k.shutdown()
+    with magic_kernel(server.url) as k:
+        yield k

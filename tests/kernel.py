@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 import queue
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -131,3 +133,15 @@ class Kernel:
     def shutdown(self) -> None:
         self.kc.stop_channels()
         self.km.shutdown_kernel(now=True)
+
+
+@contextmanager
+def magic_kernel(host: str) -> Iterator[Kernel]:
+    """A kernel with ``OLLAMA_HOST=host`` and the extension loaded; shut down afterwards."""
+    kernel = Kernel(env={"OLLAMA_HOST": host})
+    try:
+        run = kernel.run("%load_ext ollama_magic")
+        assert run.ok, run.error
+        yield kernel
+    finally:
+        kernel.shutdown()

@@ -14,7 +14,7 @@ import pytest
 
 from ollama_magic.server import OllamaServer, ScriptedEngine
 
-from .kernel import Kernel, flatten
+from .kernel import Kernel, flatten, magic_kernel
 from .test_magic_kernel import error_line
 
 
@@ -32,11 +32,8 @@ def srv(own: OllamaServer) -> OllamaServer:
 
 @pytest.fixture(scope="module")
 def kernel(own: OllamaServer) -> Iterator[Kernel]:
-    k = Kernel(env={"OLLAMA_HOST": own.url})
-    run = k.run("%load_ext ollama_magic")
-    assert run.ok, run.error
-    yield k
-    k.shutdown()
+    with magic_kernel(own.url) as k:
+        yield k
 
 
 def magic(line: str) -> str:

@@ -11,7 +11,7 @@ import pytest
 from ollama_magic.server import OllamaServer
 from ollama_magic.server.llama import DEFAULT_MODEL, THINK_MODEL, LlamaEngine
 
-from ..kernel import Kernel
+from ..kernel import Kernel, magic_kernel
 
 pytestmark = pytest.mark.real_model
 
@@ -20,13 +20,8 @@ M = f"{DEFAULT_MODEL} --temperature 0"
 
 @pytest.fixture(scope="module")
 def real(engine: LlamaEngine) -> Iterator[tuple[OllamaServer, Kernel]]:
-    with OllamaServer(engines=[engine]) as server:
-        kernel = Kernel(env={"OLLAMA_HOST": server.url})
-        try:
-            assert kernel.run("%load_ext ollama_magic").ok
-            yield server, kernel
-        finally:
-            kernel.shutdown()
+    with OllamaServer(engines=[engine]) as server, magic_kernel(server.url) as kernel:
+        yield server, kernel
 
 
 def cell(kernel: Kernel, line: str, prompt: str = "Write a long story about the sea.") -> None:
