@@ -8,6 +8,7 @@ follow the ``ollama`` CLI (``list``, ``ps``, ``pull``, ``show``, ``stop``, ``cp`
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from .args import ArgsError, Parser, attach_dash_values, split_line
@@ -188,3 +189,67 @@ def command_help(name: str) -> str:
     if command is None:
         raise ArgsError(f"unknown command {name!r}. Commands: {', '.join(SUMMARIES)}")
     return PARSERS[command].format_help().rstrip()
+
+
+#: Commands whose first argument is an installed model.
+_TAKES_MODEL = {"push", "show", "load", "stop", "cp", "rm", "embed", "use", "create"}
+
+
+def completions(
+    line: str,
+    models: Callable[[], Sequence[str]],
+    conversations: Sequence[str] = (),
+    cell_flags: Sequence[str] = (),
+) -> list[str]:
+    """Tab-completion candidates for the word being typed at the end of ``line``.
+
+    ``line`` is the magic's line up to the cursor; ``models`` is only called when model names
+    are wanted (it asks the server).
+
+    >>> names = lambda: ["qwen3:8b", "llama3.2:latest"]
+    >>> completions("%ollama pu", names)
+    ['pull', 'push']
+    >>> completions("%ollama show ", names)
+    ['qwen3:8b', 'llama3.2']
+    >>> completions("%%ollama ll", names)
+    ['llama3.2']
+    >>> completions("%%ollama qwen3:8b --num-c", names, cell_flags=["--num-ctx", "--seed"])
+    ['--num-ctx']
+    """
+    words = line.split()
+    typing = "" if line.endswith((" ", "\t")) or not words else words[-1]
+    before = words[1:-1] if typing else words[1:]  # words after the magic, before this one
+    cell = bool(words) and words[0].startswith("%%")
+    if typing.startswith("-"):
+        flags = cell_flags if cell else _command_flags(before[0] if before else "")
+        return [flag for flag in flags if flag.startswith(typing)]
+    if cell:
+        positional = [w for w in before if not w.startswith("-")]
+        return _matching(models(), typing) if not positional else []
+    if not before:
+        return [name for name in [*SUMMARIES, *_ALIASES] if name.startswith(typing)]
+    command = canonical(before[0])
+    if command in ("history", "reset") and len(before) == 1:
+        return _matching(list(conversations), typing)
+    if command == "help" and len(before) == 1:
+        return [name for name in SUMMARIES if name.startswith(typing)]
+    if command in _TAKES_MODEL and (len(before) == 1 or before[-1] == "--from"):
+        return _matching(models(), typing)
+    return []
+
+
+def _command_flags(name: str) -> list[str]:
+    command = canonical(name)
+    if command is None:
+        return []
+    return [s for a in PARSERS[command]._actions for s in a.option_strings if s.startswith("--")]
+
+
+def _matching(names: Sequence[str], typing: str) -> list[str]:
+    """Names starting with ``typing``, written as people type them (no ``:latest``)."""
+    out: list[str] = []
+    for name in names:
+        short = name.removesuffix(":latest")
+        if short.startswith(typing) and short not in out:
+            out.append(short)
+    return out

@@ -28,7 +28,7 @@ from .args import (
     parse_line,
 )
 from .chat import DEFAULT, Conversation, context_warning
-from .commands import command_help, overview, parse_command
+from .commands import command_help, completions, overview, parse_command
 from .errors import ConnectionFailed, ModelNotFound, OllamaError, ResponseError
 from .live import (
     FinalOnly,
@@ -87,6 +87,39 @@ class OllamaMagics(Magics):
         super().__init__(shell, **kwargs)
         self.last_result: GenerationResult | None = None
         self.conversations: dict[str, Conversation] = {}
+        completer = getattr(shell, "Completer", None)
+        if completer is not None and hasattr(completer, "custom_matchers"):
+            _install_matcher(completer, self._complete)
+
+    def _complete(self, context: Any) -> dict[str, Any]:
+        """Tab completion on a ``%ollama`` line or a ``%%ollama`` first line: commands, flags,
+        conversation names and the server's models. Only these: Jedi's Python guesses are noise
+        on a magic line, so they are suppressed there (and untouched everywhere else)."""
+        from IPython.core.completer import SimpleCompletion
+
+        line = context.text_until_cursor
+        head = line.lstrip().split(None, 1)[0] if line.strip() else ""
+        if head not in ("%ollama", "%%ollama") or (head == "%%ollama" and context.cursor_line):
+            return {"completions": []}
+        flags = [s for s in PARSER._option_string_actions if s.startswith("--")]
+        found = completions(line.lstrip(), self._model_names, list(self.conversations), flags)
+        word = "" if line.endswith((" ", "\t")) else line.split()[-1]
+        cut = len(word) - len(context.token)  # the token may start inside the word (at ':')
+        return {
+            "completions": [SimpleCompletion(text=c[cut:], type="ollama") for c in found],
+            "suppress": True,
+        }
+
+    def _model_names(self) -> list[str]:
+        """Installed models, asked with short timeouts: a Tab press must never hang."""
+        from .client import OllamaClient
+
+        try:
+            client = OllamaClient(self.host or None, connect_timeout=0.5, read_timeout=2.0)
+        except ValueError:
+            return []
+        with closing(client):
+            return [str(m.get("name", "")) for m in _tags(client)]
 
     @no_var_expand
     @line_cell_magic
@@ -519,6 +552,18 @@ class OllamaMagics(Magics):
                 f"Forgot conversation '{args.conversation}' "
                 f"({turns} turn{'s' if turns != 1 else ''})."
             )
+
+
+def _install_matcher(completer: Any, complete: Any) -> None:
+    """Add ``complete`` as an IPython (v2) matcher, replacing one from an earlier load."""
+
+    def ollama_matcher(context: Any) -> dict[str, Any]:
+        return complete(context)
+
+    ollama_matcher.matcher_api_version = 2  # type: ignore[attr-defined]
+    completer.custom_matchers[:] = [
+        m for m in completer.custom_matchers if getattr(m, "__name__", "") != "ollama_matcher"
+    ] + [ollama_matcher]
 
 
 def _transfer_body(args: Any) -> dict[str, Any]:

@@ -371,3 +371,29 @@ def test_suffix_and_generate_capabilities_are_explained(kernel: Kernel, srv) -> 
         assert run.ok and kernel.value("len(e)") == 64
     finally:
         kernel.run("%ollama rm embedder")
+
+
+def complete(kernel: Kernel, code: str) -> tuple[list[str], int]:
+    kernel.kc.complete(code, len(code))
+    reply = kernel.kc.get_shell_msg(timeout=10)
+    return reply["content"]["matches"], reply["content"]["cursor_start"]
+
+
+def test_tab_completes_commands_models_flags_and_conversations(kernel: Kernel, srv) -> None:
+    assert complete(kernel, "%ollama pu") == (["pull", "push"], 8)
+    assert complete(kernel, "%ollama show thi") == (["thinker"], 13)  # asked the server
+    assert srv.requests[-1].path == "/api/tags"
+    assert complete(kernel, "%%ollama chi") == (["chinese"], 9)
+    assert complete(kernel, "%%ollama echo --num-") == (["--num-ctx", "--num-predict"], 14)
+    assert complete(kernel, "%ollama load echo --k") == (["--keep-alive"], 18)
+    kernel.run("%ollama cp echo me/echo:v2")
+    try:
+        # IPython's token starts after ':', so only the rest is offered there
+        assert complete(kernel, "%ollama show me/echo:") == (["v2"], 21)
+    finally:
+        kernel.run("%ollama rm me/echo:v2")
+    kernel.run("%%ollama --conversation lab echo\nhi")
+    assert complete(kernel, "%ollama history l") == (["lab"], 16)
+    # Python completion is untouched elsewhere, including a %%ollama cell's body
+    assert complete(kernel, "%%ollama echo\nprin")[0] == ["print"]
+    assert complete(kernel, "prin")[0] == ["print"]
