@@ -165,7 +165,10 @@ def parse_command(line: str) -> Command:
     parser = PARSERS[name]
     if "-h" in tokens[1:] or "--help" in tokens[1:]:
         return Command("help", argparse.Namespace(command=name, help=False))
-    return Command(name, parser.parse_args(attach_dash_values(tokens[1:], parser)))
+    try:
+        return Command(name, parser.parse_args(attach_dash_values(tokens[1:], parser)))
+    except ArgsError as exc:
+        raise ArgsError(f"%ollama {name}: {exc} (see %ollama help {name})") from None
 
 
 def overview() -> str:

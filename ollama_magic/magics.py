@@ -405,16 +405,18 @@ class OllamaMagics(Magics):
                 "Run the same command again to continue."
             )
         error = outcome.error
-        if isinstance(error, ModelNotFound) and action != "pull":
-            raise self._missing(client, name, pull=False)
-        detail = getattr(error, "message", None) or str(error)
-        hint = {
-            "pull": " Check the name (like llama3.2 or qwen3:8b) on the server's registry.",
-            "push": " Push NAMESPACE/NAME models to a registry where you may write.",
-            "create": "",
-        }[action]
         if isinstance(error, ConnectionFailed):
             raise UsageError(describe(error))
+        if (isinstance(error, ModelNotFound) and action != "pull") or (
+            action == "push" and "couldn't retrieve manifest" in progress.statuses
+        ):
+            raise self._missing(client, name, pull=False)
+        detail = (getattr(error, "message", None) or str(error)).rstrip(".")
+        hint = ""
+        if action == "pull" and "file does not exist" in detail:
+            hint = " Check the name: model names look like llama3.2 or qwen3:8b."
+        elif action == "create" and "file does not exist" in detail:
+            hint = f" Check --from {body['from']}: the server must have it or be able to pull it."
         raise UsageError(f"Cannot {action} {name}: {detail}.{hint}")
 
     def _cmd_pull(self, args: Any) -> None:

@@ -397,3 +397,20 @@ def test_tab_completes_commands_models_flags_and_conversations(kernel: Kernel, s
     # Python completion is untouched elsewhere, including a %%ollama cell's body
     assert complete(kernel, "%%ollama echo\nprin")[0] == ["print"]
     assert complete(kernel, "prin")[0] == ["print"]
+
+
+def test_command_mistakes_are_one_line_that_says_what_to_do(kernel: Kernel, srv) -> None:
+    text = error_line(kernel.run("%ollama show"))
+    assert text == (
+        "%ollama show: the following arguments are required: NAME (see %ollama help show)"
+    )
+    assert error_line(kernel.run("%ollama push nosuch")).startswith(
+        "Model 'nosuch' is not installed on"
+    )
+    text = error_line(kernel.run("%ollama create m2 --from nosuch"))
+    assert text.startswith("Cannot create m2: pull model manifest: file does not exist.")
+    assert text.endswith("Check --from nosuch: the server must have it or be able to pull it.")
+    assert error_line(kernel.run("%ollama pull 'a b'")) == "Cannot pull a b: invalid model name."
+    text = error_line(kernel.run("%ollama models --host http://127.0.0.1:9"))
+    assert text.startswith("Cannot reach Ollama at http://127.0.0.1:9 (connection refused)")
+    assert "m2:latest" not in kernel.value(magic("models") + ".names")
