@@ -22,6 +22,7 @@ from typing import Any
 from .server.gotime import parse_duration
 
 THINK_LEVELS = ("low", "medium", "high", "max")
+DEFAULT_CONVERSATION = "default"  # the one conversation per notebook that --chat continues
 
 #: Flags that go into ``options``: flag destination -> (option key, type).
 OPTION_FLAGS: dict[str, tuple[str, type]] = {
@@ -211,8 +212,6 @@ class GenerateCall:
     schema_model: Any = None  # a pydantic model class for .data, if one was given
     show_thinking: bool = True
     quiet: bool = False
-    notes: list[str] = field(default_factory=list)
-    conversation: str | None = None  # set in chat mode: the conversation's name
     system: str | None = None  # chat mode: the -s flag, which becomes the conversation's prompt
 
 
@@ -331,7 +330,7 @@ def build_call(
             "no model given: write %%ollama MODEL on the first line, "
             "or set one with %config OllamaMagics.model = 'llama3.2'"
         )
-    conversation = _conversation(ns)
+    chat = conversation_name(ns) is not None
     cell = cell.rstrip("\n")  # IPython ends every cell body with a newline the user never typed
     prompt = cell if ns.literal or not defaults.interpolate else fill_prompt(cell, namespace)
     if not prompt.strip():
@@ -385,11 +384,10 @@ def build_call(
     elif defaults.think:
         body["think"] = think_value(defaults.think)
     system_flag = None
-    if conversation is not None:
+    if chat:
         body.pop("system", None)
         system_flag = ns.system
     return GenerateCall(
-        conversation=conversation,
         system=system_flag,
         body=body,
         stream=stream,
@@ -402,7 +400,7 @@ def build_call(
     )
 
 
-def _conversation(ns: argparse.Namespace) -> str | None:
+def conversation_name(ns: argparse.Namespace) -> str | None:
     """The conversation a chat-mode cell continues, or ``None`` for a single prompt."""
     if not ns.chat and ns.conversation is None:
         return None
@@ -417,7 +415,7 @@ def _conversation(ns: argparse.Namespace) -> str | None:
             raise ArgsError(
                 f"{flag} is for single prompts; a --chat conversation keeps its own memory"
             )
-    name = (ns.conversation or "default").strip()
+    name = (ns.conversation or DEFAULT_CONVERSATION).strip()
     if not name:
         raise ArgsError("--conversation needs a name, e.g. --conversation french")
     return name

@@ -11,9 +11,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from .args import DEFAULT_CONVERSATION as DEFAULT
 from .render import escape_markdown
 
-DEFAULT = "default"
 WARN_AT = 0.8  # share of num_ctx in use that triggers the warning
 
 #: Fields of a ``/api/generate`` body that mean the same in ``/api/chat``.

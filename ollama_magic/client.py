@@ -199,7 +199,8 @@ def _status_error(response: requests.Response, body: dict[str, Any] | None, url:
     except (ValueError, KeyError, TypeError):  # gin's text/plain 404/405, empty 403s, proxies
         message, from_ollama = text or response.reason or "no message", False
     response.close()
-    model = (body or {}).get("model") or (body or {}).get("name")
+    body = body or {}
+    model = body.get("model") or body.get("name") or body.get("source")  # copy names a source
     if response.status_code == 404 and from_ollama and model and "model" in message:
         return ModelNotFound(str(model), message, url)
     return ResponseError(response.status_code, message, url)
@@ -211,4 +212,3 @@ def _reason(exc: Exception) -> str:
         if hint in text:
             return hint.lower()
     return text.split(": ", 1)[-1][:120]
-

@@ -11,7 +11,7 @@ import argparse
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from .args import ArgsError, Parser, attach_dash_values, split_line
+from .args import DEFAULT_CONVERSATION, ArgsError, Parser, attach_dash_values, split_line
 
 
 @dataclass(frozen=True)
@@ -123,10 +123,10 @@ def _build(name: str) -> argparse.ArgumentParser:
     elif name == "host":
         p.add_argument("url", metavar="URL", nargs="?", help="omit to see the current one")
     elif name == "history":
-        p.add_argument("conversation", metavar="NAME", nargs="?", default="default")
+        p.add_argument("conversation", metavar="NAME", nargs="?", default=DEFAULT_CONVERSATION)
         _out(p)
     elif name == "reset":
-        p.add_argument("conversation", metavar="NAME", nargs="?", default="default")
+        p.add_argument("conversation", metavar="NAME", nargs="?", default=DEFAULT_CONVERSATION)
         p.add_argument("--all", action="store_true", help="forget every conversation")
     elif name == "help":
         p.add_argument("command", metavar="COMMAND", nargs="?")

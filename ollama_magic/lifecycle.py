@@ -46,10 +46,9 @@ def show(client: OllamaClient, name: str) -> ModelInfo:
 def capabilities(client: OllamaClient, name: str) -> list[str] | None:
     """The model's capabilities, or ``None`` when the server does not say (old servers)."""
     try:
-        info = client.call("POST", "/api/show", {"model": name}) or {}
+        caps = show(client, name).info.get("capabilities")
     except OllamaError:
         return None
-    caps = info.get("capabilities") if isinstance(info, dict) else None
     return list(caps) if isinstance(caps, list) else None
 
 
@@ -149,8 +148,9 @@ def transfer(
     try:
         stream = client.stream(path, {**body, "stream": True})
         for item in stream:
-            progress.feed(item, clock())
-            view.update(progress, clock())
+            now = clock()
+            progress.feed(item, now)
+            view.update(progress, now)
         if not progress.succeeded:
             raise StreamTruncated("the server closed the stream before 'success'")
     except KeyboardInterrupt:
@@ -162,4 +162,3 @@ def transfer(
             stream.close()
         view.close(progress, clock())
     return outcome
-

@@ -23,11 +23,12 @@ from .args import (
     Defaults,
     GenerateCall,
     build_call,
+    conversation_name,
     keep_alive_value,
     option_pair,
     parse_line,
 )
-from .chat import DEFAULT, Conversation, context_warning
+from .chat import Conversation, context_warning
 from .commands import command_help, completions, overview, parse_command
 from .errors import ConnectionFailed, ModelNotFound, OllamaError, ResponseError
 from .live import (
@@ -50,6 +51,9 @@ if TYPE_CHECKING:
     from .client import OllamaClient
 
 DISPLAY_MODES = ("auto", "live", "final", "text", "none")
+
+#: Commands whose missing model is worth a `%ollama pull NAME` hint (not rm, cp, stop, push).
+OFFER_PULL = frozenset({"show", "load", "embed", "use"})
 
 
 @magics_class
@@ -119,7 +123,7 @@ class OllamaMagics(Magics):
         except ValueError:
             return []
         with closing(client):
-            return [str(m.get("name", "")) for m in _tags(client)]
+            return ModelList(_tags(client)).names
 
     @no_var_expand
     @line_cell_magic
@@ -128,7 +132,8 @@ class OllamaMagics(Magics):
             return self._command(line)
         try:
             ns = parse_line(line)
-            conversation = self._conversation_for(ns)
+            name = conversation_name(ns)
+            conversation = None if name is None else self._conversation(name)
             defaults = self._defaults(conversation.model if conversation else "")
             call = build_call(
                 ns,
@@ -158,10 +163,8 @@ class OllamaMagics(Magics):
             show_thinking=self.show_thinking,
         )
 
-    def _conversation_for(self, ns: Any) -> Conversation | None:
-        if not ns.chat and ns.conversation is None:
-            return None
-        name = (ns.conversation or DEFAULT).strip() or DEFAULT
+    def _conversation(self, name: str) -> Conversation:
+        """The named conversation, or a new empty one (stored once a turn succeeds)."""
         found = self.conversations.get(name)
         return Conversation(name) if found is None else found
 
@@ -262,10 +265,8 @@ class OllamaMagics(Magics):
             if isinstance(error, ModelNotFound) or unsupported_capability(error)
             else []
         )
-        installed = [str(m.get("name", "")) for m in models]
         return result, describe(
             error,
-            installed=installed,
             kept=kept if has_partial else None,
             models=models,
             model=model,
@@ -276,10 +277,14 @@ class OllamaMagics(Magics):
     def _command(self, line: str) -> Any:
         try:
             command = parse_command(line)
-            handler = getattr(self, f"_cmd_{command.name}")
-            return handler(command.args)
         except ArgsError as exc:
             raise UsageError(str(exc)) from None
+        try:
+            return getattr(self, f"_cmd_{command.name}")(command.args)
+        except ArgsError as exc:
+            raise UsageError(str(exc)) from None
+        except ModelNotFound as exc:  # any command's 404 for a model: one message for all
+            raise UsageError(self._not_installed(exc, command.name in OFFER_PULL)) from None
         except OllamaError as exc:
             raise UsageError(describe(exc)) from None
 
@@ -293,9 +298,11 @@ class OllamaMagics(Magics):
                 raise ArgsError(f"-o {out}: not a valid Python variable name")
             self.shell.user_ns[out] = value
 
-    def _missing(self, client: OllamaClient, model: str, *, pull: bool = True) -> UsageError:
-        names = [str(m.get("name", "")) for m in _tags(client)]
-        return UsageError(not_installed(model, client.base_url, names, pull=pull))
+    def _not_installed(self, error: ModelNotFound, pull: bool) -> str:
+        """The missing model, the closest installed names and (when it helps) the pull hint."""
+        with closing(self._client(error.url)) as client:
+            names = ModelList(_tags(client)).names
+        return not_installed(error.model, error.url, names, pull=pull)
 
     def _cmd_help(self, args: Any) -> None:
         print(command_help(args.command) if args.command else overview())
@@ -314,10 +321,7 @@ class OllamaMagics(Magics):
 
     def _cmd_show(self, args: Any) -> ModelInfo | None:
         with self._connect(args) as client:
-            try:
-                info = lifecycle.show(client, args.model)
-            except ModelNotFound:
-                raise self._missing(client, args.model) from None
+            info = lifecycle.show(client, args.model)
         self._bind(args, info)
         for part in ("modelfile", "template", "parameters", "system", "license"):
             if getattr(args, part):
@@ -330,8 +334,6 @@ class OllamaMagics(Magics):
         with self._connect(args) as client:
             try:
                 report = lifecycle.load(client, args.model, keep_alive, args.num_ctx)
-            except ModelNotFound:
-                raise self._missing(client, args.model) from None
             except ResponseError as exc:
                 if unsupported_capability(exc):
                     raise UsageError(
@@ -355,10 +357,7 @@ class OllamaMagics(Magics):
             if args.all and not names:
                 print("No model is loaded.")
             for name in names:
-                try:
-                    row = lifecycle.unload(client, name)
-                except ModelNotFound:
-                    raise self._missing(client, name, pull=False) from None
+                row = lifecycle.unload(client, name)
                 if row is None:
                     print(f"{name} was not loaded.")
                 else:
@@ -366,23 +365,13 @@ class OllamaMagics(Magics):
 
     def _cmd_cp(self, args: Any) -> None:
         with self._connect(args) as client:
-            try:
-                lifecycle.copy(client, args.source, args.destination)
-            except ResponseError as exc:
-                if exc.status == 404:
-                    raise self._missing(client, args.source, pull=False) from None
-                raise
+            lifecycle.copy(client, args.source, args.destination)
         print(f"Copied {args.source} to {args.destination}.")
 
     def _cmd_rm(self, args: Any) -> None:
         with self._connect(args) as client:
             for name in args.models:
-                try:
-                    lifecycle.delete(client, name)
-                except ResponseError as exc:
-                    if exc.status == 404:
-                        raise self._missing(client, name, pull=False) from None
-                    raise
+                lifecycle.delete(client, name)
                 print(f"Deleted {name}.")
 
     def _progress_view(self) -> lifecycle.ProgressView:
@@ -405,13 +394,11 @@ class OllamaMagics(Magics):
                 "Run the same command again to continue."
             )
         error = outcome.error
-        if isinstance(error, ConnectionFailed):
-            raise UsageError(describe(error))
-        if (isinstance(error, ModelNotFound) and action != "pull") or (
-            action == "push" and "couldn't retrieve manifest" in progress.statuses
-        ):
-            raise self._missing(client, name, pull=False)
+        if isinstance(error, (ConnectionFailed, ModelNotFound)):
+            raise error  # _command words these for every command
         detail = (getattr(error, "message", None) or str(error)).rstrip(".")
+        if action == "push" and "couldn't retrieve manifest" in progress.statuses:
+            raise ModelNotFound(name, detail, client.base_url)  # Ollama says so in the stream
         hint = ""
         if action == "pull" and "file does not exist" in detail:
             hint = " Check the name: model names look like llama3.2 or qwen3:8b."
@@ -467,14 +454,9 @@ class OllamaMagics(Magics):
             raise ArgsError("embed what? %ollama embed MODEL TEXT, or --var NAME")
         keep_alive = keep_alive_value(args.keep_alive) if args.keep_alive else None
         with self._connect(args) as client:
-            try:
-                answer = lifecycle.embed(
-                    client, args.model, inputs, dimensions=args.dimensions, keep_alive=keep_alive
-                )
-            except ResponseError as exc:
-                if exc.status == 404:
-                    raise self._missing(client, args.model) from None
-                raise
+            answer = lifecycle.embed(
+                client, args.model, inputs, dimensions=args.dimensions, keep_alive=keep_alive
+            )
         vectors = answer.get("embeddings") or []
         value = _as_array(vectors[0] if isinstance(inputs, str) and vectors else vectors)
         count = len(vectors)
@@ -503,7 +485,7 @@ class OllamaMagics(Magics):
             try:
                 lifecycle.show(client, args.model)
             except ModelNotFound:
-                raise self._missing(client, args.model) from None
+                raise
             except OllamaError as exc:
                 text += f" (not checked: {describe(exc)})"
         print(text + ".")

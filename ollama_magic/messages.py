@@ -75,15 +75,15 @@ def unsupported_capability(error: OllamaError) -> str | None:
 def describe(
     error: OllamaError,
     *,
-    installed: Sequence[str] = (),
     kept: str | None = "",
     models: Sequence[Mapping[str, Any]] = (),
     model: str = "",
 ) -> str:
     """The message for ``error``.
 
-    ``kept`` says where the partial answer went (e.g. ``" and in r"``); ``None`` when nothing
-    had arrived. ``models`` (``/api/tags`` entries) lets a capability error suggest models.
+        ``kept`` says where the partial answer went (e.g. ``" and in r"``); ``None`` when nothing
+        had arrived. ``models`` (``/api/tags`` entries) lets a missing model or a capability error
+    suggest installed ones.
     """
     capability = unsupported_capability(error)
     if capability and model:
@@ -96,7 +96,7 @@ def describe(
             "at a running server."
         )
     if isinstance(error, ModelNotFound):
-        return not_installed(error.model, error.url, installed)
+        return not_installed(error.model, error.url, [str(m.get("name", "")) for m in models])
     if isinstance(error, ReadTimedOut):
         return (
             f"Ollama at {error.url} sent nothing for {error.seconds:g} s. Raise --timeout "

@@ -594,7 +594,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _show(self) -> None:
         req = self._decode(SHOW_REQUEST)
-        name = req.get("model") or req.get("name") or ""
+        name = _requested_model(req)
         if not name:
             raise _HTTPError(400, "model is required")
         found = self.app._find(name)
@@ -657,7 +657,7 @@ class _Handler(BaseHTTPRequestHandler):
     def _pull(self) -> None:
         req = self._decode(PULL_REQUEST)
         try:
-            name = parse_name(pull_name(req.get("model") or req.get("name") or ""))
+            name = parse_name(pull_name(_requested_model(req)))
         except RefError as exc:
             raise _HTTPError(400, "invalid model name" if exc.required else str(exc)) from None
         if not name.is_valid():
@@ -669,7 +669,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _push(self) -> None:
         req = self._decode(PUSH_REQUEST)
-        given = req.get("model") or req.get("name") or ""
+        given = _requested_model(req)
         if not given:
             raise _HTTPError(400, "model is required")
         store = self.app.store
@@ -689,7 +689,7 @@ class _Handler(BaseHTTPRequestHandler):
             raise _HTTPError(400, "--draft-quantize requires a DRAFT model")
         if any(not digest for digest in req.get("adapters", {}).values()):
             raise _HTTPError(400, "invalid digest format")
-        name = parse_name(req.get("model") or req.get("name") or "")
+        name = parse_name(_requested_model(req))
         if not name.is_valid():
             raise _HTTPError(400, "invalid model name")
         from_files = req.get("files") and not req.get("from")
@@ -715,7 +715,7 @@ class _Handler(BaseHTTPRequestHandler):
     def _delete(self) -> None:
         """``DELETE /api/delete``: the model goes, but a loaded one stays loaded (as in Ollama)."""
         req = self._decode(DELETE_REQUEST)
-        given = req.get("model") or req.get("name") or ""
+        given = _requested_model(req)
         try:
             name = parse_name(pull_name(given))
         except RefError as exc:  # "model is required", or a conflicting :local/:cloud
@@ -982,6 +982,11 @@ class _Handler(BaseHTTPRequestHandler):
                 return
         # The engine stopped without Done (Ollama's repeated-token abort does this): done false.
         self._send_json(200, shape.head("".join(response), "".join(thinking), False))
+
+
+def _requested_model(req: dict[str, Any]) -> str:
+    """The request's ``model``, or the deprecated ``name`` that Ollama still accepts."""
+    return str(req.get("model") or req.get("name") or "")
 
 
 def _valid_fs_path(path: str) -> bool:
