@@ -7,9 +7,11 @@ failure into one of the typed errors in :mod:`ollama_magic.errors`.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import platform
+import socket
 import urllib.parse
 from collections.abc import Iterator
 from typing import Any
@@ -107,6 +109,17 @@ class Stream:
     def close(self) -> None:
         """Close the socket at once (not back to the pool), so the server stops generating."""
         self._response.close()
+
+    def abort(self) -> None:
+        """Stop the stream from another thread: shut its socket down, so a read blocked in the
+        reading thread returns at once and the stream ends early (``close`` alone would wait for
+        the next bytes). The reader then closes it as usual."""
+        connection = getattr(self._response.raw, "_connection", None)
+        sock = getattr(connection, "sock", None)
+        if sock is None:
+            return  # already finished and released
+        with contextlib.suppress(OSError):  # already closed
+            sock.shutdown(socket.SHUT_RDWR)
 
     def __enter__(self) -> Stream:
         return self

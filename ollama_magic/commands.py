@@ -40,10 +40,14 @@ SUMMARIES: dict[str, tuple[tuple[str, ...], str]] = {
     "version": ((), "versions of ollama-magic and of the server"),
     "history": ((), "show a --chat conversation"),
     "reset": ((), "forget a --chat conversation"),
+    "ui": ((), "apps in the notebook: a Playground, a model manager, a side-by-side comparison"),
     "help": ((), "this list, or one command's help"),
 }
 
 _ALIASES = {alias: name for name, (aliases, _) in SUMMARIES.items() for alias in aliases}
+
+#: The apps ``%ollama ui`` opens (the first is the default).
+UI_APPS = ("playground", "models", "compare")
 
 
 def _server(p: argparse.ArgumentParser) -> None:
@@ -128,6 +132,30 @@ def _build(name: str) -> argparse.ArgumentParser:
     elif name == "reset":
         p.add_argument("conversation", metavar="NAME", nargs="?", default=DEFAULT_CONVERSATION)
         p.add_argument("--all", action="store_true", help="forget every conversation")
+    elif name == "ui":
+        p.add_argument(
+            "app",
+            metavar="APP",
+            nargs="?",
+            default=UI_APPS[0],
+            choices=UI_APPS,
+            help="playground (the default: try a model), models (pull, load, unload, delete, "
+            "see what is loaded) or compare (one prompt, two to four models)",
+        )
+        p.add_argument(
+            "-m",
+            "--model",
+            action="append",
+            default=[],
+            metavar="NAME",
+            help="model to start with; for compare, one per column (repeatable), with flags "
+            "if you like: -m 'qwen3 --think low'",
+        )
+        p.add_argument("-o", "--out", metavar="NAME", help="also keep the app in this variable")
+        p.epilog = (
+            "The apps need ipywidgets (pip install 'ollama-magic[widgets]') and a notebook. "
+            "In Python: from ollama_magic.widgets import Playground, ModelManager, Compare"
+        )
     elif name == "help":
         p.add_argument("command", metavar="COMMAND", nargs="?")
     if name not in ("use", "history", "reset", "help"):
@@ -218,6 +246,8 @@ def completions(
     ['llama3.2']
     >>> completions("%%ollama qwen3:8b --num-c", names, cell_flags=["--num-ctx", "--seed"])
     ['--num-ctx']
+    >>> completions("%ollama ui c", names), completions("%ollama ui compare -m q", names)
+    (['compare'], ['qwen3:8b'])
     """
     words = line.split()
     typing = "" if line.endswith((" ", "\t")) or not words else words[-1]
@@ -236,6 +266,12 @@ def completions(
         return _matching(list(conversations), typing)
     if command == "help" and len(before) == 1:
         return [name for name in SUMMARIES if name.startswith(typing)]
+    if command == "ui":
+        if before[-1] in ("-m", "--model"):
+            return _matching(models(), typing)
+        if len(before) == 1:
+            return [app for app in UI_APPS if app.startswith(typing)]
+        return []
     if command in _TAKES_MODEL and (len(before) == 1 or before[-1] == "--from"):
         return _matching(models(), typing)
     return []

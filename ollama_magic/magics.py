@@ -41,10 +41,17 @@ from .live import (
     Sink,
     TextSink,
 )
-from .messages import describe, lacking, not_installed, unsupported_capability
-from .present import LoadedList, ModelInfo, ModelList, human_bytes, parse_time, until
+from .messages import (
+    describe,
+    lacking,
+    not_installed,
+    outcome,
+    transfer_failed,
+    unsupported_capability,
+)
+from .present import LoadedList, ModelInfo, ModelList, load_summary, unload_summary
 from .progress import Progress
-from .result import INTERRUPTED, GenerationResult
+from .result import GenerationResult
 from .session import Pieces, attach_data, chat_pieces, generate_pieces, run
 
 if TYPE_CHECKING:
@@ -211,7 +218,9 @@ class OllamaMagics(Magics):
         with closing(self._client(call.host, call.timeout)) as client:
             result, problem = self._stream(client, call, "/api/chat", body, chat_pieces)
             if problem:
-                raise UsageError(problem + " This turn is not added to the conversation.")
+                raise UsageError(
+                    problem.rstrip(".") + ". This turn is not added to the conversation."
+                )
             tokens = (result.prompt_eval_count or 0) + (result.eval_count or 0)
             conversation.record(body, result.answer, tokens or None)
             self.conversations[conversation.name] = conversation
@@ -249,28 +258,10 @@ class OllamaMagics(Magics):
         if call.out:
             self.shell.user_ns[call.out] = result
         kept = f" and in {call.out}" if call.out else ""
-        has_partial = bool(result.answer or result.thinking)
-        if result.done_reason == INTERRUPTED:
-            return result, (
-                f"Interrupted: the partial answer is kept above{kept}."
-                if has_partial
-                else "Interrupted before the model sent anything."
-            )
-        if error is None:
-            if note:
-                print(note)
-            return result, None
-        models = (
-            _tags(client)
-            if isinstance(error, ModelNotFound) or unsupported_capability(error)
-            else []
-        )
-        return result, describe(
-            error,
-            kept=kept if has_partial else None,
-            models=models,
-            model=model,
-        )
+        problem = outcome(result, error, lambda: _tags(client), kept=kept)
+        if problem is None and note:
+            print(note)
+        return result, problem
 
     # -- line commands --------------------------------------------------------------------
 
@@ -341,13 +332,8 @@ class OllamaMagics(Magics):
                         f"Embedding models load with %ollama embed {args.model} TEXT."
                     ) from None
                 raise
-        text = f"Loaded {args.model} in {report.seconds:.2f} s"
-        row = report.row
-        if row:
-            left = until(parse_time(row.get("expires_at")), datetime.now(timezone.utc))
-            stays = "it stays loaded forever" if left == "forever" else f"it unloads {left}"
-            text += f" ({human_bytes(row.get('size'))} in memory); {stays}"
-        print(text + ". %ollama ps lists what is loaded.")
+        summary = load_summary(args.model, report.seconds, report.row, datetime.now(timezone.utc))
+        print(summary + " %ollama ps lists what is loaded.")
 
     def _cmd_stop(self, args: Any) -> None:
         if not args.model and not args.all:
@@ -357,11 +343,7 @@ class OllamaMagics(Magics):
             if args.all and not names:
                 print("No model is loaded.")
             for name in names:
-                row = lifecycle.unload(client, name)
-                if row is None:
-                    print(f"{name} was not loaded.")
-                else:
-                    print(f"Unloaded {name} ({human_bytes(row.get('size'))} freed).")
+                print(unload_summary(name, lifecycle.unload(client, name)))
 
     def _cmd_cp(self, args: Any) -> None:
         with self._connect(args) as client:
@@ -396,15 +378,10 @@ class OllamaMagics(Magics):
         error = outcome.error
         if isinstance(error, (ConnectionFailed, ModelNotFound)):
             raise error  # _command words these for every command
-        detail = (getattr(error, "message", None) or str(error)).rstrip(".")
         if action == "push" and "couldn't retrieve manifest" in progress.statuses:
+            detail = (getattr(error, "message", None) or str(error)).rstrip(".")
             raise ModelNotFound(name, detail, client.base_url)  # Ollama says so in the stream
-        hint = ""
-        if action == "pull" and "file does not exist" in detail:
-            hint = " Check the name: model names look like llama3.2 or qwen3:8b."
-        elif action == "create" and "file does not exist" in detail:
-            hint = f" Check --from {body['from']}: the server must have it or be able to pull it."
-        raise UsageError(f"Cannot {action} {name}: {detail}.{hint}")
+        raise UsageError(transfer_failed(action, name, error, body.get("from", "")))
 
     def _cmd_pull(self, args: Any) -> None:
         with self._connect(args) as client:
@@ -536,6 +513,51 @@ class OllamaMagics(Magics):
                 f"Forgot conversation '{args.conversation}' "
                 f"({turns} turn{'s' if turns != 1 else ''})."
             )
+
+    def _cmd_ui(self, args: Any) -> Any:
+        """Open an app; it is returned (so shown, and kept with ``-o``)."""
+        try:
+            from . import widgets
+
+            widgets.require()
+        except ImportError:
+            print("The apps need ipywidgets: pip install 'ollama-magic[widgets]'")
+            return None
+        if not self._in_kernel():
+            print("The apps are widgets: open them in a notebook (JupyterLab, Notebook, VS Code).")
+            return None
+        host = args.host or self.host or None
+        if host:
+            self._client(host).close()  # checks the URL: one line if it is not one
+        common: dict[str, Any] = {
+            "host": host,
+            "timeout": self.timeout,
+            "connect_timeout": self.connect_timeout,
+        }
+        app: Any
+        if args.app == "models":
+            app = widgets.ModelManager(**common)
+        elif args.app == "compare":
+            app = widgets.Compare(
+                args.model or None,
+                system=self.system,
+                keep_alive=self.keep_alive,
+                think=self.think,
+                options=dict(self.options),
+                **common,
+            )
+        else:
+            app = widgets.Playground(
+                args.model[0] if args.model else self.model or None,
+                system=self.system,
+                keep_alive=self.keep_alive,
+                think=self.think,
+                options=dict(self.options),
+                show_thinking=self.show_thinking,
+                **common,
+            )
+        self._bind(args, app)
+        return app
 
 
 def _install_matcher(completer: Any, complete: Any) -> None:

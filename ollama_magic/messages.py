@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import difflib
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from .errors import (
@@ -16,6 +16,7 @@ from .errors import (
     StreamError,
     StreamTruncated,
 )
+from .result import INTERRUPTED, GenerationResult
 
 
 def close_matches(name: str, installed: Sequence[str], n: int = 3) -> list[str]:
@@ -127,3 +128,57 @@ def not_installed(model: str, url: str, installed: Sequence[str], *, pull: bool 
         return text + (f" Did you mean {near}?" if near else "")
     text += f" Get it with `%ollama pull {model}`"
     return text + (f", or use one you have: {near}." if near else ".")
+
+
+def outcome(
+    result: GenerationResult,
+    error: OllamaError | None,
+    installed: Callable[[], Sequence[Mapping[str, Any]]],
+    *,
+    kept: str = "",
+    stopped: str = "Interrupted",
+) -> str | None:
+    """What to tell the user after a generation, or ``None`` when it went well.
+
+    One wording for the magic and the apps: ``stopped`` names how it was cut short
+    (``Interrupted`` by Ctrl-C, ``Stopped`` by a button), ``kept`` where the partial answer also
+    went. ``installed`` (the ``/api/tags`` entries) is only asked for when the message names
+    installed models (a missing model, a missing capability).
+
+    >>> r = GenerationResult("m", answer="Half an", done_reason=INTERRUPTED)
+    >>> outcome(r, None, list, stopped="Stopped")
+    'Stopped: the partial answer is kept above.'
+    """
+    has_partial = bool(result.answer or result.thinking)
+    if result.done_reason == INTERRUPTED:
+        return (
+            f"{stopped}: the partial answer is kept above{kept}."
+            if has_partial
+            else f"{stopped} before the model sent anything."
+        )
+    if error is None:
+        return None
+    wants_models = isinstance(error, ModelNotFound) or unsupported_capability(error)
+    return describe(
+        error,
+        kept=kept if has_partial else None,
+        models=installed() if wants_models else [],
+        model=str(result.request.get("model") or result.model),
+    )
+
+
+def transfer_failed(action: str, name: str, error: OllamaError | None, source: str = "") -> str:
+    """A pull, push or create that ended with an error (not a missing model or server), in words.
+
+    >>> print(transfer_failed("pull", "lama", ResponseError(500, "manifest: file does not exist")))
+    ... # doctest: +NORMALIZE_WHITESPACE
+    Cannot pull lama: manifest: file does not exist. Check the name: model names look like
+    llama3.2 or qwen3:8b.
+    """
+    detail = (getattr(error, "message", None) or str(error)).rstrip(".")
+    hint = ""
+    if action == "pull" and "file does not exist" in detail:
+        hint = " Check the name: model names look like llama3.2 or qwen3:8b."
+    elif action == "create" and "file does not exist" in detail:
+        hint = f" Check --from {source}: the server must have it or be able to pull it."
+    return f"Cannot {action} {name}: {detail}.{hint}"

@@ -40,17 +40,21 @@ def human_rate(bytes_per_second: float) -> str:
 
 
 def _span(seconds: float) -> str:
+    """A duration in the largest unit it rounds to at least one of (``24h`` is "1 day").
+
+    >>> [_span(s) for s in (29.7, 3599.9, 86399, 90 * 60, 400 * 86400)]
+    ['30 s', '1 hour', '1 day', '2 hours', '1 year']
+    """
     seconds = abs(seconds)
-    for unit, size in (("year", 365 * 86400), ("month", 30 * 86400), ("day", 86400)):
-        if seconds >= size:
-            count = int(seconds // size)
-            return f"{count} {unit}{'s' if count != 1 else ''}"
-    if seconds >= 3600:
-        count = int(seconds // 3600)
-        return f"{count} hour{'s' if count != 1 else ''}"
-    if seconds >= 59.5:  # a timer armed a moment ago for "1m" reads "in 1 min", not "in 59 s"
-        return f"{round(seconds / 60)} min"
-    return f"{int(seconds)} s"
+    if seconds < 59.5:
+        return f"{round(seconds)} s"
+    units = (("min", 60, 60), ("hour", 3600, 24), ("day", 86400, 30), ("month", 30 * 86400, 12))
+    for unit, size, limit in units:
+        count = round(seconds / size)
+        if count < limit:
+            return f"{count} {unit}{'' if count == 1 or unit == 'min' else 's'}"
+    count = round(seconds / (365 * 86400))
+    return f"{count} year{'' if count == 1 else 's'}"
 
 
 def ago(then: datetime | None, now: datetime) -> str:
@@ -83,6 +87,32 @@ def until(expires: datetime | None, now: datetime) -> str:
     if seconds <= 0:
         return "stopping…"
     return f"in {_span(seconds)}"
+
+
+def load_summary(name: str, seconds: float, row: dict[str, Any] | None, now: datetime) -> str:
+    """What a load did, with its ``/api/ps`` row when listed.
+
+    >>> now = datetime(2026, 1, 1, tzinfo=timezone.utc)
+    >>> load_summary("m", 0.5, {"size": 8e6, "expires_at": "2026-01-01T00:05:00Z"}, now)
+    'Loaded m in 0.50 s (8.0 MB in memory); it unloads in 5 min.'
+    """
+    text = f"Loaded {name} in {seconds:.2f} s"
+    if row:
+        left = until(parse_time(row.get("expires_at")), now)
+        stays = "it stays loaded forever" if left == "forever" else f"it unloads {left}"
+        text += f" ({human_bytes(row.get('size'))} in memory); {stays}"
+    return text + "."
+
+
+def unload_summary(name: str, row: dict[str, Any] | None) -> str:
+    """What an unload did, given the model's ``/api/ps`` row from before (``None``: not loaded).
+
+    >>> unload_summary("m", {"size": 8e6}), unload_summary("m", None)
+    ('Unloaded m (8.0 MB freed).', 'm was not loaded.')
+    """
+    if row is None:
+        return f"{name} was not loaded."
+    return f"Unloaded {name} ({human_bytes(row.get('size'))} freed)."
 
 
 def parse_time(text: str | None) -> datetime | None:

@@ -61,6 +61,21 @@ CELLS = [
     "%ollama history",
 ]
 
+# The notebook of the widget apps (tests/browser/test_widgets_browser.py), in its own kernel.
+WIDGET_CELLS = [
+    "%load_ext ollama_magic",
+    "%config OllamaMagics.options = {'scripted_delay': 0.02}\n%ollama ui -m reasoner -o pg",
+    "print(pg.result.done_reason, pg.result is not None and len(pg.result.thinking.split()))",
+    "from ollama_magic.widgets import Playground\n"
+    "pg2 = Playground('slow', num_predict=400, prompt='Interrupt me.')\npg2",
+    "print(pg2.result.done_reason)",
+    "%ollama ui models -o mm",
+    "mm.close()",
+    "%ollama ui compare -m 'reasoner -O scripted_delay=0.004' "
+    "-m 'thinker --think low -O scripted_delay=0.008' -o cmp",
+    "print([r.done_reason for r in cmp.results])",
+]
+
 # User settings for this Lab only: no news or update checks, and every cell rendered (no
 # windowing), so what is measured is what a person scrolling the notebook would see.
 LAB_SETTINGS = {
@@ -135,7 +150,7 @@ class Lab:
         return "\n".join(text.splitlines()[-lines:])
 
 
-def _write_notebook(path: Path) -> None:
+def _write_notebook(path: Path, cells: list[str]) -> None:
     import nbformat
 
     nb = nbformat.v4.new_notebook()
@@ -145,7 +160,7 @@ def _write_notebook(path: Path) -> None:
         "language": "python",
     }
     nb.metadata["language_info"] = {"name": "python"}
-    nb.cells = [nbformat.v4.new_code_cell(source) for source in CELLS]
+    nb.cells = [nbformat.v4.new_code_cell(source) for source in cells]
     nbformat.write(nb, path)
 
 
@@ -157,7 +172,8 @@ def lab(server: OllamaServer, tmp_path_factory: pytest.TempPathFactory) -> Itera
     home = tmp_path_factory.mktemp("lab")
     root = home / "root"
     root.mkdir()
-    _write_notebook(root / "test.ipynb")
+    _write_notebook(root / "test.ipynb", CELLS)
+    _write_notebook(root / "widgets.ipynb", WIDGET_CELLS)
     settings = home / "settings"
     for name, values in LAB_SETTINGS.items():
         target = settings / name
@@ -301,37 +317,78 @@ class Notebook:
 
 
 @pytest.fixture(scope="session")
-def notebook(lab: Lab) -> Iterator[Notebook]:
-    """One Chromium page with ``test.ipynb`` open, its kernel idle and the extension loaded."""
+def browser(lab: Lab) -> Iterator[Any]:
+    """Headless Chromium for the session; each notebook gets a page of its own."""
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
+        chromium = playwright.chromium.launch(
             executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS
         )
         try:
-            page = browser.new_page(viewport={"width": 1200, "height": 900})
-            page.set_default_timeout(30_000)
-            page.goto(lab.url("/lab/tree/test.ipynb"))
-            nb = Notebook(page, lab)
-            nb.wait_idle(timeout=60)
-            nb.cell(len(CELLS) - 1).wait_for()
-            page.keyboard.press("Control+b")  # hide the file browser: more room for outputs
-            page.locator("#jp-left-stack").wait_for(state="hidden")
-            state = nb.execute(0)
-            assert state["text"].strip() == "", state  # %load_ext printed nothing
-            yield nb
+            yield chromium
         finally:
-            browser.close()
+            chromium.close()
+
+
+def _open(
+    browser: Any, lab: Lab, name: str, cells: list[str], *, workspace: str = "", height: int = 900
+) -> Notebook:
+    """A page with notebook ``name`` open, its kernel idle and the extension loaded (cell 0).
+
+    A second page needs a ``workspace`` of its own: Lab would otherwise restore the first
+    page's layout, tabs included."""
+    page = browser.new_page(viewport={"width": 1200, "height": height})
+    page.set_default_timeout(30_000)
+    where = f"/lab/workspaces/{workspace}" if workspace else "/lab"
+    page.goto(lab.url(f"{where}/tree/{name}"))
+    nb = Notebook(page, lab)
+    nb.wait_idle(timeout=60)
+    nb.cell(len(cells) - 1).wait_for()
+    page.keyboard.press("Control+b")  # hide the file browser: more room for outputs
+    page.locator("#jp-left-stack").wait_for(state="hidden")
+    state = nb.execute(0)
+    assert state["text"].strip() == "", state  # %load_ext printed nothing
+    return nb
+
+
+def _idle(notebook: Notebook) -> Notebook:
+    """The notebook with its kernel idle (a failed test may have left a cell running)."""
+    if not notebook.page.locator(KERNEL_IDLE).count():
+        notebook.interrupt()
+    notebook.wait_idle()
+    return notebook
+
+
+@pytest.fixture(scope="session")
+def notebook(browser: Any, lab: Lab) -> Iterator[Notebook]:
+    """One Chromium page with ``test.ipynb`` open, its kernel idle and the extension loaded."""
+    nb = _open(browser, lab, "test.ipynb", CELLS)
+    try:
+        yield nb
+    finally:
+        nb.page.close()
 
 
 @pytest.fixture()
 def nb(notebook: Notebook) -> Notebook:
     """The session's notebook, its kernel idle (a failed test may have left a cell running)."""
-    if not notebook.page.locator(KERNEL_IDLE).count():
-        notebook.interrupt()
-    notebook.wait_idle()
-    return notebook
+    return _idle(notebook)
+
+
+@pytest.fixture(scope="session")
+def widgets_notebook(browser: Any, lab: Lab) -> Iterator[Notebook]:
+    """``widgets.ipynb`` (the cells of ``WIDGET_CELLS``) in a page and a kernel of its own."""
+    nb = _open(browser, lab, "widgets.ipynb", WIDGET_CELLS, workspace="widgets", height=1300)
+    try:
+        yield nb
+    finally:
+        nb.page.close()
+
+
+@pytest.fixture()
+def wnb(widgets_notebook: Notebook) -> Notebook:
+    return _idle(widgets_notebook)
 
 
 @pytest.fixture(scope="session")

@@ -1,0 +1,411 @@
+"""What the three apps share: a widget publisher for the magic's live display, worker threads
+that a button can stop, and one-line messages instead of tracebacks.
+
+Why threads: while a cell runs, the kernel handles no widget events, so a Stop button could not
+be pressed. Each app therefore returns at once and streams on a daemon thread; widget values set
+from that thread are plain trait syncs, which ipykernel sends from any thread.
+"""
+
+from __future__ import annotations
+
+import functools
+import html
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from contextlib import closing
+from typing import Any
+
+import ipywidgets as w
+
+from ..args import ArgsError
+from ..client import OllamaClient, Stream
+from ..errors import OllamaError
+from ..live import EMPTY, Bundle, LiveDisplay, Sink
+from ..messages import describe, outcome
+from ..result import ERROR, INTERRUPTED, GenerationResult
+from ..session import attach_data, generate_pieces, run
+
+STOPPED_BY_USER = "stopped by the user"
+
+_COLOURS = {"error": "#c62828", "note": "var(--jp-ui-font-color2, #666)", "ok": "#2e7d32"}
+
+
+def message_html(text: str, kind: str = "note") -> str:
+    """A short message for an app's message line (escaped: it may quote the server)."""
+    if not text:
+        return ""
+    colour = _COLOURS.get(kind, _COLOURS["note"])
+    return f'<span class="ollama-{kind}" style="color:{colour}">{html.escape(text)}</span>'
+
+
+def short_error(exc: BaseException) -> str:
+    """Any failure as one line; the server's errors in the magic's words."""
+    if isinstance(exc, OllamaError):
+        return describe(exc)
+    if isinstance(exc, ArgsError):
+        return str(exc)
+    if isinstance(exc, ValueError) and "Ollama host" in str(exc):
+        return f"{exc}: write it like http://127.0.0.1:11434"
+    return f"{type(exc).__name__}: {exc}"
+
+
+def safely(report: Callable[[str], None]) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Wrap a widget callback so a failure becomes ``report(one line)``, never a traceback in the
+    log (ipywidgets would print one there and the user would not see it in the app)."""
+
+    def wrap(callback: Callable[..., Any]) -> Callable[..., Any]:
+        @functools.wraps(callback)
+        def guarded(*args: Any, **kwargs: Any) -> Any:
+            try:
+                return callback(*args, **kwargs)
+            except Exception as exc:
+                report(short_error(exc))
+                return None
+
+        return guarded
+
+    return wrap
+
+
+def spawn(work: Callable[[], None], fail: Callable[[str], None], name: str) -> threading.Thread:
+    """Run ``work`` on a daemon thread (it never keeps the kernel or a test alive); an exception
+    becomes ``fail(one line)``."""
+
+    def body() -> None:
+        try:
+            work()
+        except Exception as exc:
+            fail(short_error(exc))
+
+    thread = threading.Thread(target=body, name=name, daemon=True)
+    thread.start()
+    return thread
+
+
+def installed(client: Any) -> list[dict[str, Any]]:
+    """``/api/tags`` or nothing: for suggestions in a message, which must not fail itself."""
+    try:
+        return client.tags()
+    except OllamaError:
+        return []
+
+
+class Connection:
+    """Where an app's server is and how patient to be; one short-lived client per task, since a
+    ``requests`` session must not be shared between threads."""
+
+    def __init__(
+        self, host: str | None, *, timeout: float = 600.0, connect_timeout: float = 5.0
+    ) -> None:
+        self.host = host or None
+        self.timeout = timeout
+        self.connect_timeout = connect_timeout
+
+    def client(self, *, quick: bool = False) -> OllamaClient:
+        """A new client; ``quick`` for listing calls that must not keep a button waiting."""
+        if quick:
+            return OllamaClient(
+                self.host, connect_timeout=min(self.connect_timeout, 2.0), read_timeout=10.0
+            )
+        return OllamaClient(
+            self.host, connect_timeout=self.connect_timeout, read_timeout=self.timeout
+        )
+
+    def tags(self) -> list[dict[str, Any]]:
+        with closing(self.client(quick=True)) as client:
+            return client.tags()
+
+
+class AnswerView(w.VBox):
+    """Where an app shows an answer: one ``Output`` widget per output the magic would make.
+
+    The magic's live view keeps updates cheap by showing the answer in slots and updating only
+    the last one; an ``Output`` re-sends all it holds on every change, so each slot gets its
+    own, and an update costs that slot only, as in a cell. At the end one ``Output`` holds the
+    final answer, exactly the magic's final output.
+    """
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__([], **kwargs)
+        self.add_class("ollama-answer")
+
+    @property
+    def outputs(self) -> tuple[dict[str, Any], ...]:
+        """Everything shown, in order, as ``Output.outputs`` entries."""
+        return tuple(entry for child in self.children for entry in child.outputs)
+
+    def clear(self) -> None:
+        old, self.children = self.children, ()
+        for child in old:
+            close_tree(child)
+
+
+def _entries(bundle: Bundle) -> tuple[dict[str, Any], ...]:
+    if bundle == EMPTY:
+        return ()
+    return ({"output_type": "display_data", "data": bundle, "metadata": {}},)
+
+
+class OutputPublisher:
+    """The magic's :class:`~ollama_magic.live.Publisher`, drawn into an :class:`AnswerView`.
+
+    Each display id becomes an ``Output`` widget, in order, as outputs are in a cell; the
+    front end renders their bundles as it renders the magic's. Widgets made and changed on the
+    worker thread are plain comm messages, which ipykernel sends from any thread. Emptying a
+    slot is drawn with the next change, not alone: at the end the final answer replaces the
+    emptied slots in one step, where drawing the empty state first would make it flicker.
+    """
+
+    def __init__(self, view: AnswerView) -> None:
+        self._view = view
+        self._slots: dict[str, w.Output] = {}
+        self._emptied: list[w.Output] = []
+        self._muted = False
+
+    def clear(self) -> None:
+        self._slots.clear()
+        self._emptied.clear()
+        self._muted = False
+        self._view.clear()
+
+    def mute(self) -> None:
+        """Ignore everything from now on (a stopped run that may still be winding down)."""
+        self._muted = True
+
+    def show(self, bundle: Bundle, display_id: str) -> None:
+        if self._muted:
+            return
+        slot = w.Output(outputs=_entries(bundle))
+        self._slots[display_id] = slot
+        self._view.children = (*self._view.children, slot)
+
+    def update(self, bundle: Bundle, display_id: str) -> None:
+        slot = self._slots.get(display_id)
+        if slot is None or self._muted:
+            return
+        if bundle == EMPTY:
+            self._emptied.append(slot)
+            return
+        for emptied in self._emptied:
+            emptied.outputs = ()
+        self._emptied.clear()
+        slot.outputs = _entries(bundle)
+
+    def final(self, bundle: Bundle) -> None:
+        if self._muted:
+            return
+        last = w.Output(outputs=_entries(bundle))
+        gone = set(self._emptied)
+        kept = tuple(c for c in self._view.children if c not in gone)
+        self._view.children = (*kept, last)
+        for slot in gone:
+            close_tree(slot)
+        self._emptied.clear()
+        self._slots.clear()
+
+    def bundles(self) -> list[Bundle]:
+        """What the view shows, in order (empty slots left out)."""
+        return [entry["data"] for entry in self._view.outputs]
+
+
+class Stopper:
+    """Lets the kernel's thread stop a worker's stream: at once if it is open, else the moment
+    it opens. ``track(client)`` is the client the worker uses, so every stream is seen."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._stream: Stream | None = None
+        self.stopped = False
+
+    def track(self, client: OllamaClient) -> Any:
+        return _Tracked(client, self)
+
+    def attach(self, stream: Stream) -> None:
+        with self._lock:
+            self._stream = stream
+            stop_now = self.stopped
+        if stop_now:
+            stream.abort()
+
+    def stop(self) -> bool:
+        """Stop; ``True`` when a stream was open (its reader ends within moments)."""
+        with self._lock:
+            self.stopped = True
+            stream = self._stream
+        if stream is not None:
+            stream.abort()
+        return stream is not None
+
+
+class _Tracked:
+    """An :class:`OllamaClient` whose streams a :class:`Stopper` can abort."""
+
+    def __init__(self, client: OllamaClient, stopper: Stopper) -> None:
+        self._client = client
+        self._stopper = stopper
+
+    def stream(self, path: str, body: dict[str, Any], method: str = "POST") -> Stream:
+        stream = self._client.stream(path, body, method)
+        self._stopper.attach(stream)
+        return stream
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._client, name)
+
+
+def mark_stopped(result: GenerationResult) -> None:
+    result.done_reason = INTERRUPTED
+    result.error = STOPPED_BY_USER
+
+
+class _StopAware:
+    """A sink that, when the user stopped the stream, shows the cut as a stop, not a failure.
+
+    Aborting the socket ends the stream early, which the session reports as a truncated
+    stream; the footer must read "interrupted", as it does after a Ctrl-C in a cell."""
+
+    def __init__(self, inner: Sink, stopper: Stopper) -> None:
+        self._inner = inner
+        self._stopper = stopper
+
+    def thinking(self, text: str) -> None:
+        self._inner.thinking(text)
+
+    def answer(self, text: str) -> None:
+        self._inner.answer(text)
+
+    def retract(self, reasoning: str) -> None:
+        self._inner.retract(reasoning)
+
+    def finish(self, result: GenerationResult) -> None:
+        if self._stopper.stopped and result.done_reason == ERROR:
+            mark_stopped(result)
+        self._inner.finish(result)
+
+
+#: Called once when a generation ends: its result, the message to show (or None), and whether
+#: that message is an error.
+OnEnd = Callable[[GenerationResult, "str | None", bool], None]
+
+
+class Generation:
+    """One ``/api/generate`` stream on a worker thread, drawn into ``output`` by the magic's
+    :class:`~ollama_magic.live.LiveDisplay` and stoppable from the kernel's thread.
+
+    ``on_end`` runs exactly once, on the worker thread or (when stopped before the server sent
+    anything) on the caller's; :attr:`done` is set after it.
+    """
+
+    def __init__(
+        self,
+        connection: Connection,
+        body: dict[str, Any],
+        output: AnswerView,
+        on_end: OnEnd,
+        *,
+        show_thinking: bool = True,
+    ) -> None:
+        self.connection = connection
+        self.body = body
+        self.publisher = OutputPublisher(output)
+        self.show_thinking = show_thinking
+        self.stopper = Stopper()
+        self.done = threading.Event()
+        self.result: GenerationResult | None = None
+        self._on_end = on_end
+        self._ended = False
+        self._lock = threading.Lock()
+        self.thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        self.publisher.clear()
+        self.thread = spawn(self._work, self._failed, name=f"ollama-{self.body.get('model')}")
+
+    def stop(self) -> None:
+        if self.done.is_set():
+            return
+        if not self.stopper.stop():
+            # Nothing has arrived yet (the server is loading the model, or still connecting):
+            # the app is free at once; the worker closes its stream the moment it opens.
+            self.publisher.mute()
+            result = GenerationResult(str(self.body.get("model", "")), request=self.body)
+            mark_stopped(result)
+            self._end(result, "Stopped before the model sent anything.", False)
+
+    def wait(self, timeout: float | None = None) -> bool:
+        return self.done.wait(timeout)
+
+    def _work(self) -> None:
+        with closing(self.connection.client()) as client:
+            sink = _StopAware(
+                LiveDisplay(self.publisher, show_thinking=self.show_thinking), self.stopper
+            )
+            result, error = run(
+                self.stopper.track(client), "/api/generate", self.body, sink, generate_pieces
+            )
+            if self.stopper.stopped and result.done_reason in (ERROR, INTERRUPTED):
+                mark_stopped(result)  # (the sink did, unless nothing had arrived)
+                error = None  # the cut stream was the user's doing
+            note = attach_data(result) if "format" in self.body else None
+            problem = outcome(result, error, lambda: installed(client), stopped="Stopped")
+            self._end(result, problem or note, error is not None)
+
+    def _failed(self, text: str) -> None:
+        result = GenerationResult(str(self.body.get("model", "")), request=self.body)
+        result.done_reason, result.error = ERROR, text
+        self._end(result, text, True)
+
+    def _end(self, result: GenerationResult, message: str | None, failed: bool) -> None:
+        with self._lock:
+            if self._ended:
+                return
+            self._ended = True
+        self.result = result
+        try:
+            self._on_end(result, message, failed)
+        finally:
+            self.done.set()
+
+
+def model_options(names: Sequence[str], keep: Sequence[str] = ()) -> list[str]:
+    """The picker's names: the server's, plus any asked for that it does not list (so that
+    using one shows the server's own "not installed" message, in the app)."""
+    out = list(names)
+    for name in keep:
+        if name and name not in out:
+            out.append(name)
+    return out
+
+
+def set_options(picker: w.Dropdown, names: Sequence[str], prefer: str | None = None) -> None:
+    """Refill a model picker, keeping its choice when it is still there."""
+    current = prefer or picker.value
+    names = list(names)
+    if list(picker.options) != names:
+        picker.options = names
+    if current in names:
+        picker.value = current
+    elif names and picker.value not in names:
+        picker.value = names[0]
+
+
+def close_tree(widget: w.Widget) -> None:
+    """Close a widget and everything inside it, its layout and style included (``close``
+    alone leaves those models open in the kernel and the front end)."""
+    for child in getattr(widget, "children", ()):
+        close_tree(child)
+    for part in (getattr(widget, "layout", None), getattr(widget, "style", None)):
+        if isinstance(part, w.Widget):
+            part.close()
+    widget.close()
+
+
+def hide(widget: w.DOMWidget, hidden: bool = True) -> None:
+    widget.layout.display = "none" if hidden else None
+
+
+def settings_from(mapping: Mapping[str, Any], allowed: Sequence[str], what: str) -> None:
+    """Refuse unknown keyword arguments with the list of known ones."""
+    unknown = sorted(set(mapping) - set(allowed))
+    if unknown:
+        raise TypeError(f"{what} got unknown settings {unknown}; known: {', '.join(allowed)}")

@@ -1,0 +1,397 @@
+"""The model manager: what is installed, what is loaded (live), pull, load, unload, delete."""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import time
+from collections.abc import Callable
+from contextlib import closing
+from datetime import datetime, timezone
+from typing import Any
+
+import ipywidgets as w
+
+from .. import lifecycle
+from ..args import keep_alive_value
+from ..client import resolve_host
+from ..errors import ConnectionFailed, ModelNotFound, OllamaError
+from ..messages import describe, transfer_failed
+from ..present import LoadedList, ModelList, load_summary, unload_summary
+from ..progress import Progress
+from ._base import (
+    Connection,
+    Stopper,
+    close_tree,
+    hide,
+    message_html,
+    safely,
+    set_options,
+    short_error,
+    spawn,
+)
+from .logic import short_name, transfer_status
+
+
+class _Installed(ModelList):
+    empty = "No models installed yet: pull one below."
+
+
+class _Loaded(LoadedList):
+    empty = "No model is loaded: pick one above and press Load."
+
+
+class _BarView:
+    """A :class:`~ollama_magic.lifecycle.ProgressView` on a progress bar and a status line,
+    throttled like the magic's progress output."""
+
+    def __init__(self, bar: w.FloatProgress, status: w.HTML, interval: float = 0.1) -> None:
+        self._bar = bar
+        self._status = status
+        self._interval = interval
+        self._last = -1e9
+
+    def update(self, progress: Progress, now: float) -> None:
+        if now - self._last >= self._interval:
+            self._last = now
+            self._draw(progress, now)
+
+    def close(self, progress: Progress, now: float) -> None:
+        self._draw(progress, now)
+
+    def _draw(self, progress: Progress, now: float) -> None:
+        self._bar.value = progress.completed / progress.total if progress.total else 0.0
+        self._status.value = message_html(transfer_status(progress), "note")
+
+
+class ModelManager(w.VBox):
+    """Manage a server's models: the installed ones with sizes and capabilities, a pull box
+    with a progress bar, load (with ``keep_alive``) and unload, delete after a confirmation,
+    and what is loaded, refreshed every ``interval`` seconds while the app is open.
+
+    **Parameters:** ``host`` (else ``$OLLAMA_HOST``); ``interval`` between refreshes of the
+    loaded list; ``live=False`` starts with live refresh off; ``live_for``, the seconds without
+    a click after which live refresh pauses (a kernel cannot tell whether an app is still on
+    screen, so an app left behind must not poll forever); ``timeout``/``connect_timeout`` as in
+    ``%config OllamaMagics``. :meth:`close` stops the refresh thread.
+    """
+
+    def __init__(
+        self,
+        host: str | None = None,
+        *,
+        interval: float = 1.0,
+        live: bool = True,
+        live_for: float = 600.0,
+        timeout: float = 600.0,
+        connect_timeout: float = 5.0,
+    ) -> None:
+        self.connection = Connection(host, timeout=timeout, connect_timeout=connect_timeout)
+        self.interval = interval
+        self.live_for = live_for
+        self._touched = time.monotonic()
+        self.models: ModelList = ModelList([])
+        self.ps: LoadedList = LoadedList([])
+        self._closed = threading.Event()
+        self._action: threading.Thread | None = None
+        self._pull: threading.Thread | None = None
+        self._pull_stopper: Stopper | None = None
+        self._pending_delete = ""
+        report = safely(self._error)
+
+        def guard(callback: Callable[..., Any]) -> Callable[..., Any]:
+            def touched(*args: Any) -> Any:
+                self._touched = time.monotonic()  # someone is using the app
+                return callback(*args)
+
+            return report(touched)
+
+        self.title = w.HTML()
+        self.refresh_button = w.Button(
+            description="Refresh", icon="refresh", tooltip="Reload both lists now"
+        )
+        self.installed = w.HTML(layout=w.Layout(overflow="auto"))
+        self.model_picker = w.Dropdown(
+            description="Model", options=[], layout=w.Layout(width="20em")
+        )
+        self.keep_alive = w.Text(
+            description="keep_alive", placeholder="5m; -1 = forever", layout=w.Layout(width="16em")
+        )
+        self.load_button = w.Button(description="Load", icon="upload", tooltip="Load it now")
+        self.unload_button = w.Button(description="Unload", icon="eject", tooltip="Free its memory")
+        self.delete_button = w.Button(
+            description="Delete…",
+            icon="trash",
+            button_style="danger",
+            tooltip="Delete it from the server (asks first)",
+        )
+        self.confirm_text = w.HTML()
+        self.confirm_button = w.Button(description="Delete", button_style="danger")
+        self.cancel_button = w.Button(description="Cancel")
+        self.confirm = w.HBox([self.confirm_text, self.confirm_button, self.cancel_button])
+        self.pull_name = w.Text(
+            description="Pull",
+            placeholder="e.g. llama3.2 or qwen3:8b",
+            layout=w.Layout(width="20em"),
+        )
+        self.pull_button = w.Button(description="Pull", icon="download", button_style="primary")
+        self.cancel_pull_button = w.Button(description="Cancel", icon="stop", disabled=True)
+        self.pull_bar = w.FloatProgress(
+            value=0.0, min=0.0, max=1.0, bar_style="info", layout=w.Layout(width="20em")
+        )
+        self.pull_status = w.HTML()
+        self.loaded = w.HTML(layout=w.Layout(overflow="auto"))
+        self.live = w.Checkbox(value=live, description="refresh every second", indent=False)
+        self.live.observe(guard(lambda _: None), names="value")
+        self.message = w.HTML()
+        self.message.add_class("ollama-app-message")
+
+        self.refresh_button.on_click(guard(lambda _: self.refresh()))
+        self.load_button.on_click(guard(lambda _: self.load()))
+        self.unload_button.on_click(guard(lambda _: self.unload()))
+        self.delete_button.on_click(guard(lambda _: self.delete()))
+        self.confirm_button.on_click(guard(lambda _: self.confirm_delete()))
+        self.cancel_button.on_click(guard(lambda _: self.cancel_delete()))
+        self.pull_button.on_click(guard(lambda _: self.pull()))
+        self.cancel_pull_button.on_click(guard(lambda _: self.cancel_pull()))
+        hide(self.confirm)
+        hide(self.pull_bar)
+
+        def heading(text: str) -> w.HTML:
+            return w.HTML(f"<b>{text}</b>")
+
+        super().__init__(
+            [
+                w.HBox([self.title, self.refresh_button]),
+                heading("Installed"),
+                self.installed,
+                w.HBox([self.model_picker, self.keep_alive]),
+                w.HBox([self.load_button, self.unload_button, self.delete_button]),
+                self.confirm,
+                heading("Loaded"),
+                self.loaded,
+                self.live,
+                heading("Get a model"),
+                w.HBox([self.pull_name, self.pull_button, self.cancel_pull_button]),
+                w.HBox([self.pull_bar, self.pull_status]),
+                self.message,
+            ],
+            layout=w.Layout(width="100%"),
+        )
+        self.add_class("ollama-models")
+        guard(self._show_title)()
+        guard(self.refresh)()
+        self._watcher = threading.Thread(target=self._watch, name="ollama-ps", daemon=True)
+        self._watcher.start()
+
+    # -- lists -----------------------------------------------------------------------------
+
+    def refresh(self) -> None:
+        """Reload the installed models and what is loaded."""
+        with closing(self.connection.client(quick=True)) as client:
+            self.models = _Installed(client.tags())
+            self.installed.value = self.models._repr_html_()
+            set_options(self.model_picker, [short_name(n) for n in self.models.names])
+            self._refresh_loaded(client)
+
+    def refresh_loaded(self) -> None:
+        """Reload what is loaded (the live refresh does this every ``interval`` seconds)."""
+        with closing(self.connection.client(quick=True)) as client:
+            self._refresh_loaded(client)
+
+    def _refresh_loaded(self, client: Any) -> None:
+        self.ps = _Loaded(lifecycle.loaded(client).models)
+        shown = self.ps._repr_html_()
+        if shown != self.loaded.value:
+            self.loaded.value = shown
+
+    def _watch(self) -> None:
+        """Refresh the loaded list while the app is open; a failure shows where the list was."""
+        while not self._closed.wait(self.interval):
+            if not self.live.value:
+                continue
+            if time.monotonic() - self._touched > self.live_for:
+                self.live.value = False
+                self._say(
+                    f"The loaded list stopped refreshing after {self.live_for / 60:g} min "
+                    "without a click; tick “refresh every second” to resume.",
+                    "note",
+                )
+                continue
+            try:
+                self.refresh_loaded()
+            except Exception as exc:
+                self.loaded.value = message_html(short_error(exc), "error")
+
+    # -- load, unload, delete --------------------------------------------------------------
+
+    def load(self, name: str | None = None) -> None:
+        """Load the picked model now, for ``keep_alive`` if given."""
+        name = name or self._picked()
+        text = self.keep_alive.value.strip()
+        keep_alive = keep_alive_value(text) if text else None
+
+        def work(client: Any) -> str:
+            report = lifecycle.load(client, name, keep_alive)
+            return load_summary(name, report.seconds, report.row, datetime.now(timezone.utc))
+
+        self._act(f"Loading {name}…", work)
+
+    def unload(self, name: str | None = None) -> None:
+        """Unload the picked model now (``keep_alive: 0``)."""
+        name = name or self._picked()
+        self._act(
+            f"Unloading {name}…",
+            lambda client: unload_summary(name, lifecycle.unload(client, name)),
+        )
+
+    def delete(self, name: str | None = None) -> None:
+        """Ask to confirm deleting the picked model; :meth:`confirm_delete` does it."""
+        name = name or self._picked()
+        self._pending_delete = name
+        self.confirm_text.value = message_html(
+            f"Delete {name} from {self.connection_url()}? Its files are removed.", "error"
+        )
+        hide(self.confirm, False)
+
+    def confirm_delete(self) -> None:
+        name, self._pending_delete = self._pending_delete, ""
+        hide(self.confirm)
+        if not name:
+            return
+        with closing(self.connection.client(quick=True)) as client:
+            lifecycle.delete(client, name)
+        self._say(f"Deleted {name}.", "ok")
+        self.refresh()
+
+    def cancel_delete(self) -> None:
+        self._pending_delete = ""
+        hide(self.confirm)
+        self._say("Nothing deleted.", "note")
+
+    # -- pull ------------------------------------------------------------------------------
+
+    def pull(self, name: str | None = None) -> None:
+        """Pull a model in the background, with a progress bar; Cancel stops it."""
+        name = (name or self.pull_name.value).strip()
+        if not name:
+            self._say("Write the name of a model to pull, e.g. llama3.2.", "error")
+            return
+        if self._pull is not None and self._pull.is_alive():
+            self._say("A pull is already running: wait, or Cancel it.", "note")
+            return
+        stopper = self._pull_stopper = Stopper()
+        progress = Progress("pull", name, time.monotonic())
+        view = _BarView(self.pull_bar, self.pull_status)
+        self.pull_bar.value = 0.0
+        self.pull_bar.bar_style = "info"
+        hide(self.pull_bar, False)
+        self.pull_status.value = message_html(f"pulling {name}…")
+        self.pull_button.disabled = True
+        self.cancel_pull_button.disabled = False
+        self._say("")
+
+        def work() -> None:
+            try:
+                with closing(self.connection.client()) as client:
+                    done = lifecycle.transfer(
+                        stopper.track(client), "/api/pull", {"model": name}, progress, view
+                    )
+            finally:
+                self.pull_button.disabled = False
+                self.cancel_pull_button.disabled = True
+            if done.ok:
+                self.pull_bar.bar_style = "success"
+                self._say(progress.summary(time.monotonic()), "ok")
+                self.refresh()
+            elif stopper.stopped:
+                self._say(
+                    f"The pull of {name} was cancelled {progress.stopped()}. "
+                    "Pull again to continue.",
+                    "note",
+                )
+            else:
+                self.pull_bar.bar_style = "danger"
+                self._error(_transfer_message(name, done.error))
+
+        self._pull = spawn(work, self._error, name=f"ollama-pull-{name}")
+
+    def cancel_pull(self) -> None:
+        if getattr(self, "_pull_stopper", None) is not None:
+            self._pull_stopper.stop()
+
+    # -- lifetime --------------------------------------------------------------------------
+
+    def wait(self, timeout: float | None = 60) -> None:
+        """Block until a running load, unload or pull ends (for scripts and tests)."""
+        for thread in (self._action, self._pull):
+            if thread is not None:
+                thread.join(timeout)
+                if thread.is_alive():
+                    raise TimeoutError(f"{thread.name} did not end in {timeout} s")
+
+    def __repr__(self) -> str:  # the text a notebook saves for the app: no URL, no port
+        return "ModelManager()"
+
+    def close(self) -> None:
+        """Stop the live refresh and any pull, then close the widgets."""
+        if hasattr(self, "_closed"):
+            self._closed.set()
+        self.cancel_pull()
+        watcher = getattr(self, "_watcher", None)  # (close runs on garbage collection too)
+        if watcher is not None and watcher.is_alive() and watcher is not threading.current_thread():
+            watcher.join(timeout=5)
+        for child in self.children:
+            close_tree(child)
+        self.layout.close()
+        super().close()
+
+    def connection_url(self) -> str:
+        return resolve_host(self.connection.host)
+
+    # -- internals -------------------------------------------------------------------------
+
+    def _show_title(self) -> None:
+        self.title.value = f"<b>Ollama models</b> at <code>{self.connection_url()}</code>"
+
+    def _picked(self) -> str:
+        name = self.model_picker.value
+        if not name:
+            raise ValueError("no model picked: pull one first")
+        return str(name)
+
+    def _act(self, doing: str, work: Callable[[Any], str]) -> None:
+        """Run a load or unload in the background (a big model takes a while to load)."""
+        if self._action is not None and self._action.is_alive():
+            self._say("Wait for the current action to finish.", "note")
+            return
+        self._busy(True)
+        self._say(doing, "note")
+
+        def job() -> None:
+            try:
+                with closing(self.connection.client()) as client:
+                    text = work(client)
+            finally:
+                self._busy(False)
+            self._say(text, "ok")
+            with contextlib.suppress(OllamaError):  # the live refresh shows it
+                self.refresh_loaded()
+
+        self._action = spawn(job, self._error, name="ollama-action")
+
+    def _busy(self, busy: bool) -> None:
+        for button in (self.load_button, self.unload_button, self.delete_button):
+            button.disabled = busy
+
+    def _say(self, text: str, kind: str = "note") -> None:
+        self.message.value = message_html(text, kind)
+
+    def _error(self, text: str) -> None:
+        self._say(text, "error")
+
+
+def _transfer_message(name: str, error: OllamaError | None) -> str:
+    if isinstance(error, (ConnectionFailed, ModelNotFound)):
+        return describe(error)
+    return transfer_failed("pull", name, error)

@@ -1,0 +1,295 @@
+"""The Playground: one prompt, every knob of a request, and the answer as the magic shows it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import ipywidgets as w
+
+from ..result import GenerationResult
+from ._base import (
+    AnswerView,
+    Connection,
+    Generation,
+    close_tree,
+    message_html,
+    model_options,
+    safely,
+    set_options,
+    settings_from,
+)
+from .logic import (
+    CONTROL_OPTIONS,
+    SETTINGS,
+    THINK_CHOICES,
+    generating_models,
+    request_body,
+    think_choice,
+)
+
+
+class OptionControl:
+    """One request option: a box that says whether it is sent, and its value.
+
+    Unticked, the option is not sent and the model's own default applies; changing the value
+    ticks the box, so moving a slider is enough to use it.
+    """
+
+    def __init__(self, name: str, field: w.ValueWidget) -> None:
+        self.name = name
+        self.field = field
+        self.check = w.Checkbox(
+            value=False, description=name, indent=False, layout=w.Layout(width="9.5em")
+        )
+        field.layout.width = "15em"
+        field.observe(self._ticked, names="value")
+        self.box = w.HBox([self.check, field])
+
+    def _ticked(self, change: dict[str, Any]) -> None:
+        self.check.value = True
+
+    @property
+    def value(self) -> Any:
+        return self.field.value if self.check.value else None
+
+    def set(self, value: Any) -> None:
+        if value is None:
+            self.check.value = False
+        else:
+            self.field.value = value
+            self.check.value = True
+
+
+def _fields() -> dict[str, w.ValueWidget]:
+    """The option controls, starting at Ollama's usual defaults (shown, not sent)."""
+    slider = {"continuous_update": False, "readout": True}
+    return {
+        "temperature": w.FloatSlider(value=0.8, min=0.0, max=2.0, step=0.05, **slider),
+        "top_p": w.FloatSlider(value=0.9, min=0.0, max=1.0, step=0.01, **slider),
+        "top_k": w.IntSlider(value=40, min=1, max=200, step=1, **slider),
+        "seed": w.IntText(value=42),
+        "num_predict": w.BoundedIntText(value=256, min=-2, max=1_000_000),
+        "num_ctx": w.BoundedIntText(value=4096, min=256, max=1_048_576, step=1024),
+    }
+
+
+class Playground(w.VBox):
+    """Try a model: pick it, write a prompt, turn the knobs, Generate (and Stop).
+
+    **Parameters:** ``model`` to start with; ``host`` (else ``$OLLAMA_HOST``); ``timeout`` and
+    ``connect_timeout`` as in ``%config OllamaMagics``; and starting values for the controls:
+    ``prompt``, ``system``, ``temperature``, ``top_p``, ``top_k``, ``seed``, ``num_predict``,
+    ``num_ctx``, ``keep_alive``, ``think`` (``True``/``False``/a level), ``format``
+    (``"json"``), ``options`` (more options, sent as given) and ``show_thinking``.
+
+    **Usage:** ``pg = Playground("qwen3", temperature=0.2); pg`` then, after Generate,
+    ``pg.result`` is the :class:`~ollama_magic.result.GenerationResult` (the magic's ``-o``).
+    The request body is exactly what ``%%ollama`` sends for the same settings (``pg.body()``).
+    """
+
+    def __init__(
+        self,
+        model: str | None = None,
+        host: str | None = None,
+        *,
+        timeout: float = 600.0,
+        connect_timeout: float = 5.0,
+        **defaults: Any,
+    ) -> None:
+        self.job: Generation | None = None
+        settings_from(defaults, SETTINGS, "Playground")
+        self.connection = Connection(host, timeout=timeout, connect_timeout=connect_timeout)
+        self.result: GenerationResult | None = None
+        self.extra_options: dict[str, Any] = dict(defaults.pop("options", None) or {})
+        for key in CONTROL_OPTIONS:  # options that have a control are shown on it
+            if key in self.extra_options:
+                defaults.setdefault(key, self.extra_options.pop(key))
+        self.show_thinking = bool(defaults.get("show_thinking", True))
+        guard = safely(self._error)
+
+        self.model_picker = w.Dropdown(
+            description="Model", options=[], layout=w.Layout(width="22em")
+        )
+        self.refresh_button = w.Button(
+            icon="refresh", tooltip="Reload the installed models", layout=w.Layout(width="3em")
+        )
+        self.system = w.Textarea(
+            placeholder="System prompt (optional: the model's own when empty)",
+            layout=w.Layout(width="auto", height="3.2em"),
+        )
+        self.prompt = w.Textarea(placeholder="Prompt", layout=w.Layout(width="auto", height="6em"))
+        self.controls = {name: OptionControl(name, field) for name, field in _fields().items()}
+        self.keep_alive = w.Text(
+            placeholder="e.g. 10m, -1 (forever), 0",
+            description="keep_alive",
+            layout=w.Layout(width="18em"),
+        )
+        self.think = w.Dropdown(
+            options=THINK_CHOICES, value="", description="think", layout=w.Layout(width="16em")
+        )
+        self.format = w.ToggleButtons(
+            options=["none", "json"],
+            value="none",
+            description="format",
+            style={"button_width": "5em"},
+        )
+        self.generate_button = w.Button(
+            description="Generate",
+            button_style="primary",
+            icon="play",
+            tooltip="Send the prompt (runs in the background: the notebook stays usable)",
+        )
+        self.stop_button = w.Button(
+            description="Stop",
+            icon="stop",
+            disabled=True,
+            tooltip="Close the stream now; the partial answer stays",
+        )
+        self.status = w.HTML()
+        self.output = AnswerView(layout=w.Layout(width="auto", min_height="2em"))
+        self.message = w.HTML()
+        self.message.add_class("ollama-app-message")
+
+        self.refresh_button.on_click(guard(lambda _: self.refresh()))
+        self.generate_button.on_click(guard(lambda _: self.generate()))
+        self.stop_button.on_click(guard(lambda _: self.stop()))
+
+        rows = [c.box for c in self.controls.values()]
+        options = w.GridBox(
+            [*rows, self.keep_alive, self.think, self.format],
+            layout=w.Layout(grid_template_columns="repeat(2, max-content)", grid_gap="2px 24px"),
+        )
+        super().__init__(
+            [
+                w.HBox([self.model_picker, self.refresh_button]),
+                self.system,
+                self.prompt,
+                w.Accordion([options], titles=("Options",), selected_index=None),
+                w.HBox([self.generate_button, self.stop_button, self.status]),
+                self.output,
+                self.message,
+            ],
+            layout=w.Layout(width="100%"),
+        )
+        self.add_class("ollama-playground")
+        if model:
+            defaults["model"] = model
+        self.set(**{k: v for k, v in defaults.items() if k != "show_thinking"})
+        guard(self.refresh)()
+
+    # -- public ----------------------------------------------------------------------------
+
+    @property
+    def running(self) -> bool:
+        return self.job is not None and not self.job.done.is_set()
+
+    def refresh(self) -> None:
+        """Fill the model picker from the server (keeping the current choice)."""
+        names = generating_models(self.connection.tags())
+        set_options(self.model_picker, model_options(names, [self.model_picker.value or ""]))
+        if not names:
+            self._say("The server lists no model that can generate: pull one first.", "note")
+        elif not self.running:
+            self._say("")
+
+    def set(self, **values: Any) -> None:
+        """Set controls by name (``model``, ``prompt``, ``temperature``…; ``None`` unsets an
+        option)."""
+        known = ("model", "prompt", "system", *CONTROL_OPTIONS, "keep_alive", "think", "format")
+        settings_from(values, known, "Playground.set")
+        for key, value in values.items():
+            if key == "model":
+                set_options(self.model_picker, model_options(self.model_picker.options, [value]))
+                self.model_picker.value = value
+            elif key in self.controls:
+                self.controls[key].set(value)
+            elif key == "think":
+                self.think.value = think_choice(value)
+            elif key == "format":
+                self.format.value = value or "none"
+            elif key in ("prompt", "system", "keep_alive"):
+                getattr(self, key).value = "" if value is None else str(value)
+
+    def settings(self) -> dict[str, Any]:
+        """The controls that are set, as :func:`~ollama_magic.widgets.logic.request_body` takes
+        them."""
+        out: dict[str, Any] = {
+            name: c.value for name, c in self.controls.items() if c.value is not None
+        }
+        for key, value in (
+            ("system", self.system.value),
+            ("keep_alive", self.keep_alive.value.strip()),
+            ("think", self.think.value),
+            ("format", "" if self.format.value == "none" else self.format.value),
+        ):
+            if value:
+                out[key] = value
+        return out
+
+    def body(self) -> dict[str, Any]:
+        """The request the Generate button sends."""
+        return request_body(
+            self.model_picker.value or "", self.prompt.value, self.settings(), self.extra_options
+        )
+
+    def generate(self) -> None:
+        """What the Generate button does; refused while a generation runs."""
+        if self.running:
+            self._say("Still generating: press Stop first.", "note")
+            return
+        if not self.model_picker.value:
+            self._say("Pick a model first (the ↻ button reloads the list).", "error")
+            return
+        if not self.prompt.value.strip():
+            self._say("Write a prompt first.", "error")
+            return
+        body = self.body()
+        self._say("")
+        self.job = Generation(
+            self.connection, body, self.output, self._ended, show_thinking=self.show_thinking
+        )
+        self._busy(True)
+        self.job.start()
+
+    def stop(self) -> None:
+        """What the Stop button does: close the stream now; the partial answer stays."""
+        if self.job is not None:
+            self.job.stop()
+
+    def wait(self, timeout: float | None = 60) -> GenerationResult | None:
+        """Block until the current generation ends (for scripts and tests); the result."""
+        if self.job is not None and not self.job.wait(timeout):
+            raise TimeoutError(f"the generation did not end in {timeout} s")
+        return self.result
+
+    def __repr__(self) -> str:  # the text a notebook saves for the app: short and stable
+        return f"Playground(model={self.model_picker.value!r})"
+
+    def close(self) -> None:
+        """Stop any generation, then close the widgets."""
+        self.stop()
+        for child in self.children:
+            close_tree(child)
+        self.layout.close()
+        super().close()
+
+    # -- internals -------------------------------------------------------------------------
+
+    def _ended(self, result: GenerationResult, message: str | None, failed: bool) -> None:
+        self.result = result
+        self._busy(False)
+        self._say(message or "", "error" if failed else "note")
+
+    def _busy(self, busy: bool) -> None:
+        self.generate_button.disabled = busy
+        self.stop_button.disabled = not busy
+        self.status.value = message_html("Generating…", "note") if busy else ""
+
+    def _say(self, text: str, kind: str = "note") -> None:
+        self.message.value = message_html(text, kind)
+
+    def _error(self, text: str) -> None:
+        self._say(text, "error")
+
+
+__all__ = ["OptionControl", "Playground"]
