@@ -128,11 +128,21 @@ def context_warning(name: str, tokens: int | None, num_ctx: int | None) -> str |
     silently drops the oldest messages: start over with %ollama reset, or raise --num-ctx.
     >>> context_warning("default", 1000, 4096) is None
     True
+    >>> print(context_warning("notes", 4200, 4096))  # doctest: +NORMALIZE_WHITESPACE
+    Conversation 'notes' has filled its context window (num_ctx=4096): Ollama now drops its
+    oldest messages, so the model no longer sees how it began. Start over with
+    %ollama reset notes, or raise --num-ctx.
     """
     if not tokens or not num_ctx or tokens < WARN_AT * num_ctx:
         return None
     share = tokens / num_ctx * 100
     reset = "%ollama reset" if name == DEFAULT else f"%ollama reset {name}"
+    if tokens >= num_ctx:
+        return (
+            f"Conversation '{name}' has filled its context window (num_ctx={num_ctx}): Ollama "
+            "now drops its oldest messages, so the model no longer sees how it began. Start "
+            f"over with {reset}, or raise --num-ctx."
+        )
     return (
         f"Conversation '{name}' now fills {tokens} of {num_ctx} context tokens ({share:.0f}%). "
         f"Past the limit Ollama silently drops the oldest messages: start over with {reset}, "

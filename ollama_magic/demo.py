@@ -34,21 +34,12 @@ def _running_ollama() -> tuple[str, list[str]] | None:
 @contextlib.contextmanager
 def _local_server() -> Iterator[tuple[str, list[str]]]:
     """The package's server: SmolLM2 through llama.cpp when installed, and the scripted models."""
-    from .server import OllamaServer, ScriptedEngine
-    from .server.engine import Engine
+    from .server import OllamaServer
+    from .server.local import local_engines
 
-    engines: list[Engine] = []
-    try:
-        from .server.llama import LlamaEngine, default_gguf_path, llama_available
-
-        if llama_available():
-            default_gguf_path()
-            engines.append(LlamaEngine())
-        else:
-            print("(llama-cpp-python is not installed, so only the scripted models are served)")
-    except FileNotFoundError as exc:
-        print(f"({exc}; only the scripted models are served)")
-    engines.append(ScriptedEngine())
+    engines, missing = local_engines()
+    if missing:
+        print(f"({missing}; only the scripted models are served)")
     with OllamaServer(engines=engines) as server:
         client = OllamaClient(server.url)
         names = [m["name"] for m in client.tags()]
@@ -70,8 +61,9 @@ def _lab(url: str) -> int:
     import subprocess
 
     env = dict(os.environ, OLLAMA_HOST=url)
-    print("Starting JupyterLab; in a notebook run `%load_ext ollama_magic`. Ctrl-C stops both.")
+    print("Starting JupyterLab at the first tutorial (notebooks/). Ctrl-C stops both.")
     command = [sys.executable, "-m", "jupyter", "lab", "--ServerApp.root_dir=notebooks"]
+    command.append("--LabApp.default_url=/lab/tree/01-quickstart.ipynb")
     if os.geteuid() == 0:
         command.append("--allow-root")
     try:
@@ -114,6 +106,7 @@ def main(argv: list[str] | None = None) -> int:
             return 1
         result = shell.user_ns["r"]
         print(f"\nThe result is bound to r: {result!r}")
+        print("\nNext: the tutorials, notebooks/01-quickstart.ipynb first; `./dev lab` opens it.")
     return 0
 
 

@@ -88,11 +88,24 @@ def thinking_block(text: str, *, live: bool) -> str:
             '<div style="opacity:0.65;font-size:0.92em;border-left:3px solid #bbb;'
             f'padding-left:0.6em"><b>Thinking…</b><br>\n{body}</div>'
         )
-    words = len(text.split())
     return (
-        f"<details><summary>Thinking ({words} words)</summary>\n"
+        f"<details><summary>Thinking ({_length(text)})</summary>\n"
         f'<div style="opacity:0.65;font-size:0.92em">{body}</div>\n</details>'
     )
+
+
+_CJK = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff]")
+
+
+def _length(text: str) -> str:
+    """How long a reasoning is, in words, or in characters for Chinese and Japanese.
+
+    >>> _length("One idea."), _length("x"), _length("先想一想再回答。")
+    ('2 words', '1 word', '7 characters')
+    """
+    cjk = len(_CJK.findall(text))
+    count, unit = (cjk, "character") if cjk > len(text.split()) else (len(text.split()), "word")
+    return f"{count} {unit}{'' if count == 1 else 's'}"
 
 
 def live_thinking_piece(text: str) -> str:
@@ -126,7 +139,8 @@ def stats_parts(result: GenerationResult) -> list[str]:
         where = f"num_predict={limit}" if limit is not None else "the token limit"
         parts.append(f"stopped at {where}: raise --num-predict for a longer answer")
     num_ctx = options.get("num_ctx")
-    if num_ctx and result.prompt_eval_count and result.prompt_eval_count >= num_ctx:
+    # A cut prompt fills the window exactly; a server that used another size cut nothing here.
+    if num_ctx and result.prompt_eval_count == num_ctx:
         parts.append(
             f"the prompt filled num_ctx={num_ctx}, so its start was probably cut: "
             "raise --num-ctx"
@@ -151,7 +165,11 @@ def result_bundle(result: GenerationResult, *, show_thinking: bool = True) -> di
         markdown.append(thinking_block(thinking, live=False))
         plain.append(f"<think>\n{thinking}\n</think>")
     answer = result.answer.strip()
-    if answer:
+    if answer and result.request.get("format"):  # JSON reads best as a code block
+        ticks = "`" * max([3, *(len(run) + 1 for run in re.findall(r"`+", answer))])
+        markdown.append(f"{ticks}json\n{answer}\n{ticks}")
+        plain.append(answer)
+    elif answer:
         fence = open_fence(answer)  # a cut-off code block must not swallow the footer
         markdown.append(escape_markdown(answer) + (f"\n{fence}" if fence else ""))
         plain.append(answer)

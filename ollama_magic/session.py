@@ -74,7 +74,7 @@ def run(
         str(body.get("model", "")),
         final,
         answer=text.answer,
-        thinking=text.thinking,
+        thinking=text.thinking.strip(),  # as Ollama trims around the tags
         response=raw.value(),
         request=body,
     )
@@ -107,6 +107,15 @@ def attach_data(result: GenerationResult, schema_model: Any = None) -> str | Non
         else:
             result.data = json.loads(result.answer)
     except ValueError as exc:  # json.JSONDecodeError and pydantic.ValidationError are ValueErrors
-        first = str(exc).strip().splitlines()[0]
-        return f"the answer is not valid for --format, so .data is None: {first}"
+        return f"the answer is not valid for --format, so .data is None: {_first_problem(exc)}"
     return None
+
+
+def _first_problem(exc: ValueError) -> str:
+    """One line saying what is wrong: pydantic's first error with its field, else the message."""
+    errors = getattr(exc, "errors", None)
+    if callable(errors):
+        first = errors()[0]
+        where = ".".join(str(part) for part in first.get("loc", ())) or "the answer"
+        return f"{where}: {first.get('msg', '')}"
+    return str(exc).strip().splitlines()[0]

@@ -335,14 +335,15 @@ def test_named_conversations_history_and_reset(kernel: Kernel, srv) -> None:
 
 def test_chat_warns_before_num_ctx_is_full(kernel: Kernel, srv) -> None:
     kernel.run("%ollama reset")
-    run = kernel.run("%%ollama --chat chinese --num-ctx 200\nhi")
+    run = kernel.run("%%ollama --chat chinese --num-ctx 280\nhi")
     assert run.ok and "context tokens" not in run.stdout
-    for _ in range(3):  # each answer adds about 90 tokens to the conversation
-        run = kernel.run("%%ollama --chat chinese --num-ctx 200\nmore")
+    run = kernel.run("%%ollama --chat chinese --num-ctx 280\nmore")  # about 90 tokens a turn
     assert (
-        "Conversation 'default' now fills" in run.stdout and "of 200 context tokens" in run.stdout
+        "Conversation 'default' now fills" in run.stdout and "of 280 context tokens" in run.stdout
     )
     assert "%ollama reset, or raise --num-ctx" in run.stdout
+    run = kernel.run("%%ollama --chat chinese --num-ctx 280\nmore")  # past the window
+    assert "has filled its context window (num_ctx=280)" in run.stdout, run.stdout
 
 
 def test_failed_turn_is_not_remembered_and_single_prompt_flags_are_refused(

@@ -99,3 +99,18 @@ def test_result_repr_and_rate() -> None:
     assert "tokens_per_second=2.0" in text and "thinking=<1 chars>" in text
     assert len(text) < 200
     assert str(result) == "a" * 100
+
+
+def test_a_format_answer_is_shown_as_a_json_code_block() -> None:
+    from ollama_magic.render import result_bundle
+    from ollama_magic.result import GenerationResult
+
+    answer = '{\n  "name": "Ana",\n  "note": "``x``"\n}'
+    result = GenerationResult.from_final(
+        "m", {"done": True, "done_reason": "stop"}, answer=answer, request={"format": "json"}
+    )
+    markdown = result_bundle(result)["text/markdown"]
+    assert markdown.startswith(f"```json\n{answer}\n```\n\n<sub>")
+    schema = {"type": "array"}
+    plain = GenerationResult.from_final("m", {}, answer="[1]", request={"format": schema})
+    assert result_bundle(plain)["text/markdown"].startswith("```json\n[1]\n```")

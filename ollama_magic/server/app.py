@@ -824,6 +824,8 @@ class _Handler(BaseHTTPRequestHandler):
                 options=options,
                 context=tuple(req.get("context", ())),
                 think=req.get("think"),
+                truncate=req.get("truncate", True),
+                shift=req.get("shift", True),
             )
             shape = _GenerateShape(model, self.started_ns, load_ns, raw)
             start = (lambda: iter([bad_format])) if bad_format else (lambda: engine.generate(job))
@@ -861,6 +863,8 @@ class _Handler(BaseHTTPRequestHandler):
                 options=options,
                 think=req.get("think"),
                 tools=tuple(req.get("tools", ())),
+                truncate=req.get("truncate", True),
+                shift=req.get("shift", True),
             )
             shape = _ChatShape(model, self.started_ns, load_ns)
             start = (lambda: iter([bad_format])) if bad_format else (lambda: engine.chat(job))

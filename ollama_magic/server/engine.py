@@ -55,6 +55,8 @@ class GenerateJob:
     options: dict[str, Any] = field(default_factory=dict)  # validated, null values dropped
     context: tuple[int, ...] = ()
     think: bool | str | None = None  # None when absent
+    truncate: bool = True  # cut an over-long prompt (keeping num_keep tokens) instead of a 400
+    shift: bool = True  # a full window drops half its middle and goes on, as Ollama's runner does
 
 
 @dataclass(frozen=True)
@@ -68,6 +70,8 @@ class ChatJob:
     options: dict[str, Any] = field(default_factory=dict)
     think: bool | str | None = None
     tools: tuple[dict[str, Any], ...] = ()
+    truncate: bool = True
+    shift: bool = True
 
 
 @dataclass(frozen=True)

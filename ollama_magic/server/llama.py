@@ -26,15 +26,20 @@ Choices, so that the numbers mean something and runs repeat:
   ``context`` from an earlier answer is prepended as tokens. ``suffix`` and
   ``images`` are ignored (the cards claim neither "insert" nor "vision").
 * Output stops at an end-of-generation or control token (e.g. ``<|im_end|>``, ``<|im_start|>``),
-  at a ``stop`` string (cut before it), at ``num_predict`` tokens or when the context is full
-  (``done_reason`` "length"). A prompt that does not fit the context fails with 400.
+  at a ``stop`` string (cut before it) or at ``num_predict`` tokens (``done_reason`` "length").
+  A character cut in half by the limit is dropped.
+* As in Ollama's runner, a prompt longer than ``num_ctx`` keeps its first ``num_keep`` tokens
+  (default 4) and loses what follows until it fits (``truncate: false`` makes that a 400
+  instead), a chat first drops its oldest messages (never system messages or the last one),
+  and a full window drops half of what follows the first ``num_keep`` tokens and goes on
+  (``shift: false`` stops with "length" instead).
 
 The demo reasoning variant ``smollm2-think:135m`` is the *same* SmolLM2 weights, constrained by a
 GBNF grammar to answer as ``<think>\\n`` + one or two short sentences + ``\\n</think>\\n\\n`` +
 the answer. It is not a reasoning model; it exists so the notebook's reasoning display can be seen
-end to end with real tokens. With ``think`` unset the tags stay in ``response`` (as Ollama does for
-older clients); with ``think`` true the part inside goes to ``thinking``; with ``think`` false the
-grammar is dropped and the model answers plainly. A ``format`` wins over the think grammar.
+end to end with real tokens. With ``think`` true or unset (Ollama has thought by default since
+0.12.4) the part inside the tags goes to ``thinking``; with ``think`` false the grammar is dropped
+and the model answers plainly. A ``format`` wins over the think grammar.
 """
 
 from __future__ import annotations
@@ -473,6 +478,9 @@ class LlamaEngine:
                 source = json_schema_to_gbnf(json.dumps(fmt))
             except Exception as error:
                 raise ValueError(f"unsupported JSON schema: {error}") from error
+            # llama.cpp's converter (which Ollama uses) keeps control characters out of strings;
+            # llama-cpp-python's lets a raw newline in, and the model never closes the string.
+            source = source.replace('char ::= [^"\\\\] |', 'char ::= [^"\\\\\\x7F\\x00-\\x1F] |')
             return self._grammar(llm, source)
         raise ValueError(f"invalid format {fmt!r}: use 'json' or a JSON schema")
 
@@ -512,6 +520,8 @@ class _Prompt:
     """Turns a job into prompt tokens for a loaded model."""
 
     keeps_context = False
+    truncate = True  # the request's ``truncate``: cut an over-long prompt instead of a 400
+    shift = True  # the request's ``shift``: a full window drops half its middle and goes on
 
     def tokens(self, llm: Llama, template: str | None) -> list[int]:
         """Prompt tokens; ``template`` is the GGUF's Jinja chat template (None if it has none)."""
@@ -522,6 +532,7 @@ class _GeneratePrompt(_Prompt):
     def __init__(self, job: GenerateJob) -> None:
         self.job = job
         self.keeps_context = not job.raw
+        self.truncate, self.shift = job.truncate, job.shift
 
     def tokens(self, llm: Llama, template: str | None) -> list[int]:
         job = self.job
@@ -550,9 +561,27 @@ class _ChatPrompt(_Prompt):
     def __init__(self, job: ChatJob, *, go_template: bool = False) -> None:
         self.job = job
         self.go_template = go_template  # the card's template is Go syntax (a created model's)
+        self.truncate, self.shift = job.truncate, job.shift
 
     def tokens(self, llm: Llama, template: str | None) -> list[int]:
-        job = self.job
+        """Like Ollama's ``chatPrompt``: drop the oldest messages (never a system message or the
+        last one) until the conversation fits the window; the runner cuts what still does not."""
+        messages = self.job.messages
+        tokens = self._tokens(llm, template, messages)
+        if not self.truncate or len(tokens) <= llm.n_ctx():
+            return tokens
+        system = tuple(m for m in messages if m.get("role") == "system")
+        for start in range(1, len(messages)):
+            rest = tuple(m for m in messages[start:] if m.get("role") != "system")
+            tokens = self._tokens(llm, template, system + rest)
+            if len(tokens) <= llm.n_ctx():
+                break
+        return tokens
+
+    def _tokens(
+        self, llm: Llama, template: str | None, messages: tuple[dict[str, Any], ...]
+    ) -> list[int]:
+        job = replace(self.job, messages=messages)
         if self.go_template:
             from .gotemplate import TemplateError
             from .prompting import render_chat
@@ -570,7 +599,7 @@ class _ChatPrompt(_Prompt):
             kept.setdefault("content", "")
             messages.append(kept)
         if template:
-            text = _render_jinja(llm, template, messages, tools=list(self.job.tools) or None)
+            text = _render_jinja(llm, template, messages, tools=list(job.tools) or None)
         else:  # no chat template in the GGUF: the conversation as plain lines
             text = "".join(f"{m.get('role', 'user')}: {m['content']}\n" for m in messages)
             text += "assistant: "
@@ -738,20 +767,24 @@ class _Generation:
             return Fail(str(error), status=400)
         if not prompt_tokens:
             return Fail("the prompt is empty after tokenization", status=400)
-        if len(prompt_tokens) >= self.n_ctx:
-            return Fail(
-                f"the input length ({len(prompt_tokens)} tokens) exceeds the context length "
-                f"({self.n_ctx})",
-                status=400,
-            )
-        room = self.n_ctx - len(prompt_tokens)
+        keep = max(0, min(int(self.options.get("num_keep", 4)), self.n_ctx - 1))
+        if len(prompt_tokens) > self.n_ctx:
+            if not self.prompt.truncate:
+                return Fail("the input length exceeds the context length", status=400)
+            # Ollama's runner: keep the first num_keep tokens, drop what follows until it fits.
+            cut = len(prompt_tokens) - self.n_ctx
+            prompt_tokens = prompt_tokens[:keep] + prompt_tokens[keep + cut :]
         num_predict = int(self.options.get("num_predict") or -1)
-        limit = min(num_predict, room) if num_predict > 0 else room
+        if self.prompt.shift:  # unbounded like Ollama, but a runaway model still ends
+            limit = num_predict if num_predict > 0 else 10 * self.n_ctx  # as Ollama caps it
+        else:
+            room = self.n_ctx - len(prompt_tokens)
+            limit = min(num_predict, room) if num_predict > 0 else room
         stops = self.options.get("stop") or []
         stops = [stops] if isinstance(stops, str) else [s for s in stops if s]
         seed = self.options.get("seed")
         seed = int(seed) if seed is not None and int(seed) >= 0 else random.randrange(2**31)
-        split = self.served.think and bool(self.think) and not self.fmt
+        split = self.served.think and self.think is not False and not self.fmt
 
         vocab = llama_cpp.llama_model_get_vocab(llm.model)
         llm.reset()  # empty KV cache: no prefix reuse, so a seed always gives the same tokens
@@ -768,6 +801,11 @@ class _Generation:
         prompt_ns = eval_ns = 0  # time inside llama.cpp only, not while the consumer reads
         try:
             while len(generated) < limit:
+                if generated and llm.n_tokens >= self.n_ctx:  # no slot for the pending token
+                    if not self.prompt.shift:
+                        break
+                    tokens_in.close()
+                    tokens_in = self._shifted(keep, generated[-1], grammar)
                 start = time.perf_counter_ns()
                 token = next(tokens_in)
                 if prompt_ns:
@@ -788,9 +826,8 @@ class _Generation:
                     break
         finally:
             tokens_in.close()
-        if not cut_by_stop:
-            tail = stop_filter.flush() + decoder.decode(b"", final=True)
-            yield from _as_tokens(tail, think_tokens)
+        if not cut_by_stop:  # a character cut in half by the limit is dropped, as Ollama does
+            yield from _as_tokens(stop_filter.flush(), think_tokens)
         if think_tokens is not None:
             yield from think_tokens.flush()
         context = None
@@ -804,6 +841,16 @@ class _Generation:
             eval_duration=eval_ns,
             context=context,
         )
+
+
+    def _shifted(self, keep: int, pending: int, grammar: LlamaGrammar | None) -> Iterator[int]:
+        """Ollama's context shift: drop half the window after the first ``keep`` tokens and
+        go on sampling (the KV cache keeps the first ``keep``; the rest is evaluated again)."""
+        llm = self.llm
+        window = [int(t) for t in llm._input_ids[: llm.n_tokens]] + [pending]
+        discard = (self.n_ctx - keep) // 2
+        shifted = window[:keep] + window[keep + discard :]
+        return llm.generate(shifted, reset=True, grammar=grammar, **self._sampling())
 
 
 def _as_tokens(text: str, think_tokens: _ThinkTokens | None) -> Iterator[Token]:

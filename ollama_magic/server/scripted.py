@@ -30,7 +30,7 @@ import json
 import time
 import zlib
 from collections.abc import Callable, Generator, Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
@@ -338,6 +338,29 @@ def _token(kind: str, text: str, wire_split: int) -> Token:
     return Token(response=text, wire_split=wire_split)
 
 
+TOO_LONG = "the input length exceeds the context length"
+
+
+def _num_ctx(options: dict[str, Any]) -> int:
+    num_ctx = options.get("num_ctx", DEFAULT_NUM_CTX)
+    return num_ctx if isinstance(num_ctx, int) and num_ctx > 0 else DEFAULT_NUM_CTX
+
+
+def _fits(ids: list[int], options: dict[str, Any]) -> bool:
+    return len(ids) <= _num_ctx(options)
+
+
+def _cut(ids: list[int], options: dict[str, Any]) -> list[int]:
+    """Ollama's runner on an over-long prompt: keep the first ``num_keep`` tokens (default 4)
+    and drop what follows them until the rest fits ``num_ctx``."""
+    num_ctx = _num_ctx(options)
+    if len(ids) <= num_ctx:
+        return ids
+    keep = options.get("num_keep", 4)
+    keep = min(max(keep if isinstance(keep, int) else 4, 0), num_ctx - 1)
+    return ids[:keep] + ids[keep + len(ids) - num_ctx :]
+
+
 def _limit(options: dict[str, Any], num_ctx: int) -> int | None:
     value = options.get("num_predict")
     if not isinstance(value, int) or isinstance(value, bool):
@@ -435,13 +458,28 @@ class ScriptedEngine:
     def generate(self, job: GenerateJob) -> Iterator[Event]:
         started = time.perf_counter_ns()
         prefix = tokenizer.decode(job.context) if job.context else ""
-        prompt_ids = self._truncate(tokenizer.encode(prefix + render_generate(job)), job.options)
+        ids = tokenizer.encode(prefix + render_generate(job))
+        if not job.truncate and not _fits(ids, job.options):
+            return iter([Fail(TOO_LONG, status=400)])
+        prompt_ids = _cut(ids, job.options)
         seen = self._seen(job.card, prompt_ids, job.prompt, job.think, job.images, job.options)
         return self._run(job.card, seen, prompt_ids, job.format, job.options, started, raw=job.raw)
 
     def chat(self, job: ChatJob) -> Iterator[Event]:
         started = time.perf_counter_ns()
-        prompt_ids = self._truncate(tokenizer.encode(render_chat(job)), job.options)
+        ids = tokenizer.encode(render_chat(job))
+        if not _fits(ids, job.options):
+            if not job.truncate:
+                return iter([Fail(TOO_LONG, status=400)])
+            # Ollama's chatPrompt: drop the oldest messages (never a system message or the last
+            # one) until the conversation fits; the runner cuts what still does not.
+            system = tuple(m for m in job.messages if m.get("role") == "system")
+            for start in range(1, len(job.messages)):
+                rest = tuple(m for m in job.messages[start:] if m.get("role") != "system")
+                ids = tokenizer.encode(render_chat(replace(job, messages=system + rest)))
+                if _fits(ids, job.options):
+                    break
+        prompt_ids = _cut(ids, job.options)
         last_user: dict[str, Any] = next(
             (m for m in reversed(job.messages) if m.get("role") == "user"), {}
         )
@@ -471,10 +509,6 @@ class ScriptedEngine:
             norm = sum(x * x for x in vector) ** 0.5 or 1.0
             vectors.append([x / norm for x in vector])
         return vectors, count
-
-    def _truncate(self, ids: list[int], options: dict[str, Any]) -> list[int]:
-        num_ctx = options.get("num_ctx", DEFAULT_NUM_CTX)
-        return ids[-num_ctx:] if isinstance(num_ctx, int) and 0 < num_ctx < len(ids) else ids
 
     def _seen(
         self,

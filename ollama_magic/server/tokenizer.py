@@ -2,9 +2,10 @@
 
 Tokens are word pieces with their leading whitespace attached (``" world"``), at most
 :data:`MAX_PIECE` letters or digits long; every CJK character and every other symbol is a token
-of its own. Ids come from one global intern table, so an id always maps back to the same text
-within a process: that is what lets ``context`` round-trip through a client like real token ids.
-Pure apart from that table (thread-safe, append-only).
+of its own. An id is a hash of its text, so the same text gets the same id in every process and
+whatever ran before (saved notebooks print them); a table remembers each id's text so that
+``context`` round-trips through a client like real token ids. Pure apart from that table
+(thread-safe, append-only; a hash collision moves the later text to the next free id).
 
 >>> split("Hello, world!  你好")
 ['Hello', ',', ' world', '!', '  你', '好']
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import re
 import threading
+import zlib
 from collections.abc import Iterable
 
 MAX_PIECE = 8
@@ -27,9 +29,12 @@ _CJK = (
 )
 _TOKEN_RE = re.compile(rf"\s*(?:[{_CJK}]|[^\W_{_CJK}]{{1,{MAX_PIECE}}}|[^\s{_CJK}])|\s+")
 
+VOCABULARY = 1 << 20
+"""Ids are in ``1..VOCABULARY - 1``: large enough that collisions are rare."""
+
 _lock = threading.Lock()
 _ids: dict[str, int] = {}
-_texts: list[str] = [""]  # id 0 is never handed out
+_texts: dict[int, str] = {}
 
 
 def split(text: str) -> list[str]:
@@ -38,15 +43,21 @@ def split(text: str) -> list[str]:
 
 
 def token_id(piece: str) -> int:
-    """The id of one token text, interning it on first use."""
+    """The id of one token text: its hash, remembered on first use.
+
+    >>> token_id(" world") == zlib.crc32(b" world") % (VOCABULARY - 1) + 1
+    True
+    """
     found = _ids.get(piece)
     if found is not None:
         return found
     with _lock:
         found = _ids.get(piece)
         if found is None:
-            found = len(_texts)
-            _texts.append(piece)
+            found = zlib.crc32(piece.encode()) % (VOCABULARY - 1) + 1
+            while found in _texts:
+                found = found % (VOCABULARY - 1) + 1
+            _texts[found] = piece
             _ids[piece] = found
         return found
 
@@ -59,5 +70,4 @@ def encode(text: str) -> list[int]:
 def decode(ids: Iterable[int]) -> str:
     """Text of token ids; ids this process never handed out decode to nothing."""
     texts = _texts
-    size = len(texts)
-    return "".join(texts[i] if 0 < i < size else "" for i in ids)
+    return "".join(texts.get(i, "") for i in ids)

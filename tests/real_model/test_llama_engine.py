@@ -237,22 +237,53 @@ def test_request_go_template_replaces_the_chat_template(engine: LlamaEngine, car
     assert bare.done.prompt_eval_count < 10  # just the prompt's own tokens
 
 
-def test_prompt_longer_than_num_ctx_fails(engine: LlamaEngine, card: ModelCard):
-    run = generate(engine, card, "word " * 400, options={"num_ctx": 256})
-    assert isinstance(run.final, Fail) and run.final.status == 400
-    assert "context length" in run.final.message
+def test_a_prompt_longer_than_num_ctx_loses_its_start_like_ollama(
+    engine: LlamaEngine, card: ModelCard
+):
+    options = {"num_ctx": 256, "num_predict": 8}
+    run = generate(engine, card, "word " * 400 + "\nSay hello.", options=options)
+    assert run.done.prompt_eval_count == 256  # cut to the window, as Ollama reports it
+    assert run.done.context is not None and run.done.context[:4] == whole_start(engine, card)
+    refused = generate(engine, card, "word " * 400, options=options, truncate=False)
+    assert isinstance(refused.final, Fail) and refused.final.status == 400
+    assert refused.final.message == "the input length exceeds the context length"
 
 
-def test_num_ctx_reloads_and_bounds_open_ended_generation(engine: LlamaEngine, card: ModelCard):
+def whole_start(engine: LlamaEngine, card: ModelCard) -> tuple[int, ...]:
+    """The first num_keep (4) tokens of the untruncated prompt, which the cut keeps."""
+    run = generate(engine, card, "word " * 400, options={"num_predict": 1})
+    assert run.done.context is not None
+    return run.done.context[:4]
+
+
+def test_a_full_window_shifts_and_goes_on_unless_shift_is_off(
+    engine: LlamaEngine, card: ModelCard
+):
     prompt = "1, 2, 3, 4, 5, 6, 7, 8,"
     options = {"num_ctx": 64, "num_predict": -1, "repeat_penalty": 1.0}
-    run = generate(engine, card, prompt, raw=True, options=options)
-    done = run.done
+    stopped = generate(engine, card, prompt, raw=True, options=options, shift=False)
     assert engine._instances[card_path(engine)].n_ctx == 64
-    assert done.done_reason == "length"
-    assert done.prompt_eval_count + done.eval_count == 64
+    assert stopped.done.done_reason == "length"
+    assert stopped.done.prompt_eval_count + stopped.done.eval_count == 64
+    shifted = generate(engine, card, prompt, raw=True, options=dict(options, num_predict=150))
+    assert shifted.done.done_reason == "length" and shifted.done.eval_count == 150
+    assert shifted.response.startswith(stopped.response)  # the same until the window filled
     generate(engine, card, options={"num_predict": 1})  # back to the default context
     assert engine._instances[card_path(engine)].n_ctx == 4096
+
+
+def test_a_long_chat_drops_its_oldest_messages_first(engine: LlamaEngine, card: ModelCard):
+    long = "Tell me about rivers. " * 40
+    messages = [{"role": "system", "content": "Answer in one word."}]
+    for turn in range(4):
+        messages += [{"role": "user", "content": f"{turn}: {long}"},
+                     {"role": "assistant", "content": "Water."}]
+    messages.append({"role": "user", "content": "Name a colour."})
+    run = chat(engine, card, messages, options={"num_ctx": 512, "num_predict": 4})
+    assert isinstance(run.final, Done)
+    assert 0 < run.done.prompt_eval_count <= 512
+    whole = chat(engine, card, messages, options={"num_ctx": 4096, "num_predict": 1})
+    assert whole.done.prompt_eval_count > 512
 
 
 def test_closing_the_stream_stops_generation(engine: LlamaEngine, card: ModelCard):
@@ -333,24 +364,19 @@ def test_chat_matches_generate_for_one_user_message(engine: LlamaEngine, card: M
 # -- the reasoning demo ----------------------------------------------------------------------
 
 
-def test_think_variant_streams_think_block_then_answer(engine: LlamaEngine, think_card: ModelCard):
-    run = generate(engine, think_card, "What is 2 + 2?", options={"num_predict": 120})
-    text = run.response
-    assert text.startswith("<think>\n"), text
-    head, sep, answer = text.partition("\n</think>\n\n")
-    assert sep, text
-    assert len(head) > len("<think>\n")
-    assert answer.strip()
-    assert "<think>" not in answer
-
-
 def test_think_true_splits_thinking_out(engine: LlamaEngine, think_card: ModelCard):
-    inline = generate(engine, think_card, "What is 2 + 2?", options={"num_predict": 120})
     split = generate(engine, think_card, "What is 2 + 2?", think=True, options={"num_predict": 120})
-    assert split.thinking and split.response
+    assert split.thinking.strip() and split.response.strip()
     assert "<think>" not in split.response and "</think>" not in split.thinking
-    assert inline.response == f"<think>\n{split.thinking}\n</think>\n\n{split.response}"
     assert split.tokens[0].thinking and not split.tokens[0].response
+
+
+def test_think_unset_thinks_as_ollama_does_since_0_12_4(
+    engine: LlamaEngine, think_card: ModelCard
+):
+    unset = generate(engine, think_card, "What is 2 + 2?", options={"num_predict": 120})
+    split = generate(engine, think_card, "What is 2 + 2?", think=True, options={"num_predict": 120})
+    assert (unset.thinking, unset.response) == (split.thinking, split.response)
 
 
 def test_think_false_answers_plainly(engine: LlamaEngine, card: ModelCard, think_card: ModelCard):
@@ -383,3 +409,19 @@ def test_unload_frees_and_generate_reloads(engine: LlamaEngine, card: ModelCard)
     assert engine._instances == {}
     assert generate(engine, card, options={"num_predict": 2}).done.eval_count == 2
     assert engine.loaded() == [DEFAULT_MODEL]
+
+
+def test_a_schema_keeps_control_characters_out_of_strings(engine: LlamaEngine, card: ModelCard):
+    """llama-cpp-python's own string rule let this answer put a raw newline in a string."""
+    schema = {
+        "type": "object",
+        "properties": {k: {"type": "string"} for k in ("name", "city", "job")}
+        | {"age": {"type": "integer"}},
+        "required": ["name", "age", "city", "job"],
+    }
+    run = generate(
+        engine, card, "从这句话中提取信息：张伟今年28岁，住在上海，是一名工程师。",
+        format=schema, options={"seed": 42, "num_predict": 100},
+    )
+    assert run.response.startswith("{")
+    assert not [c for c in run.response if ord(c) < 0x20], run.response

@@ -122,3 +122,19 @@ def test_broken_chat_fails_in_band(srv: OllamaServer) -> None:
     assert lines[-1] == {
         "error": "an error was encountered while running the model: scripted failure"
     }
+
+
+def test_a_long_chat_drops_its_oldest_messages_not_the_system_or_last(srv: OllamaServer) -> None:
+    long = " ".join(f"w{i}" for i in range(2500))
+    messages = [
+        {"role": "system", "content": "Be brief."},
+        {"role": "user", "content": f"first {long}"},
+        {"role": "assistant", "content": "ok"},
+        {"role": "user", "content": "second question"},
+    ]
+    body = {"model": "echo", "messages": messages, "stream": False, "options": {"num_ctx": 2048}}
+    seen = post(srv, "/api/chat", body).json()["message"]["content"]
+    assert "Be brief." in seen and "second question" in seen
+    assert "first" not in seen and "ok" in seen
+    refused = post(srv, "/api/chat", dict(body, messages=messages[:2], truncate=False))
+    assert refused.status_code == 400

@@ -275,7 +275,7 @@ def test_stop_strings_cut_the_answer(srv: OllamaServer) -> None:
     )
 
 
-def test_num_ctx_keeps_the_end_of_the_prompt(srv: OllamaServer) -> None:
+def test_num_ctx_keeps_num_keep_tokens_then_the_end_of_the_prompt(srv: OllamaServer) -> None:
     prompt = " ".join(f"w{i}" for i in range(50))
     final = generate(srv, model="reasoner", prompt=prompt, options={"num_ctx": 8})[-1]
     assert final["prompt_eval_count"] == 8
@@ -285,7 +285,20 @@ def test_num_ctx_keeps_the_end_of_the_prompt(srv: OllamaServer) -> None:
     long_prompt = " ".join(f"w{i}" for i in range(2100))
     echo = generate(srv, model="echo", prompt=long_prompt, options={"num_ctx": 8}, stream=False)[0]
     assert echo["prompt_eval_count"] == 2048
-    assert echo["response"].startswith("Echo:  w") and echo["response"].endswith("<|assistant|>")
+    # like Ollama's runner: the first num_keep (4) tokens stay, what follows them goes
+    assert echo["response"].startswith("Echo: <|user| w62 w63")
+    assert echo["response"].endswith("<|assistant|>")
+    options = {"num_ctx": 8, "num_keep": 0}
+    kept = generate(srv, model="echo", prompt=long_prompt, options=options, stream=False)
+    assert kept[0]["response"].startswith("Echo:  w")
+
+
+def test_truncate_false_refuses_an_over_long_prompt(srv: OllamaServer) -> None:
+    prompt = " ".join(f"w{i}" for i in range(50))
+    body = {"model": "reasoner", "prompt": prompt, "options": {"num_ctx": 8}, "truncate": False}
+    reply = post(srv, "/api/generate", body)
+    assert reply.status_code == 400
+    assert reply.json() == {"error": "the input length exceeds the context length"}
 
 
 def test_format_json_wraps_the_answer(srv: OllamaServer) -> None:

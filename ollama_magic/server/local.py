@@ -1,0 +1,29 @@
+"""The models the package serves when nobody configures anything: SmolLM2 when installed, then
+the scripted models. The demo, ``./dev lab`` and the tutorial notebooks all start this set."""
+
+from __future__ import annotations
+
+from .engine import Engine
+from .scripted import ScriptedEngine
+
+
+def local_engines() -> tuple[list[Engine], str | None]:
+    """The engines, and why SmolLM2 is missing (``None`` when it is served).
+
+    Building the list loads nothing: llama.cpp reads the GGUF at the first request.
+    """
+    from . import llama
+
+    engines: list[Engine] = []
+    missing: str | None = None
+    if not llama.llama_available():
+        missing = "llama-cpp-python is not installed"
+    else:
+        try:
+            llama.default_gguf_path()
+        except FileNotFoundError as exc:
+            missing = str(exc)
+        else:
+            engines.append(llama.LlamaEngine())
+    engines.append(ScriptedEngine())
+    return engines, missing
