@@ -400,6 +400,14 @@ def close_tree(widget: w.Widget) -> None:
     widget.close()
 
 
+def close_parts(app: w.Box) -> None:
+    """Close what an app is made of (its children, their layouts, its own layout); the app's
+    ``close`` then closes the app itself."""
+    for child in app.children:
+        close_tree(child)
+    app.layout.close()
+
+
 def hide(widget: w.DOMWidget, hidden: bool = True) -> None:
     widget.layout.display = "none" if hidden else None
 

@@ -14,6 +14,7 @@ from ._base import (
     AnswerView,
     Connection,
     Generation,
+    close_parts,
     close_tree,
     message_html,
     model_options,
@@ -257,9 +258,7 @@ class Compare(w.VBox):
 
     def close(self) -> None:
         self.stop()
-        for child in self.children:
-            close_tree(child)
-        self.layout.close()
+        close_parts(self)
         super().close()
 
     # -- internals -------------------------------------------------------------------------

@@ -22,7 +22,7 @@ from ..progress import Progress
 from ._base import (
     Connection,
     Stopper,
-    close_tree,
+    close_parts,
     hide,
     message_html,
     safely,
@@ -341,9 +341,7 @@ class ModelManager(w.VBox):
         watcher = getattr(self, "_watcher", None)  # (close runs on garbage collection too)
         if watcher is not None and watcher.is_alive() and watcher is not threading.current_thread():
             watcher.join(timeout=5)
-        for child in self.children:
-            close_tree(child)
-        self.layout.close()
+        close_parts(self)
         super().close()
 
     def connection_url(self) -> str:

@@ -11,7 +11,7 @@ from ._base import (
     AnswerView,
     Connection,
     Generation,
-    close_tree,
+    close_parts,
     message_html,
     model_options,
     safely,
@@ -268,9 +268,7 @@ class Playground(w.VBox):
     def close(self) -> None:
         """Stop any generation, then close the widgets."""
         self.stop()
-        for child in self.children:
-            close_tree(child)
-        self.layout.close()
+        close_parts(self)
         super().close()
 
     # -- internals -------------------------------------------------------------------------
