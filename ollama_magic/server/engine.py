@@ -9,7 +9,7 @@ exist: scripted deterministic models (``scripted.py``) and a real GGUF model thr
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol, Union
@@ -103,6 +103,51 @@ class Fail:
 
     message: str
     status: int = 500
+
+
+#: Ollama's answer to an over-long prompt sent with ``truncate: false`` (HTTP 400).
+PROMPT_TOO_LONG = "the input length exceeds the context length"
+
+
+def num_keep(options: dict[str, Any], num_ctx: int) -> int:
+    """How many leading tokens a cut or a context shift keeps (``num_keep``, default 4)."""
+    keep = options.get("num_keep", 4)
+    keep = keep if isinstance(keep, int) and not isinstance(keep, bool) else 4
+    return min(max(keep, 0), num_ctx - 1)
+
+
+def cut_prompt(ids: list[int], num_ctx: int, keep: int) -> list[int]:
+    """Ollama's runner on an over-long prompt: keep the first ``keep`` tokens and drop what
+    follows them until the rest fits ``num_ctx``.
+
+    >>> cut_prompt(list(range(10)), 6, 2)
+    [0, 1, 6, 7, 8, 9]
+    """
+    if len(ids) <= num_ctx:
+        return ids
+    return ids[:keep] + ids[keep + len(ids) - num_ctx :]
+
+
+def answer_limit(num_predict: int, num_ctx: int) -> int:
+    """``num_predict``, or Ollama's cap of 10 × ``num_ctx`` tokens for an open-ended answer."""
+    return 10 * num_ctx if num_predict < 0 else num_predict
+
+
+def fit_conversation(
+    messages: tuple[dict[str, Any], ...],
+    encode: Callable[[tuple[dict[str, Any], ...]], list[int]],
+    num_ctx: int,
+) -> list[int]:
+    """Ollama's ``chatPrompt``: the tokens of the conversation, dropping its oldest messages
+    (never a system message or the last one) until it fits ``num_ctx``; what still does not
+    fit is the runner's to cut."""
+    ids = encode(messages)
+    system = tuple(m for m in messages if m.get("role") == "system")
+    for start in range(1, len(messages)):
+        if len(ids) <= num_ctx:
+            break
+        ids = encode(system + tuple(m for m in messages[start:] if m.get("role") != "system"))
+    return ids
 
 
 @dataclass(frozen=True)

@@ -45,6 +45,7 @@ and the model answers plainly. A ``format`` wins over the think grammar.
 from __future__ import annotations
 
 import codecs
+import functools
 import hashlib
 import importlib.util
 import json
@@ -61,11 +62,25 @@ from typing import TYPE_CHECKING, Any
 
 from ..thinking import ANSWER, ReasoningSplitter
 from ..thinking import Event as ReasoningEvent
-from .engine import ChatJob, Done, Event, Fail, GenerateJob, ModelCard, Token
+from .engine import (
+    PROMPT_TOO_LONG,
+    ChatJob,
+    Done,
+    Event,
+    Fail,
+    GenerateJob,
+    ModelCard,
+    Token,
+    answer_limit,
+    cut_prompt,
+    fit_conversation,
+    num_keep,
+)
 from .gguf import GGUFHeader, file_sha256, human_number, read_header
 from .stops import StopFilter
 
 if TYPE_CHECKING:
+    import jinja2
     from llama_cpp import Llama, LlamaGrammar
 
 __all__ = [
@@ -520,8 +535,7 @@ class _Prompt:
     """Turns a job into prompt tokens for a loaded model."""
 
     keeps_context = False
-    truncate = True  # the request's ``truncate``: cut an over-long prompt instead of a 400
-    shift = True  # the request's ``shift``: a full window drops half its middle and goes on
+    job: GenerateJob | ChatJob  # its ``truncate`` and ``shift`` apply to the whole run
 
     def tokens(self, llm: Llama, template: str | None) -> list[int]:
         """Prompt tokens; ``template`` is the GGUF's Jinja chat template (None if it has none)."""
@@ -532,7 +546,6 @@ class _GeneratePrompt(_Prompt):
     def __init__(self, job: GenerateJob) -> None:
         self.job = job
         self.keeps_context = not job.raw
-        self.truncate, self.shift = job.truncate, job.shift
 
     def tokens(self, llm: Llama, template: str | None) -> list[int]:
         job = self.job
@@ -561,22 +574,14 @@ class _ChatPrompt(_Prompt):
     def __init__(self, job: ChatJob, *, go_template: bool = False) -> None:
         self.job = job
         self.go_template = go_template  # the card's template is Go syntax (a created model's)
-        self.truncate, self.shift = job.truncate, job.shift
 
     def tokens(self, llm: Llama, template: str | None) -> list[int]:
-        """Like Ollama's ``chatPrompt``: drop the oldest messages (never a system message or the
-        last one) until the conversation fits the window; the runner cuts what still does not."""
-        messages = self.job.messages
-        tokens = self._tokens(llm, template, messages)
-        if not self.truncate or len(tokens) <= llm.n_ctx():
-            return tokens
-        system = tuple(m for m in messages if m.get("role") == "system")
-        for start in range(1, len(messages)):
-            rest = tuple(m for m in messages[start:] if m.get("role") != "system")
-            tokens = self._tokens(llm, template, system + rest)
-            if len(tokens) <= llm.n_ctx():
-                break
-        return tokens
+        """Like Ollama's ``chatPrompt`` (see :func:`~.engine.fit_conversation`)."""
+        if not self.job.truncate:
+            return self._tokens(llm, template, self.job.messages)
+        return fit_conversation(
+            self.job.messages, lambda messages: self._tokens(llm, template, messages), llm.n_ctx()
+        )
 
     def _tokens(
         self, llm: Llama, template: str | None, messages: tuple[dict[str, Any], ...]
@@ -628,18 +633,9 @@ def _render_jinja(
 ) -> str:
     """A GGUF chat template (Jinja, as Hugging Face renders it) with the generation prompt."""
     import jinja2
-    from jinja2.sandbox import ImmutableSandboxedEnvironment
 
-    def raise_exception(message: str) -> None:
-        raise _BadRequest(f"chat template: {message}")
-
-    environment = ImmutableSandboxedEnvironment(
-        trim_blocks=True, lstrip_blocks=True, extensions=["jinja2.ext.loopcontrols"]
-    )
-    environment.globals["raise_exception"] = raise_exception
-    environment.globals["strftime_now"] = lambda fmt: datetime.now().strftime(fmt)
     try:
-        return environment.from_string(template).render(
+        return _jinja_template(template).render(
             messages=messages,
             tools=tools,
             add_generation_prompt=True,
@@ -648,6 +644,23 @@ def _render_jinja(
         )
     except jinja2.TemplateError as error:
         raise _BadRequest(f"chat template: {error}") from error
+
+
+@functools.lru_cache(maxsize=8)
+def _jinja_template(template: str) -> jinja2.Template:
+    """A chat template compiled once: a long chat is rendered again for each message dropped."""
+    from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+    environment = ImmutableSandboxedEnvironment(
+        trim_blocks=True, lstrip_blocks=True, extensions=["jinja2.ext.loopcontrols"]
+    )
+    environment.globals["raise_exception"] = _raise_from_template
+    environment.globals["strftime_now"] = lambda fmt: datetime.now().strftime(fmt)
+    return environment.from_string(template)
+
+
+def _raise_from_template(message: str) -> None:
+    raise _BadRequest(f"chat template: {message}")
 
 
 def _special_text(llm: Llama, token: int) -> str:
@@ -767,19 +780,14 @@ class _Generation:
             return Fail(str(error), status=400)
         if not prompt_tokens:
             return Fail("the prompt is empty after tokenization", status=400)
-        keep = max(0, min(int(self.options.get("num_keep", 4)), self.n_ctx - 1))
-        if len(prompt_tokens) > self.n_ctx:
-            if not self.prompt.truncate:
-                return Fail("the input length exceeds the context length", status=400)
-            # Ollama's runner: keep the first num_keep tokens, drop what follows until it fits.
-            cut = len(prompt_tokens) - self.n_ctx
-            prompt_tokens = prompt_tokens[:keep] + prompt_tokens[keep + cut :]
+        keep = num_keep(self.options, self.n_ctx)
+        if len(prompt_tokens) > self.n_ctx and not self.prompt.job.truncate:
+            return Fail(PROMPT_TOO_LONG, status=400)
+        prompt_tokens = cut_prompt(prompt_tokens, self.n_ctx, keep)
         num_predict = int(self.options.get("num_predict") or -1)
-        if self.prompt.shift:  # unbounded like Ollama, but a runaway model still ends
-            limit = num_predict if num_predict > 0 else 10 * self.n_ctx  # as Ollama caps it
-        else:
-            room = self.n_ctx - len(prompt_tokens)
-            limit = min(num_predict, room) if num_predict > 0 else room
+        limit = answer_limit(num_predict, self.n_ctx)
+        if not self.prompt.job.shift:  # a full window ends the answer
+            limit = min(limit, self.n_ctx - len(prompt_tokens))
         stops = self.options.get("stop") or []
         stops = [stops] if isinstance(stops, str) else [s for s in stops if s]
         seed = self.options.get("seed")
@@ -801,9 +809,9 @@ class _Generation:
         prompt_ns = eval_ns = 0  # time inside llama.cpp only, not while the consumer reads
         try:
             while len(generated) < limit:
-                if generated and llm.n_tokens >= self.n_ctx:  # no slot for the pending token
-                    if not self.prompt.shift:
-                        break
+                # No slot left for the pending token: shift. (With shift off, the limit has
+                # ended the answer before the window filled.)
+                if generated and llm.n_tokens >= self.n_ctx:
                     tokens_in.close()
                     tokens_in = self._shifted(keep, generated[-1], grammar)
                 start = time.perf_counter_ns()
@@ -841,7 +849,6 @@ class _Generation:
             eval_duration=eval_ns,
             context=context,
         )
-
 
     def _shifted(self, keep: int, pending: int, grammar: LlamaGrammar | None) -> Iterator[int]:
         """Ollama's context shift: drop half the window after the first ``keep`` tokens and

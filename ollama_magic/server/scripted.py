@@ -35,7 +35,22 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from . import tokenizer
-from .engine import ChatJob, Done, Drop, Event, Fail, GenerateJob, ModelCard, Pause, Token
+from .engine import (
+    PROMPT_TOO_LONG,
+    ChatJob,
+    Done,
+    Drop,
+    Event,
+    Fail,
+    GenerateJob,
+    ModelCard,
+    Pause,
+    Token,
+    answer_limit,
+    cut_prompt,
+    fit_conversation,
+    num_keep,
+)
 from .prompting import render_chat, render_generate, think_on
 from .scheduler import DEFAULT_NUM_CTX
 from .schema import synthesize
@@ -338,34 +353,21 @@ def _token(kind: str, text: str, wire_split: int) -> Token:
     return Token(response=text, wire_split=wire_split)
 
 
-TOO_LONG = "the input length exceeds the context length"
-
-
 def _num_ctx(options: dict[str, Any]) -> int:
     num_ctx = options.get("num_ctx", DEFAULT_NUM_CTX)
     return num_ctx if isinstance(num_ctx, int) and num_ctx > 0 else DEFAULT_NUM_CTX
 
 
-def _fits(ids: list[int], options: dict[str, Any]) -> bool:
-    return len(ids) <= _num_ctx(options)
-
-
 def _cut(ids: list[int], options: dict[str, Any]) -> list[int]:
-    """Ollama's runner on an over-long prompt: keep the first ``num_keep`` tokens (default 4)
-    and drop what follows them until the rest fits ``num_ctx``."""
     num_ctx = _num_ctx(options)
-    if len(ids) <= num_ctx:
-        return ids
-    keep = options.get("num_keep", 4)
-    keep = min(max(keep if isinstance(keep, int) else 4, 0), num_ctx - 1)
-    return ids[:keep] + ids[keep + len(ids) - num_ctx :]
+    return cut_prompt(ids, num_ctx, num_keep(options, num_ctx))
 
 
-def _limit(options: dict[str, Any], num_ctx: int) -> int | None:
+def _limit(options: dict[str, Any]) -> int:
     value = options.get("num_predict")
     if not isinstance(value, int) or isinstance(value, bool):
         value = -1
-    return 10 * num_ctx if value < 0 else value
+    return answer_limit(value, _num_ctx(options))
 
 
 def _stream(
@@ -459,26 +461,24 @@ class ScriptedEngine:
         started = time.perf_counter_ns()
         prefix = tokenizer.decode(job.context) if job.context else ""
         ids = tokenizer.encode(prefix + render_generate(job))
-        if not job.truncate and not _fits(ids, job.options):
-            return iter([Fail(TOO_LONG, status=400)])
+        if not job.truncate and len(ids) > _num_ctx(job.options):
+            return iter([Fail(PROMPT_TOO_LONG, status=400)])
         prompt_ids = _cut(ids, job.options)
         seen = self._seen(job.card, prompt_ids, job.prompt, job.think, job.images, job.options)
         return self._run(job.card, seen, prompt_ids, job.format, job.options, started, raw=job.raw)
 
     def chat(self, job: ChatJob) -> Iterator[Event]:
         started = time.perf_counter_ns()
-        ids = tokenizer.encode(render_chat(job))
-        if not _fits(ids, job.options):
-            if not job.truncate:
-                return iter([Fail(TOO_LONG, status=400)])
-            # Ollama's chatPrompt: drop the oldest messages (never a system message or the last
-            # one) until the conversation fits; the runner cuts what still does not.
-            system = tuple(m for m in job.messages if m.get("role") == "system")
-            for start in range(1, len(job.messages)):
-                rest = tuple(m for m in job.messages[start:] if m.get("role") != "system")
-                ids = tokenizer.encode(render_chat(replace(job, messages=system + rest)))
-                if _fits(ids, job.options):
-                    break
+        def encode(messages: tuple[dict[str, Any], ...]) -> list[int]:
+            return tokenizer.encode(render_chat(replace(job, messages=messages)))
+
+        num_ctx = _num_ctx(job.options)
+        if job.truncate:
+            ids = fit_conversation(job.messages, encode, num_ctx)
+        else:
+            ids = encode(job.messages)
+            if len(ids) > num_ctx:
+                return iter([Fail(PROMPT_TOO_LONG, status=400)])
         prompt_ids = _cut(ids, job.options)
         last_user: dict[str, Any] = next(
             (m for m in reversed(job.messages) if m.get("role") == "user"), {}
@@ -545,13 +545,12 @@ class ScriptedEngine:
         script = model.script(seen)
         pieces = self._pieces(script, fmt, chat=chat)
         prompt_ns = max(1, time.perf_counter_ns() - started)
-        num_ctx = options.get("num_ctx", DEFAULT_NUM_CTX)
         delay = options.get("scripted_delay", model.delay)
         generated: list[int] = []
         eval_started = time.perf_counter_ns()
         reason = yield from _stream(
             pieces,
-            limit=_limit(options, num_ctx if isinstance(num_ctx, int) else DEFAULT_NUM_CTX),
+            limit=_limit(options),
             stops=options.get("stop") or [],
             delay=delay if isinstance(delay, (int, float)) and not isinstance(delay, bool) else 0,
             wire_split=model.wire_split,
