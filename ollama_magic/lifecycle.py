@@ -35,6 +35,14 @@ def list_models(client: OllamaClient) -> ModelList:
     return ModelList(client.tags())
 
 
+def installed(client: OllamaClient) -> list[dict[str, Any]]:
+    """``/api/tags`` or nothing: for the names a message suggests, which must not fail itself."""
+    try:
+        return client.tags()
+    except OllamaError:
+        return []
+
+
 def loaded(client: OllamaClient) -> LoadedList:
     return LoadedList(list((client.call("GET", "/api/ps") or {}).get("models", [])))
 

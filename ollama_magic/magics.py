@@ -130,7 +130,7 @@ class OllamaMagics(Magics):
         except ValueError:
             return []
         with closing(client):
-            return ModelList(_tags(client)).names
+            return ModelList(lifecycle.installed(client)).names
 
     @no_var_expand
     @line_cell_magic
@@ -252,13 +252,13 @@ class OllamaMagics(Magics):
         if body.get("images") or any(m.get("images") for m in body.get("messages", [])):
             caps = lifecycle.capabilities(client, model)
             if caps is not None and "vision" not in caps:
-                raise UsageError(lacking(model, "vision", _tags(client)))
+                raise UsageError(lacking(model, "vision", lifecycle.installed(client)))
         result, error = run(client, path, body, self._sink(call), pieces)
         note = attach_data(result, call.schema_model) if "format" in body else None
         if call.out:
             self.shell.user_ns[call.out] = result
         kept = f" and in {call.out}" if call.out else ""
-        problem = outcome(result, error, lambda: _tags(client), kept=kept)
+        problem = outcome(result, error, lambda: lifecycle.installed(client), kept=kept)
         if problem is None and note:
             print(note)
         return result, problem
@@ -292,7 +292,7 @@ class OllamaMagics(Magics):
     def _not_installed(self, error: ModelNotFound, pull: bool) -> str:
         """The missing model, the closest installed names and (when it helps) the pull hint."""
         with closing(self._client(error.url)) as client:
-            names = ModelList(_tags(client)).names
+            names = ModelList(lifecycle.installed(client)).names
         return not_installed(error.model, error.url, names, pull=pull)
 
     def _cmd_help(self, args: Any) -> None:
@@ -534,26 +534,22 @@ class OllamaMagics(Magics):
             "timeout": self.timeout,
             "connect_timeout": self.connect_timeout,
         }
+        defaults = {  # what %config OllamaMagics sets, as the apps' starting values
+            "system": self.system,
+            "keep_alive": self.keep_alive,
+            "think": self.think,
+            "options": dict(self.options),
+        }
         app: Any
         if args.app == "models":
             app = widgets.ModelManager(**common)
         elif args.app == "compare":
-            app = widgets.Compare(
-                args.model or None,
-                system=self.system,
-                keep_alive=self.keep_alive,
-                think=self.think,
-                options=dict(self.options),
-                **common,
-            )
+            app = widgets.Compare(args.model or None, **defaults, **common)
         else:
             app = widgets.Playground(
                 args.model[0] if args.model else self.model or None,
-                system=self.system,
-                keep_alive=self.keep_alive,
-                think=self.think,
-                options=dict(self.options),
                 show_thinking=self.show_thinking,
+                **defaults,
                 **common,
             )
         self._bind(args, app)
@@ -596,13 +592,6 @@ def _as_array(vectors: Any) -> Any:
     except ImportError:
         return vectors
     return numpy.asarray(vectors, dtype=numpy.float32)
-
-
-def _tags(client: OllamaClient) -> list[dict[str, Any]]:
-    try:
-        return client.tags()
-    except OllamaError:
-        return []
 
 
 OllamaMagics.ollama.__doc__ = (

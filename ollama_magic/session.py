@@ -38,14 +38,22 @@ def run(
     body: dict[str, Any],
     sink: Sink,
     pieces: Pieces = generate_pieces,
+    *,
+    stopped: Callable[[], str | None] | None = None,
 ) -> tuple[GenerationResult, OllamaError | None]:
-    """Stream one request into ``sink``; return the result (partial on failure) and any error."""
+    """Stream one request into ``sink``; return the result (partial on failure) and any error.
+
+    ``stopped`` is for a stop from another thread (an app's Stop button closes the socket): when
+    it gives a reason, the cut stream counts as an interruption with that reason, as a Ctrl-C
+    does, not as an error.
+    """
     splitter = ReasoningSplitter()
     text = SplitText()
     raw = TextBuffer()
     final: dict[str, Any] | None = None
     error: OllamaError | None = None
     stopped_by = None
+    stop_reason = "interrupted by the user"
     received = False
     stream: Stream | None = None
     try:
@@ -64,7 +72,11 @@ def run(
     except KeyboardInterrupt:
         stopped_by = INTERRUPTED
     except OllamaError as exc:
-        error, stopped_by = exc, ERROR
+        reason = stopped() if stopped is not None else None
+        if reason:
+            stopped_by, stop_reason = INTERRUPTED, reason
+        else:
+            error, stopped_by = exc, ERROR
     finally:
         if stream is not None:
             stream.close()
@@ -80,7 +92,7 @@ def run(
     )
     if stopped_by:
         result.done_reason = stopped_by
-        result.error = str(error) if error else "interrupted by the user"
+        result.error = str(error) if error else stop_reason
     if received:
         sink.finish(result)
     return result, error

@@ -17,10 +17,11 @@ from typing import Any
 
 import ipywidgets as w
 
+from .. import lifecycle
 from ..args import ArgsError
 from ..client import OllamaClient, Stream
 from ..errors import OllamaError
-from ..live import EMPTY, Bundle, LiveDisplay, Sink
+from ..live import EMPTY, Bundle, LiveDisplay
 from ..messages import describe, outcome
 from ..result import ERROR, INTERRUPTED, GenerationResult
 from ..session import attach_data, generate_pieces, run
@@ -80,14 +81,6 @@ def spawn(work: Callable[[], None], fail: Callable[[str], None], name: str) -> t
     thread = threading.Thread(target=body, name=name, daemon=True)
     thread.start()
     return thread
-
-
-def installed(client: Any) -> list[dict[str, Any]]:
-    """``/api/tags`` or nothing: for suggestions in a message, which must not fail itself."""
-    try:
-        return client.tags()
-    except OllamaError:
-        return []
 
 
 class Connection:
@@ -203,10 +196,6 @@ class OutputPublisher:
         self._emptied.clear()
         self._slots.clear()
 
-    def bundles(self) -> list[Bundle]:
-        """What the view shows, in order (empty slots left out)."""
-        return [entry["data"] for entry in self._view.outputs]
-
 
 class Stopper:
     """Lets the kernel's thread stop a worker's stream: at once if it is open, else the moment
@@ -226,6 +215,10 @@ class Stopper:
             stop_now = self.stopped
         if stop_now:
             stream.abort()
+
+    def reason(self) -> str | None:
+        """Why the stream ended early, for :func:`~ollama_magic.session.run`: the user's Stop."""
+        return STOPPED_BY_USER if self.stopped else None
 
     def stop(self) -> bool:
         """Stop; ``True`` when a stream was open (its reader ends within moments)."""
@@ -251,36 +244,6 @@ class _Tracked:
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._client, name)
-
-
-def mark_stopped(result: GenerationResult) -> None:
-    result.done_reason = INTERRUPTED
-    result.error = STOPPED_BY_USER
-
-
-class _StopAware:
-    """A sink that, when the user stopped the stream, shows the cut as a stop, not a failure.
-
-    Aborting the socket ends the stream early, which the session reports as a truncated
-    stream; the footer must read "interrupted", as it does after a Ctrl-C in a cell."""
-
-    def __init__(self, inner: Sink, stopper: Stopper) -> None:
-        self._inner = inner
-        self._stopper = stopper
-
-    def thinking(self, text: str) -> None:
-        self._inner.thinking(text)
-
-    def answer(self, text: str) -> None:
-        self._inner.answer(text)
-
-    def retract(self, reasoning: str) -> None:
-        self._inner.retract(reasoning)
-
-    def finish(self, result: GenerationResult) -> None:
-        if self._stopper.stopped and result.done_reason == ERROR:
-            mark_stopped(result)
-        self._inner.finish(result)
 
 
 #: Called once when a generation ends: its result, the message to show (or None), and whether
@@ -329,25 +292,24 @@ class Generation:
             # the app is free at once; the worker closes its stream the moment it opens.
             self.publisher.mute()
             result = GenerationResult(str(self.body.get("model", "")), request=self.body)
-            mark_stopped(result)
-            self._end(result, "Stopped before the model sent anything.", False)
+            result.done_reason, result.error = INTERRUPTED, STOPPED_BY_USER
+            self._end(result, outcome(result, None, list, stopped="Stopped"), False)
 
     def wait(self, timeout: float | None = None) -> bool:
         return self.done.wait(timeout)
 
     def _work(self) -> None:
         with closing(self.connection.client()) as client:
-            sink = _StopAware(
-                LiveDisplay(self.publisher, show_thinking=self.show_thinking), self.stopper
-            )
             result, error = run(
-                self.stopper.track(client), "/api/generate", self.body, sink, generate_pieces
+                self.stopper.track(client),
+                "/api/generate",
+                self.body,
+                LiveDisplay(self.publisher, show_thinking=self.show_thinking),
+                generate_pieces,
+                stopped=self.stopper.reason,
             )
-            if self.stopper.stopped and result.done_reason in (ERROR, INTERRUPTED):
-                mark_stopped(result)  # (the sink did, unless nothing had arrived)
-                error = None  # the cut stream was the user's doing
             note = attach_data(result) if "format" in self.body else None
-            problem = outcome(result, error, lambda: installed(client), stopped="Stopped")
+            problem = outcome(result, error, lambda: lifecycle.installed(client), stopped="Stopped")
             self._end(result, problem or note, error is not None)
 
     def _failed(self, text: str) -> None:

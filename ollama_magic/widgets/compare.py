@@ -281,7 +281,7 @@ class Compare(w.VBox):
             if column.job is not None and column.job not in started:
                 column.message.value = message_html("Not run: stopped before its turn.")
         labels = [c.label for c in self.columns]
-        results = [c.job.result if c.job is not None else None for c in self.columns]
+        results = self.results
         if any(r is not None and (r.answer or r.eval_count) for r in results):
             self.chart.value = chart_html(compare_metrics(labels, results))
         if self._stopping:
@@ -295,8 +295,7 @@ class Compare(w.VBox):
 
     def _layout(self) -> None:
         self.row.children = tuple(c.box for c in self.columns)
-        self.add_button.disabled = len(self.columns) >= MAX_COLUMNS
-        self.remove_button.disabled = len(self.columns) <= MIN_COLUMNS
+        self._busy(self.running)
 
     def _busy(self, busy: bool) -> None:
         self.run_button.disabled = busy

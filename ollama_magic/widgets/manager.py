@@ -206,7 +206,13 @@ class ModelManager(w.VBox):
             self.loaded.value = shown
 
     def _watch(self) -> None:
-        """Refresh the loaded list while the app is open; a failure shows where the list was."""
+        """Refresh the loaded list while the app is open; a failure shows where the list was.
+
+        The watcher is one thread for the app's life, so it keeps one client (one connection)."""
+        with closing(self.connection.client(quick=True)) as client:
+            self._watch_with(client)
+
+    def _watch_with(self, client: Any) -> None:
         while not self._closed.wait(self.interval):
             if not self.live.value:
                 continue
@@ -219,7 +225,7 @@ class ModelManager(w.VBox):
                 )
                 continue
             try:
-                self.refresh_loaded()
+                self._refresh_loaded(client)
             except Exception as exc:
                 self.loaded.value = message_html(short_error(exc), "error")
 

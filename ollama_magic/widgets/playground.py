@@ -195,12 +195,12 @@ class Playground(w.VBox):
     def set(self, **values: Any) -> None:
         """Set controls by name (``model``, ``prompt``, ``temperature``…; ``None`` unsets an
         option)."""
-        known = ("model", "prompt", "system", *CONTROL_OPTIONS, "keep_alive", "think", "format")
+        known = ("model", *(s for s in SETTINGS if s not in ("options", "show_thinking")))
         settings_from(values, known, "Playground.set")
         for key, value in values.items():
             if key == "model":
-                set_options(self.model_picker, model_options(self.model_picker.options, [value]))
-                self.model_picker.value = value
+                options = model_options(self.model_picker.options, [value])
+                set_options(self.model_picker, options, prefer=value)
             elif key in self.controls:
                 self.controls[key].set(value)
             elif key == "think":
