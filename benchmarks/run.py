@@ -114,7 +114,7 @@ def bench_display(kernel: Kernel, tokens: int, delay: float) -> dict[str, float]
     # the busiest one-second window, not just the average
     busiest = max(sum(1 for t in stamps if s <= t < s + 1.0) for s in stamps)
     first_words = next(
-        m["header"]["date"] for m in display if m["content"]["data"].get("text/markdown")
+        m["header"]["date"] for m in display if m["content"]["data"].get("text/html")
     )
     return {
         "first words after the cell starts ms (target <= 150)": (

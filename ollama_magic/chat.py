@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .args import DEFAULT_CONVERSATION as DEFAULT
-from .render import escape_markdown
+from .render import escape_text_html, html_bundle, markdown_html
 
 WARN_AT = 0.8  # share of num_ctx in use that triggers the warning
 
@@ -106,18 +106,20 @@ class Conversation:
             lines.append("(empty: the next %%ollama --chat cell starts it)")
         return "\n".join(lines)
 
-    def _repr_markdown_(self) -> str:
-        parts = [f"**{escape_markdown(self._title())}**"]
+    def _repr_html_(self) -> str:
+        """The conversation as the model will see it next: answers rendered like answers."""
+        parts = [f"<p><b>{escape_text_html(self._title())}</b></p>"]
         if self.system:
-            parts.append(f"*system:* {escape_markdown(self.system)}")
+            parts.append(f"<p><i>system:</i> {escape_text_html(self.system)}</p>")
         for turn in self.turns:
-            images = f" *({len(turn.images)} image(s))*" if turn.images else ""
-            parts.append(f"**you:**{images} {escape_markdown(turn.user)}")
-            quoted = "\n".join(f"> {line}" for line in escape_markdown(turn.answer).split("\n"))
-            parts.append(f"**{escape_markdown(turn.model)}:**\n\n{quoted}")
+            images = f" <i>({len(turn.images)} image(s))</i>" if turn.images else ""
+            parts.append(f"<p><b>you:</b>{images} {escape_text_html(turn.user)}</p>")
+            parts.append(f"<p><b>{escape_text_html(turn.model)}:</b></p>")
+            parts.append(f"<blockquote>{markdown_html(turn.answer)}</blockquote>")
         if not self.turns:
-            parts.append("*(empty: the next `%%ollama --chat` cell starts it)*")
-        return "\n\n".join(parts)
+            empty = "(empty: the next <code>%%ollama --chat</code> cell starts it)"
+            parts.append(f"<p><i>{empty}</i></p>")
+        return html_bundle(*parts)["text/html"]
 
 
 def context_warning(name: str, tokens: int | None, num_ctx: int | None) -> str | None:

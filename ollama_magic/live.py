@@ -11,7 +11,8 @@ The notebook view is built for three constraints at once:
   as an empty bundle and is emptied again at the end, and the final answer is displayed once as
   a new output. A saved notebook and a re-run both hold: empty slots (compared as nothing) and
   the same final rendering.
-* **Safe.** Only bundles from :mod:`ollama_magic.render`, which escapes model text, are shown.
+* **Safe.** Only bundles from :mod:`ollama_magic.render` are shown: model text is rendered to
+  HTML in the kernel and sanitized there, live pieces included.
 """
 
 from __future__ import annotations
@@ -24,9 +25,10 @@ from typing import Any, Protocol, TextIO
 
 from .progress import Progress
 from .render import (
-    escape_markdown,
     footer_text,
+    html_bundle,
     live_thinking_piece,
+    markdown_html,
     open_fence,
     result_bundle,
     thinking_block,
@@ -172,10 +174,10 @@ class LiveDisplay:
         show_thinking: bool = True,
         clock: Callable[[], float] = time.monotonic,
         interval: float = 0.055,
-        ratio: int = 5,
-        max_wait: float = 0.3,
-        slot_seconds: float = 1.5,
-        min_slot: int = 120,
+        ratio: int = 2,
+        max_wait: float = 0.4,
+        slot_seconds: float = 0.75,
+        min_slot: int = 60,
         max_slot: int = 2400,
     ) -> None:
         self._publisher = publisher
@@ -262,11 +264,13 @@ class LiveDisplay:
             if cut:
                 head, rest = self._tail[:cut], self._tail[cut:]
                 self._push(head)
-                fence = open_fence(head, self._fence) if self._kind == "answer" else None
+                fence = open_fence(self._source(head)) if self._kind == "answer" else None
                 self._tail = head
                 self._open_slot(self._kind, fence)
                 self._tail = rest
-                self._last_update = now + self._interval  # two messages went out
+                if rest:  # shown now: the next piece may be a while coming
+                    self._push(rest)
+                self._last_update = now + 2 * self._interval  # three messages went out
                 return
         self._push(self._tail)
         self._last_update = now
@@ -287,16 +291,16 @@ class LiveDisplay:
         slot = self._slots[-1]
         first = len(self._slots) == 1 or self._slots[-2].kind != slot.kind
         if slot.kind == "thinking":
-            markdown = thinking_block(text, live=True) if first else live_thinking_piece(text)
+            fragment = thinking_block(text, live=True) if first else live_thinking_piece(text)
         else:
-            source = f"{self._fence}\n{text}" if self._fence else text
-            markdown = escape_markdown(source)
-            closing = open_fence(source)
-            if closing:
-                markdown += f"\n{closing}"
-        self._publisher.update({"text/markdown": markdown}, slot.display_id)
+            fragment = markdown_html(self._source(text), highlight=False)
+        self._publisher.update(html_bundle(fragment, answer=False), slot.display_id)
         self._shown = len(text)
         self.updates += 1
+
+    def _source(self, text: str) -> str:
+        """A piece of the answer as Markdown: reopened inside the code block it continues."""
+        return f"{self._fence}\n{text}" if self._fence else text
 
     def _collapse_reasoning(self) -> None:
         """The answer has started: fold all reasoning into its first slot, closed."""
@@ -304,7 +308,7 @@ class LiveDisplay:
         if thinking_slots:
             first, *rest = thinking_slots
             block = thinking_block(self._reasoning.value(), live=False)
-            self._publisher.update({"text/markdown": block}, first.display_id)
+            self._publisher.update(html_bundle(block, answer=False), first.display_id)
             for slot in rest:
                 self._publisher.update(EMPTY, slot.display_id)
         self._kind, self._tail, self._shown = "collapsed", "", 0

@@ -1,96 +1,310 @@
-"""Text and mime bundles for answers, reasoning and stats. Pure: strings in, strings out.
+"""HTML and text bundles for answers, reasoning and stats. Pure: strings in, strings out.
 
-Model output is untrusted: it must never become live HTML in the page. Answers are Markdown (so
-lists, code and math render), with every ``<`` outside code turned into ``&lt;``; reasoning is
-HTML-escaped text. A reply containing ``<img onerror=...>`` therefore shows as text.
+Model output is untrusted, so the kernel decides exactly which HTML the page gets. Answers are
+parsed as CommonMark (markdown-it-py, the parser of MyST and Jupyter Book) with raw HTML off,
+rendered to HTML here, and passed through an allow-list sanitizer (nh3, the binding of Rust's
+ammonia) before they are shown as ``text/html``. No second Markdown parser in the front end gets
+a say, so none can disagree with ours about what is live. In that HTML:
+
+* raw HTML in model text is text;
+* links keep only ``http``, ``https`` and ``mailto`` targets; anything else stays text;
+* images are never loaded: ``![alt](url)`` becomes a link labelled ``[image: alt]``;
+* math (``$…$``, ``$$…$$``) is marked for MathJax, and everything else is marked to be skipped
+  by it, so a stray dollar never typesets; math that could make a link, load an extension or
+  style the page (``\\href``, ``\\require``, ``\\style``…) is shown as code instead;
+* code blocks are highlighted here with Pygments (an IPython dependency), coloured with
+  JupyterLab's own editor colours so they follow light and dark themes.
+
+Reasoning, chat history and every string a server sends are escaped text.
 """
 
 from __future__ import annotations
 
 import html
 import re
-from typing import TYPE_CHECKING
+from functools import lru_cache
+from typing import TYPE_CHECKING, Any
+
+import nh3
+from markdown_it import MarkdownIt
+from markdown_it.common.utils import escapeHtml
+from mdit_py_plugins.dollarmath import dollarmath_plugin
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from markdown_it.renderer import RendererHTML
+    from markdown_it.rules_core import StateCore
+    from markdown_it.token import Token
+    from markdown_it.utils import OptionsDict
+
     from .result import GenerationResult
 
-_FENCE = re.compile(r"^ {0,3}(`{3,}|~{3,})(.*)$")
-_CODE_SPAN = re.compile(r"(?<!`)(`+)(?!`)(.+?)(?<!`)\1(?!`)")
+Bundle = dict[str, str]
+
+# Links and images only ever point at these.
+_SAFE_URL = re.compile(r"(?i)^(?:https?:|mailto:)")
+# MathJax commands that make links, load code, or carry styles, classes or ids into the page.
+_RISKY_MATH = re.compile(r"\\(?:href|url|require|style|class|cssId|data|unicode|html|mmlToken)\b")
+# JupyterLab skips math outside elements of this class (MathJax 3's processHtmlClass) inside an
+# element of the ignore class, so only what our parser called math is typeset.
+_MATH_ON, _MATH_OFF = "mathjax_process", "mathjax_ignore"
+_LANGUAGE_CLASS = re.compile(r"^language-[\w+#.-]{1,40}$")
+
+_ALLOWED_TAGS = {
+    *("p", "br", "hr", "h1", "h2", "h3", "h4", "h5", "h6", "blockquote", "pre", "code"),
+    *("em", "strong", "del", "s", "sub", "sup", "a", "ul", "ol", "li", "span", "div"),
+    *("table", "thead", "tbody", "tr", "th", "td", "details", "summary"),
+}
+_ALLOWED_ATTRIBUTES = {
+    "a": {"href", "title"},
+    "ol": {"start"},
+    "th": {"style"},
+    "td": {"style"},
+    "span": {"class"},
+    "div": {"class"},
+    "code": {"class"},
+}
 
 
-def _fence_step(line: str, fence: str | None) -> str | None:
-    """The fence still open after ``line``, given the one open before it."""
-    match = _FENCE.match(line)
-    if fence is None:
-        if match and not (match.group(1)[0] == "`" and "`" in match.group(2)):
-            return match.group(1)
+def _allowed_attribute(tag: str, attribute: str, value: str) -> str | None:
+    """Classes only as this module writes them: a code block's language, code colours, math."""
+    if attribute != "class":
+        return value
+    if tag == "code":
+        return value if _LANGUAGE_CLASS.match(value) else None
+    return value if value == _MATH_ON or value in _CODE_CLASSES else None
+
+
+_CLEANER = nh3.Cleaner(
+    tags=_ALLOWED_TAGS,
+    attributes=_ALLOWED_ATTRIBUTES,
+    attribute_filter=_allowed_attribute,
+    url_schemes={"http", "https", "mailto"},
+    link_rel="noopener noreferrer nofollow",
+    filter_style_properties={"text-align"},
+    strip_comments=True,
+)
+
+
+def sanitize(fragment: str) -> str:
+    """The allow-list pass every HTML fragment made from model text goes through last."""
+    return _CLEANER.clean(fragment)
+
+
+# Pygments token types to short classes, coloured with JupyterLab's editor colours (CSS
+# variables of its light and dark themes; elsewhere they are undefined and code keeps the text
+# colour). Classes keep a highlighted answer small; the rules go out once, with the answer.
+_TOKEN_CLASSES = (
+    ("Comment", "c", "comment", "font-style:italic"),
+    ("Keyword", "k", "keyword", "font-weight:bold"),
+    ("Operator.Word", "k", "keyword", "font-weight:bold"),
+    ("Operator", "o", "operator", ""),
+    ("Name.Builtin", "b", "builtin", ""),
+    ("Name.Function", "d", "def", ""),
+    ("Name.Class", "d", "def", ""),
+    ("Name.Decorator", "m", "meta", ""),
+    ("Name.Tag", "t", "tag", ""),
+    ("Name.Attribute", "a", "attribute", ""),
+    ("Literal.String", "s", "string", ""),
+    ("Literal.Number", "n", "number", ""),
+    ("Punctuation", "p", "punctuation", ""),
+    ("Generic.Heading", "h", "header", ""),
+    ("Error", "e", "error", ""),
+)
+_CODE_CLASSES = {f"om-{short}" for _, short, _, _ in _TOKEN_CLASSES}
+CODE_STYLE = "<style>{}</style>".format(
+    "".join(
+        f".om-answer .om-{short}{{color:var(--jp-mirror-editor-{colour}-color)"
+        f"{';' + extra if extra else ''}}}"
+        for name, short, colour, extra in _TOKEN_CLASSES
+        if name != "Operator.Word" and name != "Name.Class"
+    )
+)
+
+
+@lru_cache(maxsize=256)
+def _token_class(token_type: Any) -> str:
+    from pygments.token import string_to_tokentype
+
+    for name, short, _, _ in _TOKEN_CLASSES:
+        if token_type in string_to_tokentype(name):
+            return f"om-{short}"
+    return ""
+
+
+@lru_cache(maxsize=64)
+def _lexer(language: str) -> Any:
+    from pygments.lexers import get_lexer_by_name
+    from pygments.util import ClassNotFound
+
+    try:
+        return get_lexer_by_name(language, stripnl=False, ensurenl=False)
+    except ClassNotFound:
         return None
-    closes = match and match.group(1)[0] == fence[0] and len(match.group(1)) >= len(fence)
-    return None if closes and not match.group(2).strip() else fence
 
 
-def _escape_line(line: str) -> str:
-    if "<" not in line:
-        return line
-    out, start = [], 0
-    for span in _CODE_SPAN.finditer(line):
-        out.append(line[start : span.start()].replace("<", "&lt;"))
-        out.append(span.group(0))
-        start = span.end()
-    out.append(line[start:].replace("<", "&lt;"))
+def _highlight(code: str, language: str, _attrs: Any) -> str:
+    """Coloured spans for a fenced block of a language Pygments knows, else "" (plain)."""
+    lexer = _lexer(language.lower()) if language else None
+    if lexer is None:
+        return ""
+    out: list[str] = []
+    style, run = "", ""
+    for token_type, text in [*lexer.get_tokens(code), (None, "")]:
+        next_style = _token_class(token_type) if token_type is not None else ""
+        if next_style != style or token_type is None:
+            if run:
+                escaped = escapeHtml(run)
+                out.append(f'<span class="{style}">{escaped}</span>' if style else escaped)
+            style, run = next_style, ""
+        run += text
     return "".join(out)
 
 
-def escape_markdown(text: str) -> str:
-    """Make model text safe as Markdown: ``<`` outside code becomes ``&lt;``.
+def _validate_link(url: str) -> bool:
+    return bool(_SAFE_URL.match(url.strip()))
 
-    >>> escape_markdown("a <b>x</b> `<i>` end")
-    'a &lt;b>x&lt;/b> `<i>` end'
-    >>> escape_markdown("```html\\n<img src=x onerror=alert(1)>\\n```\\n<script>")
-    '```html\\n<img src=x onerror=alert(1)>\\n```\\n&lt;script>'
+
+def _image(
+    renderer: RendererHTML, tokens: Sequence[Token], idx: int, options: OptionsDict, env: Any
+) -> str:
+    """An image as a link to it, never an ``<img>``: loading it could send data anywhere."""
+    token = tokens[idx]
+    alt = renderer.renderInlineAsText(token.children or [], options, env)
+    label = escapeHtml(f"[image: {alt}]" if alt else "[image]")
+    src = escapeHtml(str(token.attrGet("src") or ""))
+    return f'<a href="{src}" title="image, not loaded">{label}</a>'
+
+
+def _math_rule(display: bool) -> Any:
+    """A render rule for one kind of math token: MathJax's delimiters inside a marked element."""
+    delimiter = "$$" if display else "$"
+
+    def render(
+        renderer: RendererHTML, tokens: Sequence[Token], idx: int, options: OptionsDict, env: Any
+    ) -> str:
+        content = tokens[idx].content.strip()
+        source = escapeHtml(f"{delimiter}{content}{delimiter}")
+        if _RISKY_MATH.search(content):
+            return f"<code>{source}</code>"
+        if tokens[idx].block:
+            return f'<div class="{_MATH_ON}">{source}</div>\n'
+        return f'<span class="{_MATH_ON}">{source}</span>'
+
+    return render
+
+
+def _unlink_unsafe(state: StateCore) -> None:
+    """Links whose target was refused (``[x]()``, say) keep their text and lose the link."""
+    for block in state.tokens:
+        depth_of_dropped: list[int] = []
+        for token in block.children or []:
+            if token.type == "link_open" and not _validate_link(str(token.attrGet("href") or "")):
+                depth_of_dropped.append(token.level)
+                token.type, token.tag, token.attrs, token.nesting = "text", "", {}, 0
+            elif token.type == "link_close" and depth_of_dropped and depth_of_dropped[-1] == (
+                token.level
+            ):
+                depth_of_dropped.pop()
+                token.type, token.tag, token.nesting = "text", "", 0
+
+
+def _parser(*, highlight: bool) -> MarkdownIt:
+    md = MarkdownIt(
+        "commonmark",
+        {
+            "html": False,
+            "linkify": False,
+            "typographer": False,
+            "highlight": _highlight if highlight else None,
+        },
+    )
+    md.enable(["table", "strikethrough"])
+    # Pandoc's rule (no space inside the dollars, no digit after), so "$5 and $6" is not math.
+    md.use(
+        dollarmath_plugin,
+        allow_space=False,
+        allow_digits=False,
+        allow_labels=False,
+        double_inline=True,
+    )
+    md.add_render_rule("math_inline", _math_rule(display=False))
+    md.add_render_rule("math_inline_double", _math_rule(display=True))
+    md.add_render_rule("math_block", _math_rule(display=True))
+    md.validateLink = _validate_link  # type: ignore[method-assign]
+    md.add_render_rule("image", _image)
+    md.core.ruler.push("unlink_unsafe", _unlink_unsafe)
+    return md
+
+
+# Live pieces skip highlighting: colours cost about as many bytes as the code, re-sent on every
+# update, and the finished answer (highlighted) replaces them a moment later.
+_MD, _MD_PLAIN = _parser(highlight=True), _parser(highlight=False)
+
+
+def markdown_html(text: str, *, highlight: bool = True) -> str:
+    """Model text as Markdown, rendered to sanitized HTML.
+
+    >>> markdown_html("**hi** <img src=x onerror=alert(1)>")
+    '<p><strong>hi</strong> &lt;img src=x onerror=alert(1)&gt;</p>\\n'
+    >>> markdown_html("[a](javascript:alert(1)) ![b](http://x.test/p.png)")
+    '<p>[a](javascript:alert(1)) <a href="http://x.test/p.png" \
+title="image, not loaded" rel="noopener noreferrer nofollow">[image: b]</a></p>\\n'
     """
-    if "<" not in text:
-        return text
-    fence: str | None = None
-    lines = text.split("\n")
-    for i, line in enumerate(lines):
-        if fence is None:
-            after = _fence_step(line, None)
-            if after is None:
-                lines[i] = _escape_line(line)
-            fence = after
-        else:
-            fence = _fence_step(line, fence)
-    return "\n".join(lines)
+    return sanitize((_MD if highlight else _MD_PLAIN).render(text))
 
 
-def open_fence(text: str, fence: str | None = None) -> str | None:
-    """The code fence (e.g. ``````` or ``~~~~``) that ``text`` ends inside, if any.
+def open_fence(source: str) -> str | None:
+    """The opening line of the code fence ``source`` ends inside, as the parser sees it.
 
-    >>> open_fence("x\\n```py\\ncode"), open_fence("```\\na\\n```\\n")
-    ('```', None)
+    A live view cut into pieces starts the next piece with it, so code stays code.
+
+    >>> open_fence("x\\n```py\\ncode"), open_fence("```\\na\\n```\\n"), open_fence("~~~~\\n```\\n")
+    ('```py', None, '~~~~')
     """
-    for line in text.split("\n"):
-        fence = _fence_step(line, fence)
-    return fence
+    if "```" not in source and "~~~" not in source:
+        return None
+    tokens = _MD_PLAIN.parse(source)
+    last = tokens[-1] if tokens else None
+    if last is None or last.type != "fence" or last.level != 0 or last.map is None:
+        return None
+    lines = source.split("\n")
+    start, end = last.map
+    closer = lines[end - 1].strip() if end - 1 > start and end - 1 < len(lines) else ""
+    marker = last.markup[0]
+    closed = len(closer) >= len(last.markup) and closer == marker * len(closer)
+    return None if closed else f"{last.markup}{last.info}"
 
 
 def escape_text_html(text: str) -> str:
-    """Escaped text with line breaks kept and no blank line (which would end an HTML block)."""
+    """Escaped text with line breaks kept."""
     return "<br>\n".join(html.escape(line, quote=False) for line in text.split("\n"))
 
 
+def html_bundle(*fragments: str, answer: bool = True) -> Bundle:
+    """A ``text/html`` output of trusted fragments, with MathJax off but for marked math.
+
+    ``answer`` marks it as a finished answer, for the code colours (live pieces have none).
+    """
+    classes = f"{_MATH_OFF} om-answer" if answer else _MATH_OFF
+    return {"text/html": f'<div class="{classes}">{"".join(fragments)}</div>'}
+
+
+_REASONING_STYLE = "opacity:0.65;font-size:0.92em"
+
+
 def thinking_block(text: str, *, live: bool) -> str:
-    """The reasoning as an HTML block inside Markdown: open while it streams, then collapsed."""
+    """The reasoning as escaped HTML: open while it streams, then collapsed."""
     body = escape_text_html(text.strip())
     if live:
         return (
-            '<div style="opacity:0.65;font-size:0.92em;border-left:3px solid #bbb;'
-            f'padding-left:0.6em"><b>Thinking…</b><br>\n{body}</div>'
+            f'<div style="{_REASONING_STYLE};border-left:3px solid #bbb;padding-left:0.6em">'
+            f"<b>Thinking…</b><br>\n{body}</div>"
         )
     return (
         f"<details><summary>Thinking ({_length(text)})</summary>\n"
-        f'<div style="opacity:0.65;font-size:0.92em">{body}</div>\n</details>'
+        f'<div style="{_REASONING_STYLE}">{body}</div>\n</details>'
     )
 
 
@@ -111,8 +325,8 @@ def _length(text: str) -> str:
 def live_thinking_piece(text: str) -> str:
     """A later slot of reasoning while it streams (no header)."""
     return (
-        '<div style="opacity:0.65;font-size:0.92em;border-left:3px solid #bbb;'
-        f'padding-left:0.6em">{escape_text_html(text)}</div>'
+        f'<div style="{_REASONING_STYLE};border-left:3px solid #bbb;padding-left:0.6em">'
+        f"{escape_text_html(text)}</div>"
     )
 
 
@@ -156,24 +370,30 @@ def footer_text(result: GenerationResult) -> str:
     return " · ".join(stats_parts(result))
 
 
-def result_bundle(result: GenerationResult, *, show_thinking: bool = True) -> dict[str, str]:
-    """The final rendering of a result: Markdown for notebooks, plain text for everything else."""
-    markdown: list[str] = []
+def answer_html(result: GenerationResult) -> str:
+    """The answer as sanitized HTML: Markdown, or a JSON code block for ``format`` answers."""
+    answer = result.answer.strip()
+    if not answer:
+        return ""
+    if result.request.get("format"):  # JSON reads best as a code block
+        ticks = "`" * max([3, *(len(run) + 1 for run in re.findall(r"`+", answer))])
+        return markdown_html(f"{ticks}json\n{answer}\n{ticks}")
+    return markdown_html(answer)
+
+
+def result_bundle(result: GenerationResult, *, show_thinking: bool = True) -> Bundle:
+    """The final rendering of a result: HTML for notebooks, plain text for everything else."""
+    fragments: list[str] = []
     plain: list[str] = []
     thinking = result.thinking.strip()
     if thinking and show_thinking:
-        markdown.append(thinking_block(thinking, live=False))
+        fragments.append(thinking_block(thinking, live=False))
         plain.append(f"<think>\n{thinking}\n</think>")
-    answer = result.answer.strip()
-    if answer and result.request.get("format"):  # JSON reads best as a code block
-        ticks = "`" * max([3, *(len(run) + 1 for run in re.findall(r"`+", answer))])
-        markdown.append(f"{ticks}json\n{answer}\n{ticks}")
-        plain.append(answer)
-    elif answer:
-        fence = open_fence(answer)  # a cut-off code block must not swallow the footer
-        markdown.append(escape_markdown(answer) + (f"\n{fence}" if fence else ""))
-        plain.append(answer)
+    answer = answer_html(result)
+    fragments.append(answer + (CODE_STYLE if '<span class="om-' in answer else ""))
+    if result.answer.strip():
+        plain.append(result.answer.strip())
     footer = footer_text(result)
-    markdown.append(f"<sub>{html.escape(footer, quote=False)}</sub>")
+    fragments.append(f"<sub>{html.escape(footer, quote=False)}</sub>")
     plain.append(f"[{footer}]")
-    return {"text/markdown": "\n\n".join(markdown), "text/plain": "\n\n".join(plain)}
+    return {**html_bundle(*fragments), "text/plain": "\n\n".join(plain)}

@@ -72,9 +72,9 @@ class CellRun:
             if m["msg_type"] in ("display_data", "execute_result")
         ]
 
-    def final_markdown(self) -> str:
+    def final_html(self) -> str:
         shown = [o for o in self.notebook_outputs() if o]
-        return shown[-1].get("text/markdown", "") if shown else ""
+        return shown[-1].get("text/html", "") if shown else ""
 
 
 class Kernel:

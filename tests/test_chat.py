@@ -56,8 +56,9 @@ def test_history_renders_as_text_and_escaped_markdown() -> None:
         "you: <b>hi</b>",
         "m: Hello <script>",
     ]
-    markdown = conversation._repr_markdown_()
-    assert "<script>" not in markdown and "&lt;script>" in markdown
+    shown = conversation._repr_html_()
+    assert "<script>" not in shown and "<b>hi" not in shown
+    assert "&lt;script&gt;" in shown and "&lt;b&gt;hi" in shown
     assert "empty" in repr(Conversation())
 
 

@@ -279,7 +279,7 @@ def test_image_on_a_model_without_vision_is_refused_before_generating(
     assert "use a model that has it: echo:latest" in text
     assert bodies(srv, "/api/generate") == []  # refused before generating
     run = kernel.run(f"%%ollama echo -i {image}\nWhat is this?")
-    assert run.ok and "[image 1: 6 bytes]" in run.final_markdown()
+    assert run.ok and "[image 1: 6 bytes]" in run.final_html()
 
 
 # -- chat ------------------------------------------------------------------------------------
@@ -289,7 +289,7 @@ def test_chat_remembers_answers_but_not_reasoning(kernel: Kernel, srv) -> None:
     kernel.run("%ollama reset --all")
     run = kernel.run("%%ollama --chat thinker -s 'Be brief.'\nWhat is a tide?")
     assert run.ok, run.error
-    assert "<details><summary>Thinking" in run.final_markdown()
+    assert "<details><summary>Thinking" in run.final_html()
     run = kernel.run("%%ollama --chat -o r\nAnd a wave?")
     assert run.ok, run.error
     first, second = bodies(srv, "/api/chat")
@@ -327,7 +327,7 @@ def test_named_conversations_history_and_reset(kernel: Kernel, srv) -> None:
         "you: Bonjour",
     ]
     assert "Hello" not in text
-    assert "**you:** Bonjour" in shown(run)[0]["text/markdown"]
+    assert "<b>you:</b> Bonjour" in shown(run)[0]["text/html"]
     assert kernel.run("%ollama reset fr").stdout == "Forgot conversation 'fr' (1 turn).\n"
     assert kernel.run("%ollama reset fr").stdout == "Conversation 'fr' was already empty.\n"
     assert kernel.value(f"len({magic('history')})") == 1  # the default one is untouched

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import json
 import re
 
@@ -98,7 +99,7 @@ def test_first_words_show_at_once() -> None:
     live.answer("Hello")
     assert [m[0] for m in rec.messages] == ["show", "update"]
     assert rec.messages[0][2] == {}
-    assert rec.messages[1][2] == {"text/markdown": "Hello"}
+    assert rec.messages[1][2] == {"text/html": '<div class="mathjax_ignore"><p>Hello</p>\n</div>'}
 
 
 def test_updates_are_throttled_to_20_a_second_at_any_rate() -> None:
@@ -127,9 +128,11 @@ def test_no_second_carries_more_than_20_messages_while_streaming() -> None:
 
 def test_display_bytes_grow_linearly() -> None:
     answer = long_answer(12_000)
-    for rate in (20, 60, 400):
+    # This answer is dense in code and escaped tags; at 20 tokens/s and below, each update
+    # re-sends a short slot, so its markup weighs more (README, Benchmarks).
+    for rate, bound in ((20, 12), (60, 10), (400, 10)):
         rec, _ = stream(answer, per_second=rate)
-        assert rec.bytes() <= 10 * len(answer), (rate, rec.bytes() / len(answer))
+        assert rec.bytes() <= bound * len(answer), (rate, rec.bytes() / len(answer))
     big = long_answer(48_000)
     rec_big, _ = stream(big, per_second=400)
     rec_small, _ = stream(answer, per_second=400)
@@ -157,13 +160,15 @@ def test_every_slot_starts_and_ends_empty() -> None:
         assert versions[0] == {} and versions[-1] == {}
 
 
-def test_live_slots_keep_code_fences_balanced() -> None:
-    rec, _ = stream(long_answer(), per_second=100)
-    for kind, _, bundle in rec.messages:
-        if kind == "update" and bundle:
-            text = bundle["text/markdown"]
-            fences = re.findall(r"^```", text, flags=re.M)
-            assert len(fences) % 2 == 0, text
+def test_a_slot_that_continues_a_code_block_shows_code() -> None:
+    answer = "Intro.\n\n```python\n" + "".join(f"print({i} < 2)\n" for i in range(300)) + "```\n"
+    rec, _ = stream(answer, per_second=100)
+    pieces = [b["text/html"] for k, _, b in rec.messages if k == "update" and b]
+    inside = [p for p in pieces if "print(" in p and "Intro" not in p]
+    assert len(inside) > 3  # the code block spans several slots
+    for piece in inside:
+        assert '<pre><code class="language-python">' in piece, piece
+        assert "<p>print" not in piece
 
 
 def test_live_view_shows_the_whole_answer_in_order() -> None:
@@ -175,22 +180,23 @@ def test_live_view_shows_the_whole_answer_in_order() -> None:
         live.answer(piece)
     clock.now += 1
     live.answer(" END")
-    shown = [b.get("text/markdown", "") for b in rec.notebook()]
-    joined = "".join(shown)
-    assert "END" in joined
-    assert re.sub(r"\s|`|&lt;|<", "", joined).startswith(re.sub(r"\s|`|<", "", answer)[:500])
+    shown = [b.get("text/html", "") for b in rec.notebook()]
+    joined = html.unescape(re.sub(r"<[^>]+>", "", "".join(shown)))
+    assert joined.rstrip().endswith("END")
+    sections = re.findall(r"Section (\d+)", joined)
+    assert sections == [str(n) for n in range(len(sections))] and len(sections) > 20
 
 
 def test_reasoning_collapses_when_the_answer_starts() -> None:
     rec, clock = Recorder(), Clock()
     live = LiveDisplay(rec, clock=clock)
     live.thinking("Considering <x> ")
-    first = rec.messages[-1][2]["text/markdown"]
+    first = rec.messages[-1][2]["text/html"]
     assert "Thinking…" in first and "&lt;x&gt;" in first
     clock.now += 1
     live.answer("Done.")
     collapsed = [b for k, _, b in rec.messages if k == "update" and "<details>" in str(b)]
-    assert collapsed and "Thinking (2 words)" in collapsed[-1]["text/markdown"]
+    assert collapsed and "Thinking (2 words)" in collapsed[-1]["text/html"]
 
 
 def test_retract_moves_the_answer_into_reasoning() -> None:
@@ -203,7 +209,7 @@ def test_retract_moves_the_answer_into_reasoning() -> None:
     live.answer("Hello!")
     live.finish(GenerationResult(model="m", thinking="I should greet.", answer="Hello!"))
     notebook = [b for b in rec.notebook() if b]
-    assert len(notebook) == 1 and "Hello!" in notebook[0]["text/markdown"]
+    assert len(notebook) == 1 and "Hello!" in notebook[0]["text/html"]
     assert flatten(rec.nbval()) == flatten(rec.notebook())
 
 

@@ -47,7 +47,7 @@ def test_streams_markdown_and_binds_the_result(kernel: Kernel, ollama) -> None:
     assert run.of_type("update_display_data")
     shown = [o for o in run.notebook_outputs() if o]
     assert len(shown) == 1
-    assert "Echo:" in shown[0]["text/markdown"] and "done: stop" in shown[0]["text/plain"]
+    assert "Echo:" in shown[0]["text/html"] and "done: stop" in shown[0]["text/plain"]
     assert flatten(run.nbval_outputs()) == flatten(run.notebook_outputs())
     assert kernel.value("r.done_reason") == "stop"
     assert kernel.value("r.answer.startswith('Echo:')") is True
@@ -75,11 +75,11 @@ def test_inline_reasoning_is_split_and_collapsed(kernel: Kernel, ollama) -> None
     assert kernel.value("'<think>' in r.response") is True
     assert kernel.value("'<think>' in r.answer or '</think>' in r.answer") is False
     assert kernel.value("len(r.thinking) > 10 and len(r.answer) > 10") is True
-    final = run.final_markdown()
-    assert final.startswith("<details><summary>Thinking (")
+    final = run.final_html()
+    assert final.startswith('<div class="mathjax_ignore om-answer"><details><summary>Thinking (')
     # while streaming, reasoning was shown open before it collapsed
     live = [
-        m["content"]["data"].get("text/markdown", "") for m in run.of_type("update_display_data")
+        m["content"]["data"].get("text/html", "") for m in run.of_type("update_display_data")
     ]
     assert any("Thinking…" in text for text in live)
 
@@ -255,9 +255,9 @@ def test_model_html_shows_as_text(kernel: Kernel, ollama, payload: str) -> None:
     run = kernel.run(f"%%ollama echo --raw\n{payload}")
     assert run.ok, run.error
     for m in run.of_type("display_data", "update_display_data"):
-        markdown = m["content"]["data"].get("text/markdown", "")
+        markdown = m["content"]["data"].get("text/html", "")
         assert payload not in markdown
-    assert "&lt;" in run.final_markdown()
+    assert "&lt;" in run.final_html()
 
 
 def test_non_json_http_error_is_reported_verbatim(kernel: Kernel, ollama) -> None:

@@ -91,7 +91,7 @@ def test_strict_nbval_passes_on_a_saved_notebook_of_streamed_answers(
 
     # The saved notebook holds each answer once, rendered as Markdown.
     answers = [o for o in nb.cells[4].outputs if o.get("data")]
-    assert len(answers) == 1 and "# Lorem ipsum" in answers[0]["data"]["text/markdown"]
+    assert len(answers) == 1 and "<h1>Lorem ipsum</h1>" in answers[0]["data"]["text/html"]
     assert nb.cells[6].outputs[0]["text"] == "stop True\n"
 
     (tmp_path / "sanitize.cfg").write_text(SANITIZE)
@@ -104,7 +104,7 @@ def test_strict_nbval_catches_a_changed_answer(ollama, tmp_path: Path) -> None:
     """The comparison is real: a saved answer that differs from a re-run fails."""
     nb = executed(CELLS[:2], ollama.url)
     final = [o for o in nb.cells[1].outputs if o.get("data")][-1]
-    final["data"]["text/markdown"] = final["data"]["text/markdown"].replace("Echo", "Ekko")
+    final["data"]["text/html"] = final["data"]["text/html"].replace("Echo", "Ekko")
     path = tmp_path / "changed.ipynb"
     nbformat.write(nb, path)
     done = nbval(path, ollama.url)

@@ -1,54 +1,149 @@
-"""Bundles for results: escaping of model text, reasoning blocks, the stats footer and hints."""
+"""Bundles for results: model text rendered to safe HTML, reasoning blocks, the stats footer."""
 
 from __future__ import annotations
 
 import re
+from html.parser import HTMLParser
 
-from ollama_magic.render import escape_markdown, open_fence, result_bundle
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from ollama_magic.render import CODE_STYLE, markdown_html, open_fence, result_bundle
 from ollama_magic.result import GenerationResult
+from tests.hostile import BENIGN, CORPUS, PROBE
 
 XSS = 'Look: <img src=x onerror="alert(1)"> and <script>alert(2)</script>'
+ALLOWED = {
+    *("p", "br", "hr", "h1", "h2", "h3", "h4", "h5", "h6", "blockquote", "pre", "code"),
+    *("em", "strong", "del", "s", "sub", "sup", "a", "ul", "ol", "li", "span", "div"),
+    *("table", "thead", "tbody", "tr", "th", "td", "details", "summary", "b", "i"),
+}
+SAFE_HREF = re.compile(r"^(https?:|mailto:)", re.I)
 
 
-def live_html(markdown: str) -> list[str]:
-    """Tags that a Markdown renderer would turn into live HTML: '<' outside code, not escaped."""
-    outside_code = re.sub(r"```.*?```|`[^`]*`", "", markdown, flags=re.S)
-    return re.findall(r"<(?:img|script)\b", outside_code)
+class Elements(HTMLParser):
+    """Every element and attribute of an HTML fragment, as a browser's tokenizer sees them."""
+
+    def __init__(self, fragment: str) -> None:
+        super().__init__(convert_charrefs=True)
+        self.found: list[tuple[str, list[tuple[str, str | None]]]] = []
+        self.feed(fragment)
+        self.close()
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.found.append((tag, attrs))
 
 
-def test_model_html_never_becomes_live_html() -> None:
-    result = GenerationResult(model="m", answer=XSS, thinking=XSS, done_reason="stop")
+def unsafe_parts(fragment: str) -> list[str]:
+    """What in ``fragment`` could run script, load something or leave the allow-list.
+
+    The one ``<style>`` allowed is the renderer's own code colours, which no model text touches.
+    """
+    problems = []
+    fragment = fragment.replace(CODE_STYLE, "")
+    for tag, attrs in Elements(fragment).found:
+        if tag not in ALLOWED:
+            problems.append(f"<{tag}>")
+        for name, value in attrs:
+            value = value or ""
+            if name.startswith("on") or name in ("src", "srcset", "data", "action", "formaction"):
+                problems.append(f"{tag}[{name}]")
+            if name == "href" and not SAFE_HREF.match(value.strip()):
+                problems.append(f"{tag}[href={value}]")
+            if name == "style" and ("url(" in value or "expression" in value):
+                problems.append(f"{tag}[style={value}]")
+            if name == "class" and tag not in ("code", "span", "div"):
+                problems.append(f"{tag}[class]")
+    return problems
+
+
+@pytest.mark.parametrize("name", sorted(CORPUS))
+def test_hostile_answers_never_become_live_markup(name: str) -> None:
+    text = CORPUS[name]
+    result = GenerationResult(model="m", answer=text, thinking=text, done_reason="stop")
     bundle = result_bundle(result)
-    assert live_html(bundle["text/markdown"]) == []
-    assert "&lt;img" in bundle["text/markdown"]
-    assert XSS in bundle["text/plain"]
+    assert unsafe_parts(bundle["text/html"]) == []
+    assert "text/markdown" not in bundle  # no front-end parser gets a say
+    assert text.strip() in bundle["text/plain"]
+    for tag, attrs in Elements(bundle["text/html"]).found:
+        for _, value in attrs:
+            # A probe URL may appear as a link target, never as something loaded.
+            assert tag == "a" or PROBE not in (value or ""), (tag, attrs)
 
 
-def test_code_is_left_as_written() -> None:
-    text = "Use `a<b` here:\n\n```html\n<b>bold</b>\n```\n"
-    assert escape_markdown(text) == text
+def test_what_answers_should_look_like_still_renders() -> None:
+    html = markdown_html(BENIGN)
+    for element in ("<h1>", "<em>", "<strong>", "<code>", "<ul>", "<ol>", "<table>"):
+        assert element in html
+    assert '<th style="text-align:left">' in html and '<td style="text-align:right">' in html
+    assert '<code class="language-python">' in html and '<span class="om-k">return</span>' in html
+    assert re.sub(r"<[^>]+>", "", html).count("return x &lt; 2") == 1  # code escaped, kept
+    assert '<span class="mathjax_process">$x^2$</span>' in html
+    assert '<div class="mathjax_process">$$\\int_0^1 x\\,dx$$</div>' in html
+    assert "prices of $5 and $6." in html  # not math
+    assert '<a href="https://example.org" rel="noopener noreferrer nofollow">link</a>' in html
 
 
-def test_tilde_fences_and_longer_closers() -> None:
-    assert escape_markdown("~~~~\n<a>\n~~~~~\n<b>") == "~~~~\n<a>\n~~~~~\n&lt;b>"
+def test_raw_html_shows_as_text_and_images_as_links() -> None:
+    html = markdown_html(XSS + f" ![alt]({PROBE}/x.png) [j](javascript:alert(1))")
+    assert "&lt;img src=x onerror=" in html and "&lt;script&gt;" in html
+    assert f'<a href="{PROBE}/x.png" title="image, not loaded"' in html
+    assert "[image: alt]</a>" in html
+    assert "[j](javascript:alert(1))" in html  # shown as the text it was
+
+
+def test_risky_math_is_shown_as_code() -> None:
+    html = markdown_html("$\\href{javascript:x}{y}$ $\\require{action}$ $a+b$")
+    assert html.count("<code>") == 2 and html.count("mathjax_process") == 1
+
+
+def test_the_whole_output_skips_mathjax_but_for_marked_math() -> None:
+    result = GenerationResult(model="m", answer="$5 and $a$", thinking="$x$", done_reason="stop")
+    html = result_bundle(result)["text/html"]
+    assert html.startswith('<div class="mathjax_ignore om-answer">')
+    assert html.count("mathjax_process") == 1
+
+
+_PIECES = st.sampled_from(
+    [
+        "<img src=x onerror=alert(1)>", "<script>", "</script>", "<svg onload=x>", "<a href=",
+        "javascript:", "`", "``", "```", "~~~", "\\`", "\\", "$", "$$", "\\href{", "![", "](",
+        ")", "[", "]", ":", "<", ">", "&", "&lt;", "&#60;", '"', "'", "\n", "\n\n", "    ",
+        "- ", "> ", "# ", "| ", "|---|", "*", "_", "<!--", "-->", "<![CDATA[", "onerror=",
+        "data:", "http://x.test/", "<iframe src=x>", "<b>", "</b>", "<details open ontoggle=x>",
+        "text", " ", "1. ",
+    ]
+)
+
+
+@settings(max_examples=1500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(_PIECES, max_size=40).map("".join))
+def test_markdown_with_tags_anywhere_never_yields_unsafe_html(text: str) -> None:
+    assert unsafe_parts(markdown_html(text)) == []
+
+
+def test_open_fence_follows_the_parser() -> None:
+    assert open_fence("x\n```py\ncode") == "```py"
+    assert open_fence("~~~~\n```\n") == "~~~~"
     assert open_fence("````\n```\n") == "````"
+    assert open_fence("```\na\n```\n") is None
+    assert open_fence("> ```\n> code") is None  # inside a quote: not a top-level fence
 
 
-def test_unclosed_fence_is_closed_before_the_footer() -> None:
+def test_unclosed_fence_does_not_swallow_the_footer() -> None:
     result = GenerationResult(model="m", answer="```python\nprint(1)", done_reason="length")
-    markdown = result_bundle(result)["text/markdown"]
-    assert markdown.count("```") == 2
-    assert markdown.endswith("</sub>")
+    html = result_bundle(result)["text/html"]
+    assert html.endswith("<sub>done: length · stopped at the token limit: "
+                         "raise --num-predict for a longer answer</sub></div>")
 
 
 def test_reasoning_is_collapsed_and_escaped() -> None:
     result = GenerationResult(model="m", thinking="a\n\nb <i>", answer="ok", done_reason="stop")
-    markdown = result_bundle(result)["text/markdown"]
-    assert markdown.startswith("<details><summary>Thinking (3 words)</summary>")
-    block = markdown.split("</details>")[0]
-    assert "\n\n" not in block  # a blank line would end the HTML block early
-    assert "&lt;i&gt;" in block
-    assert result_bundle(result, show_thinking=False)["text/markdown"].startswith("ok")
+    html = result_bundle(result)["text/html"]
+    assert html.startswith('<div class="mathjax_ignore om-answer"><details><summary>Thinking (3')
+    assert "&lt;i&gt;" in html.split("</details>")[0]
+    assert "<details>" not in result_bundle(result, show_thinking=False)["text/html"]
 
 
 def test_footer_stats_and_length_hint() -> None:
@@ -109,8 +204,8 @@ def test_a_format_answer_is_shown_as_a_json_code_block() -> None:
     result = GenerationResult.from_final(
         "m", {"done": True, "done_reason": "stop"}, answer=answer, request={"format": "json"}
     )
-    markdown = result_bundle(result)["text/markdown"]
-    assert markdown.startswith(f"```json\n{answer}\n```\n\n<sub>")
+    html = result_bundle(result)["text/html"]
+    assert '<pre><code class="language-json">' in html and "``x``" in html
     schema = {"type": "array"}
     plain = GenerationResult.from_final("m", {}, answer="[1]", request={"format": schema})
-    assert result_bundle(plain)["text/markdown"].startswith("```json\n[1]\n```")
+    assert '<code class="language-json">' in result_bundle(plain)["text/html"]

@@ -111,9 +111,9 @@ def test_strict_nbval_fails_when_a_saved_answer_changes(tmp_path: Path) -> None:
     changed = False
     for cell in nb.cells:
         for output in cell.get("outputs", []):
-            markdown = output.get("data", {}).get("text/markdown")
+            markdown = output.get("data", {}).get("text/html")
             if not changed and markdown and "smollm2" in cell.source:
-                output["data"]["text/markdown"] = markdown.replace(" ", "  ", 1)
+                output["data"]["text/html"] = markdown.replace(" ", "  ", 1)
                 changed = True
     assert changed
     nbformat.write(nb, tmp_path / source.name)
@@ -138,4 +138,4 @@ def test_strict_nbval_fails_when_a_saved_answer_changes(tmp_path: Path) -> None:
         env={k: v for k, v in __import__("os").environ.items() if k != "OLLAMA_HOST"},
     )
     assert run.returncode == 1, run.stdout[-3000:]
-    assert "1 failed" in run.stdout and "mismatch 'text/markdown'" in run.stdout, run.stdout[-3000:]
+    assert "1 failed" in run.stdout and "mismatch 'text/html'" in run.stdout, run.stdout[-3000:]

@@ -58,7 +58,7 @@ def bodies(server: OllamaServer, path: str = "/api/generate") -> list[dict[str, 
 
 def shown(output: Any) -> list[str]:
     """The Markdown an Output widget holds, one string per output."""
-    return [o["data"].get("text/markdown", "") for o in output.outputs]
+    return [o["data"].get("text/html", "") for o in output.outputs]
 
 
 def message(app: Any) -> str:

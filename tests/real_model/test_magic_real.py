@@ -118,10 +118,10 @@ def test_reasoning_demo_model_streams_reasoning_then_answer(real) -> None:
     assert run.ok, run.reply["content"]
     assert kernel.value("'<think>' not in r.response") is True  # it came in the thinking field
     assert kernel.value("len(r.thinking) > 0 and '<think>' not in r.answer") is True
-    live = [m["content"]["data"].get("text/markdown", "")
+    live = [m["content"]["data"].get("text/html", "")
             for m in run.of_type("update_display_data")]
     assert any("Thinking…" in text for text in live)
-    assert run.final_markdown().startswith("<details><summary>Thinking (")
+    assert "<details><summary>Thinking (" in run.final_html()
 
 
 def test_chat_memory_with_a_real_model(real) -> None:
