@@ -294,7 +294,7 @@ class LiveDisplay:
             fragment = thinking_block(text, live=True) if first else live_thinking_piece(text)
         else:
             fragment = markdown_html(self._source(text), highlight=False)
-        self._publisher.update(html_bundle(fragment, answer=False), slot.display_id)
+        self._publisher.update(html_bundle(fragment), slot.display_id)
         self._shown = len(text)
         self.updates += 1
 
@@ -308,7 +308,7 @@ class LiveDisplay:
         if thinking_slots:
             first, *rest = thinking_slots
             block = thinking_block(self._reasoning.value(), live=False)
-            self._publisher.update(html_bundle(block, answer=False), first.display_id)
+            self._publisher.update(html_bundle(block), first.display_id)
             for slot in rest:
                 self._publisher.update(EMPTY, slot.display_id)
         self._kind, self._tail, self._shown = "collapsed", "", 0

@@ -115,7 +115,7 @@ _TOKEN_CLASSES = (
 _CODE_CLASSES = {f"om-{short}" for _, short, _, _ in _TOKEN_CLASSES}
 CODE_STYLE = "<style>{}</style>".format(
     "".join(
-        f".om-answer .om-{short}{{color:var(--jp-mirror-editor-{colour}-color)"
+        f".om-{short}{{color:var(--jp-mirror-editor-{colour}-color)"
         f"{';' + extra if extra else ''}}}"
         for name, short, colour, extra in _TOKEN_CLASSES
         if name != "Operator.Word" and name != "Name.Class"
@@ -282,13 +282,14 @@ def escape_text_html(text: str) -> str:
     return "<br>\n".join(html.escape(line, quote=False) for line in text.split("\n"))
 
 
-def html_bundle(*fragments: str, answer: bool = True) -> Bundle:
-    """A ``text/html`` output of trusted fragments, with MathJax off but for marked math.
+# JupyterLab styles Markdown through this class, some rules only for its direct children (a code
+# block's margins): the wrapper carries it so an answer looks as Lab's own Markdown does.
+_WRAPPER = f'<div class="{_MATH_OFF} jp-RenderedHTMLCommon">'
 
-    ``answer`` marks it as a finished answer, for the code colours (live pieces have none).
-    """
-    classes = f"{_MATH_OFF} om-answer" if answer else _MATH_OFF
-    return {"text/html": f'<div class="{classes}">{"".join(fragments)}</div>'}
+
+def html_bundle(*fragments: str) -> Bundle:
+    """A ``text/html`` output of trusted fragments, with MathJax off but for marked math."""
+    return {"text/html": f'{_WRAPPER}{"".join(fragments)}</div>'}
 
 
 _REASONING_STYLE = "opacity:0.65;font-size:0.92em"

@@ -99,7 +99,8 @@ def test_first_words_show_at_once() -> None:
     live.answer("Hello")
     assert [m[0] for m in rec.messages] == ["show", "update"]
     assert rec.messages[0][2] == {}
-    assert rec.messages[1][2] == {"text/html": '<div class="mathjax_ignore"><p>Hello</p>\n</div>'}
+    wrapper = '<div class="mathjax_ignore jp-RenderedHTMLCommon">'
+    assert rec.messages[1][2] == {"text/html": f"{wrapper}<p>Hello</p>\n</div>"}
 
 
 def test_updates_are_throttled_to_20_a_second_at_any_rate() -> None:

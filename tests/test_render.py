@@ -101,7 +101,7 @@ def test_risky_math_is_shown_as_code() -> None:
 def test_the_whole_output_skips_mathjax_but_for_marked_math() -> None:
     result = GenerationResult(model="m", answer="$5 and $a$", thinking="$x$", done_reason="stop")
     html = result_bundle(result)["text/html"]
-    assert html.startswith('<div class="mathjax_ignore om-answer">')
+    assert html.startswith('<div class="mathjax_ignore jp-RenderedHTMLCommon">')
     assert html.count("mathjax_process") == 1
 
 
@@ -141,7 +141,8 @@ def test_unclosed_fence_does_not_swallow_the_footer() -> None:
 def test_reasoning_is_collapsed_and_escaped() -> None:
     result = GenerationResult(model="m", thinking="a\n\nb <i>", answer="ok", done_reason="stop")
     html = result_bundle(result)["text/html"]
-    assert html.startswith('<div class="mathjax_ignore om-answer"><details><summary>Thinking (3')
+    assert html.startswith('<div class="mathjax_ignore jp-RenderedHTMLCommon"><details><summary>')
+    assert "<summary>Thinking (3 words)</summary>" in html
     assert "&lt;i&gt;" in html.split("</details>")[0]
     assert "<details>" not in result_bundle(result, show_thinking=False)["text/html"]
 

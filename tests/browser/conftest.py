@@ -26,6 +26,7 @@ from typing import Any
 import pytest
 
 from ollama_magic.server import OllamaServer
+from tests.hostile import CORPUS
 
 CHROMIUM = Path("/usr/bin/chromium")
 # Screenshots go to a scratch folder; `OLLAMA_MAGIC_SCREENSHOTS=docs/screenshots ./dev test
@@ -76,6 +77,30 @@ WIDGET_CELLS = [
     "print([r.done_reason for r in cmp.results])",
 ]
 
+# The notebook of hostile answers (tests/browser/test_hostile_browser.py): every answer of
+# tests/hostile.py through each view of an answer, then what answers should look like. The
+# `echo` model answers "Echo: " and the prompt, so each prompt starts a new block after it.
+_VIEW_ALL = (
+    "import json\nfrom ollama_magic.widgets import Compare, Playground\n"
+    "CORPUS = json.loads({corpus!r})\nPROMPTS = ['Answer:\\n\\n' + t for t in CORPUS.values()]"
+)
+HOSTILE_CELLS = [
+    "%load_ext ollama_magic",
+    _VIEW_ALL.format(corpus=json.dumps(CORPUS)),
+    "for p in PROMPTS:\n"
+    "    get_ipython().run_cell_magic('ollama', 'echo --raw --literal -O scripted_delay=0.002', p)",
+    "for p in PROMPTS:\n"
+    "    get_ipython().run_cell_magic('ollama', '--chat echo --conversation bad --literal', p)",
+    "%ollama history bad",
+    "%config OllamaMagics.options = {'scripted_delay': 0.002}\n"
+    "pg = Playground('echo')\ndisplay(pg)\nfor p in PROMPTS:\n"
+    "    pg.set(prompt=p)\n    pg.generate()\n    pg.wait()",
+    "cmp = Compare(['echo', 'echo -O seed=1'])\ndisplay(cmp)\nfor p in PROMPTS:\n"
+    "    cmp.prompt.value = p\n    cmp.run()\n    cmp.wait()",
+    "from tests.hostile import BENIGN\n"
+    "get_ipython().run_cell_magic('ollama', 'echo --literal', 'Answer:\\n\\n' + BENIGN)",
+]
+
 # User settings for this Lab only: no news or update checks, and every cell rendered (no
 # windowing), so what is measured is what a person scrolling the notebook would see.
 LAB_SETTINGS = {
@@ -83,7 +108,12 @@ LAB_SETTINGS = {
         "fetchNews": "false",
         "checkForUpdates": False,
     },
-    "@jupyterlab/notebook-extension/tracker.jupyterlab-settings": {"windowingMode": "none"},
+    # Every output rendered: past 50 Lab shows "Show more outputs" instead (the hostile cells
+    # stream dozens of answers into one cell, and each must be seen).
+    "@jupyterlab/notebook-extension/tracker.jupyterlab-settings": {
+        "windowingMode": "none",
+        "maxNumberOutputs": 100000,
+    },
 }
 
 
@@ -174,6 +204,7 @@ def lab(server: OllamaServer, tmp_path_factory: pytest.TempPathFactory) -> Itera
     root.mkdir()
     _write_notebook(root / "test.ipynb", CELLS)
     _write_notebook(root / "widgets.ipynb", WIDGET_CELLS)
+    _write_notebook(root / "hostile.ipynb", HOSTILE_CELLS)
     settings = home / "settings"
     for name, values in LAB_SETTINGS.items():
         target = settings / name
@@ -190,6 +221,10 @@ def lab(server: OllamaServer, tmp_path_factory: pytest.TempPathFactory) -> Itera
         IPYTHONDIR=str(home / "ipython"),
         JUPYTER_PLATFORM_DIRS="1",
         NO_PROXY="127.0.0.1,localhost",
+        # The kernels import the hostile corpus from this repository's tests package.
+        PYTHONPATH=os.pathsep.join(
+            [str(Path(__file__).resolve().parents[2]), *filter(None, [env.get("PYTHONPATH")])]
+        ),
     )
     port, token = _free_port(), secrets.token_hex(16)
     log = home / "lab.log"
@@ -389,6 +424,16 @@ def widgets_notebook(browser: Any, lab: Lab) -> Iterator[Notebook]:
 @pytest.fixture()
 def wnb(widgets_notebook: Notebook) -> Notebook:
     return _idle(widgets_notebook)
+
+
+@pytest.fixture(scope="session")
+def hostile_notebook(browser: Any, lab: Lab) -> Iterator[Notebook]:
+    """``hostile.ipynb`` (``HOSTILE_CELLS``) in a page and a kernel of its own."""
+    nb = _open(browser, lab, "hostile.ipynb", HOSTILE_CELLS, workspace="hostile")
+    try:
+        yield nb
+    finally:
+        nb.page.close()
 
 
 @pytest.fixture(scope="session")
