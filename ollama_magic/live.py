@@ -268,7 +268,7 @@ class LiveDisplay:
                 self._tail = head
                 self._open_slot(self._kind, fence)
                 self._tail = rest
-                if rest:  # shown now: the next piece may be a while coming
+                if rest.strip():  # shown now: the next piece may be a while coming
                     self._push(rest)
                 self._last_update = now + 2 * self._interval  # three messages went out
                 return
