@@ -94,14 +94,15 @@ def _parse(host: str | None) -> str:
         hostport = f"[{hostport}]"
     try:
         parts = urllib.parse.urlsplit(f"{scheme}://{hostport}")
+    except ValueError:  # Python checks what is in brackets
+        if "]" not in hostport:
+            raise HostError("an IPv6 address needs its closing ]") from None
+        inside = hostport[hostport.find("[") + 1 : hostport.find("]")]
+        raise HostError(f"{inside!r} is not an IPv6 address") from None
+    try:
         port = parts.port or default_port
     except ValueError:
-        reason = (
-            "an IPv6 address needs its closing ]"
-            if "[" in hostport and "]" not in hostport
-            else "the port must be a number from 1 to 65535"
-        )
-        raise HostError(reason) from None
+        raise HostError("the port must be a number from 1 to 65535") from None
     name = {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(parts.hostname or "", parts.hostname)
     name = name or "127.0.0.1"
     if ":" in name:
@@ -273,6 +274,9 @@ class OllamaClient:
             self._session.headers["Authorization"] = f"Bearer {key}"
         else:
             self._session.auth = credentials(host)
+
+    def __repr__(self) -> str:
+        return f"OllamaClient({self.base_url!r})"  # never a password: base_url has none
 
     def stream(self, path: str, body: dict[str, Any], method: str = "POST") -> Stream:
         """Send ``body`` and return the response's objects as a :class:`Stream`."""

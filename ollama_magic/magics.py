@@ -161,7 +161,7 @@ class OllamaMagics(Magics):
         except KeyboardInterrupt:  # outside the stream (which keeps its partial answer)
             raise UsageError(_interrupted("the cell", self._shown_host(call.host))) from None
         except OllamaError as exc:  # before or after the stream: a capability check, /api/ps
-            raise UsageError(describe(exc, kept=None)) from None
+            raise UsageError(describe(exc)) from None
         return None
 
     # -- cells ----------------------------------------------------------------------------
@@ -314,7 +314,7 @@ class OllamaMagics(Magics):
         except ModelNotFound as exc:  # any command's 404 for a model: one message for all
             raise UsageError(self._not_installed(exc, command.name in OFFER_PULL)) from None
         except OllamaError as exc:
-            raise UsageError(describe(exc, kept=None)) from None
+            raise UsageError(describe(exc)) from None
 
     def _connect(self, args: Any) -> closing[OllamaClient]:
         flag = getattr(args, "timeout", None)
@@ -620,8 +620,8 @@ def _server_version(client: OllamaClient) -> str:
 def _interrupted(what: str, host: str) -> str:
     """Ctrl-C while waiting on the server: what stopped, and what to try next."""
     return (
-        f"Interrupted: {what} stopped waiting for {host}. If the server is slow or stuck, "
-        "check it (%ollama ps), or add --timeout SECONDS to give up sooner."
+        f"Interrupted: {what} stopped waiting for {host}. If the server is busy or stuck, "
+        "try again later, or add --timeout SECONDS to give up sooner."
     )
 
 

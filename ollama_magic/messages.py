@@ -77,15 +77,16 @@ def unsupported_capability(error: OllamaError) -> str | None:
 def describe(
     error: OllamaError,
     *,
-    kept: str | None = "",
+    kept: str | None = None,
     models: Sequence[Mapping[str, Any]] = (),
     model: str = "",
 ) -> str:
     """The message for ``error``.
 
-        ``kept`` says where the partial answer went (e.g. ``" and in r"``); ``None`` when nothing
-        had arrived. ``models`` (``/api/tags`` entries) lets a missing model or a capability error
-    suggest installed ones.
+    ``kept`` says where a partial answer went (``""``: above; ``" and in r"``: above and in
+    ``r``); ``None`` (the default: a command, not a generation) says nothing about one.
+    ``models`` (``/api/tags`` entries) lets a missing model or a capability error suggest
+    installed ones.
     """
     capability = unsupported_capability(error)
     if capability and model:

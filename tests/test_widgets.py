@@ -564,7 +564,8 @@ def test_ui_command_opens_the_apps(kernel: Kernel) -> None:
     text = error_line(kernel.run("%ollama ui nope"))
     assert text.startswith("%ollama ui: argument APP: invalid choice: 'nope'")
     run = kernel.run("%ollama help ui")
-    assert "usage: %ollama ui [-h] [-m NAME] [-o NAME] [--host URL] [--timeout SECONDS]" in run.stdout
+    usage = "usage: %ollama ui [-h] [-m NAME] [-o NAME] [--host URL] [--timeout SECONDS]"
+    assert usage in run.stdout
 
 
 def test_ui_without_ipywidgets_is_one_line(kernel: Kernel) -> None:
