@@ -378,7 +378,7 @@ class OllamaMagics(Magics):
         if not args.model and not args.all:
             raise ArgsError("stop which model? %ollama stop NAME, or %ollama stop --all")
         with self._connect(args) as client:
-            names = lifecycle.loaded(client).names if args.all else [args.model]
+            names = [n for n in lifecycle.loaded(client).names if n] if args.all else [args.model]
             if args.all and not names:
                 print("No model is loaded.")
             for name in names:

@@ -192,7 +192,7 @@ class ModelManager(w.VBox):
         with closing(self.connection.client(quick=True)) as client:
             self.models = _Installed(client.tags())
             self.installed.value = self.models._repr_html_()
-            set_options(self.model_picker, [short_name(n) for n in self.models.names])
+            set_options(self.model_picker, [short_name(n) for n in self.models.names if n])
             self._refresh_loaded(client)
 
     def refresh_loaded(self) -> None:
