@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .fields import MAX_SECONDS, seconds
 from .server.gotime import parse_duration
 
 THINK_LEVELS = ("low", "medium", "high", "max")
@@ -393,7 +394,7 @@ def build_call(
         stream=stream,
         out=_identifier(ns.out, "-o/--out") if ns.out else None,
         host=ns.host,
-        timeout=_positive(ns.timeout, "--timeout"),
+        timeout=None if ns.timeout is None else timeout_value(ns.timeout, "--timeout"),
         schema_model=schema_model,
         show_thinking=defaults.show_thinking and not ns.hide_thinking,
         quiet=ns.quiet,
@@ -427,10 +428,27 @@ def _identifier(name: str, flag: str) -> str:
     return name
 
 
-def _positive(value: float | None, flag: str) -> float | None:
-    if value is not None and value <= 0:
-        raise ArgsError(f"{flag} {value}: must be a positive number of seconds")
-    return value
+def timeout_value(value: Any, setting: str) -> float:
+    """A timeout as a user set it (``--timeout nan``, ``%config OllamaMagics.timeout = -1``),
+    checked before it reaches a socket.
+
+    >>> timeout_value(0.5, "--timeout")
+    0.5
+    >>> timeout_value(float("nan"), "--timeout")  # doctest: +NORMALIZE_WHITESPACE
+    Traceback (most recent call last):
+    ...
+    ollama_magic.args.ArgsError: --timeout nan: use a number of seconds above 0 and at most
+    1000000, e.g. --timeout 600
+    """
+    checked = seconds(value)
+    if checked is None:
+        example = "600" if "connect" not in setting else "5"
+        joiner = " = " if setting.startswith("%config") else " "
+        raise ArgsError(
+            f"{setting}{joiner}{value}: use a number of seconds above 0 and at most {MAX_SECONDS}, "
+            f"e.g. {setting}{joiner}{example}"
+        )
+    return checked
 
 
 def _image(ref: str, namespace: Mapping[str, Any]) -> str:

@@ -52,6 +52,12 @@ UI_APPS = ("playground", "models", "compare")
 
 def _server(p: argparse.ArgumentParser) -> None:
     p.add_argument("--host", metavar="URL", help="Ollama server (default: the configured one)")
+    p.add_argument(
+        "--timeout",
+        type=float,
+        metavar="SECONDS",
+        help="longest wait for the server's next answer (default: %%config OllamaMagics.timeout)",
+    )
 
 
 def _out(p: argparse.ArgumentParser) -> None:

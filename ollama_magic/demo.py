@@ -15,6 +15,7 @@ from collections.abc import Iterator
 
 from .client import OllamaClient
 from .errors import OllamaError
+from .present import ModelList
 
 PROMPT = "Explain in three sentences why the sky is blue."
 
@@ -24,7 +25,7 @@ def _running_ollama() -> tuple[str, list[str]] | None:
     client = OllamaClient(connect_timeout=1.0, read_timeout=5.0)
     try:
         client.call("GET", "/api/version")
-        return client.base_url, [m["name"] for m in client.tags()]
+        return client.base_url, ModelList(client.tags()).names
     except OllamaError:
         return None
     finally:

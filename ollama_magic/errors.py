@@ -8,7 +8,8 @@
     ├── ResponseError         an HTTP error status, with the server's own message
     │   └── ModelNotFound     404 for a model the server does not have
     ├── StreamError           an in-band ``{"error": ...}`` line after output had started
-    └── StreamTruncated       the connection closed before the final ``done`` chunk
+    ├── StreamTruncated       the connection closed before the final ``done`` chunk
+    └── UnexpectedReply       a reply of the wrong shape: whatever answered is not Ollama
 
 Nothing here imports IPython or the network.
 """
@@ -65,3 +66,13 @@ class StreamTruncated(OllamaError):
         self.detail = detail
         suffix = f": {detail}" if detail else ""
         super().__init__(f"the stream ended before the final chunk{suffix}")
+
+
+class UnexpectedReply(OllamaError):
+    """A reply whose shape no Ollama sends (a list for an object, a number for the answer text);
+    ``what`` names it, e.g. ``"reply to /api/tags"``."""
+
+    def __init__(self, what: str, url: str = "") -> None:
+        self.what = what
+        self.url = url
+        super().__init__(f"the server sent an unexpected {what}")

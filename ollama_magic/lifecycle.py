@@ -13,7 +13,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
-from .errors import OllamaError, StreamTruncated
+from .errors import OllamaError, StreamTruncated, UnexpectedReply
+from .fields import count, text, texts, vectors
 from .present import LoadedList, ModelInfo, ModelList
 from .progress import Progress
 
@@ -44,11 +45,11 @@ def installed(client: OllamaClient) -> list[dict[str, Any]]:
 
 
 def loaded(client: OllamaClient) -> LoadedList:
-    return LoadedList(list((client.call("GET", "/api/ps") or {}).get("models", [])))
+    return LoadedList(client.listing("/api/ps"))
 
 
 def show(client: OllamaClient, name: str) -> ModelInfo:
-    return ModelInfo(name, client.call("POST", "/api/show", {"model": name}) or {})
+    return ModelInfo(name, client.object("POST", "/api/show", {"model": name}))
 
 
 def capabilities(client: OllamaClient, name: str) -> list[str] | None:
@@ -57,7 +58,7 @@ def capabilities(client: OllamaClient, name: str) -> list[str] | None:
         caps = show(client, name).info.get("capabilities")
     except OllamaError:
         return None
-    return list(caps) if isinstance(caps, list) else None
+    return texts(caps) if isinstance(caps, list) else None
 
 
 @dataclass
@@ -99,7 +100,7 @@ def find_loaded(client: OllamaClient, name: str) -> dict[str, Any] | None:
     """The model's ``/api/ps`` row, or ``None`` when it is not loaded."""
     wanted = {name, f"{name}:latest"}
     for row in loaded(client).models:
-        if row.get("name") in wanted or row.get("model") in wanted:
+        if text(row.get("name")) in wanted or text(row.get("model")) in wanted:
             return row
     return None
 
@@ -112,6 +113,19 @@ def delete(client: OllamaClient, name: str) -> None:
     client.call("DELETE", "/api/delete", {"model": name})
 
 
+@dataclass
+class Embedding:
+    """What ``/api/embed`` answered, checked: equally long vectors of numbers."""
+
+    model: str
+    vectors: list[list[float]]
+    tokens: int | None = None
+
+    @property
+    def dimensions(self) -> int:
+        return len(self.vectors[0]) if self.vectors else 0
+
+
 def embed(
     client: OllamaClient,
     model: str,
@@ -119,14 +133,20 @@ def embed(
     *,
     dimensions: int | None = None,
     keep_alive: int | float | str | None = None,
-) -> dict[str, Any]:
-    """``/api/embed``; returns the server's answer (``embeddings``, ``prompt_eval_count``…)."""
+) -> Embedding:
+    """``/api/embed``; ``embeddings`` that are not vectors mean the server is not Ollama."""
     body: dict[str, Any] = {"model": model, "input": inputs}
     if dimensions is not None:
         body["dimensions"] = dimensions
     if keep_alive is not None:
         body["keep_alive"] = keep_alive
-    return dict(client.call("POST", "/api/embed", body) or {})
+    answer = client.object("POST", "/api/embed", body)
+    raw = answer.get("embeddings")
+    found = [] if raw is None else vectors(raw)
+    if found is None:
+        raise UnexpectedReply("'embeddings' (not a list of vectors)", client.base_url)
+    tokens = count(answer.get("prompt_eval_count"))
+    return Embedding(text(answer.get("model")) or model, found, tokens)
 
 
 @dataclass

@@ -27,10 +27,12 @@ from .args import (
     keep_alive_value,
     option_pair,
     parse_line,
+    timeout_value,
 )
 from .chat import Conversation, context_warning
-from .commands import command_help, completions, overview, parse_command
+from .commands import Command, command_help, completions, overview, parse_command
 from .errors import ConnectionFailed, ModelNotFound, OllamaError, ResponseError
+from .fields import count, text
 from .live import (
     FinalOnly,
     IPythonPublisher,
@@ -151,10 +153,15 @@ class OllamaMagics(Magics):
             )
         except ArgsError as exc:
             raise UsageError(str(exc)) from None
-        if conversation is not None:
-            self._chat(call, conversation)
-        else:
-            self._generate(call)
+        try:
+            if conversation is not None:
+                self._chat(call, conversation)
+            else:
+                self._generate(call)
+        except KeyboardInterrupt:  # outside the stream (which keeps its partial answer)
+            raise UsageError(_interrupted("the cell", self._shown_host(call.host))) from None
+        except OllamaError as exc:  # before or after the stream: a capability check, /api/ps
+            raise UsageError(describe(exc)) from None
         return None
 
     # -- cells ----------------------------------------------------------------------------
@@ -175,17 +182,40 @@ class OllamaMagics(Magics):
         found = self.conversations.get(name)
         return Conversation(name) if found is None else found
 
-    def _client(self, host: str | None, timeout: float | None = None) -> OllamaClient:
-        from .client import OllamaClient  # imports requests: not at %load_ext time
+    def _client(
+        self, host: str | None, timeout: float | None = None, *, setting: str = "--host"
+    ) -> OllamaClient:
+        """A client for ``host`` (else the configured server); a bad address or timeout is one
+        line naming the setting it came from. ``timeout`` was checked with its flag."""
+        from .client import HostError, OllamaClient  # imports requests: not at %load_ext time
 
         try:
-            return OllamaClient(
-                host or self.host or None,
-                connect_timeout=self.connect_timeout,
-                read_timeout=timeout or self.timeout,
-            )
-        except ValueError as exc:
-            raise UsageError(f"{exc}: write it like http://127.0.0.1:11434") from None
+            read = timeout or timeout_value(self.timeout, "%config OllamaMagics.timeout")
+            connect = timeout_value(self.connect_timeout, "%config OllamaMagics.connect_timeout")
+        except ArgsError as exc:
+            raise UsageError(str(exc)) from None
+        value, where = self._host_setting(host, setting)
+        try:
+            return OllamaClient(value, connect_timeout=connect, read_timeout=read)
+        except HostError as exc:
+            raise UsageError(f"{where} {exc}") from None
+
+    def _host_setting(self, host: str | None, setting: str = "--host") -> tuple[str | None, str]:
+        """The server address in use and where it was set, for a message about it."""
+        if host:
+            return host, setting
+        if self.host:
+            return self.host, "%config OllamaMagics.host"
+        return os.environ.get("OLLAMA_HOST") or None, "$OLLAMA_HOST"
+
+    def _shown_host(self, host: str | None) -> str:
+        """The server's URL as it may be shown (no password), or a plain word if unreadable."""
+        from .client import resolve_host
+
+        try:
+            return resolve_host(self._host_setting(host)[0])
+        except ValueError:
+            return "the server"
 
     def _in_kernel(self) -> bool:
         return getattr(self.shell, "kernel", None) is not None
@@ -234,8 +264,8 @@ class OllamaMagics(Magics):
             row = lifecycle.find_loaded(client, body["model"])
         except OllamaError:
             row = None
-        if row and row.get("context_length"):
-            return int(row["context_length"])
+        if row and count(row.get("context_length")):
+            return count(row.get("context_length"))
         num_ctx = (body.get("options") or {}).get("num_ctx")
         return num_ctx if isinstance(num_ctx, int) else None
 
@@ -271,6 +301,13 @@ class OllamaMagics(Magics):
         except ArgsError as exc:
             raise UsageError(str(exc)) from None
         try:
+            return self._run_command(command)
+        except KeyboardInterrupt:  # as a pull does: one line, the kernel goes on
+            host = self._shown_host(getattr(command.args, "host", None))
+            raise UsageError(_interrupted(f"%ollama {command.name}", host)) from None
+
+    def _run_command(self, command: Command) -> Any:
+        try:
             return getattr(self, f"_cmd_{command.name}")(command.args)
         except ArgsError as exc:
             raise UsageError(str(exc)) from None
@@ -280,7 +317,9 @@ class OllamaMagics(Magics):
             raise UsageError(describe(exc)) from None
 
     def _connect(self, args: Any) -> closing[OllamaClient]:
-        return closing(self._client(getattr(args, "host", None)))
+        flag = getattr(args, "timeout", None)
+        timeout = None if flag is None else timeout_value(flag, "--timeout")
+        return closing(self._client(getattr(args, "host", None), timeout))
 
     def _bind(self, args: Any, value: Any) -> None:
         out = getattr(args, "out", None)
@@ -316,7 +355,7 @@ class OllamaMagics(Magics):
         self._bind(args, info)
         for part in ("modelfile", "template", "parameters", "system", "license"):
             if getattr(args, part):
-                print(info.info.get(part, ""))
+                print(info.part(part))
                 return None
         return info
 
@@ -339,7 +378,7 @@ class OllamaMagics(Magics):
         if not args.model and not args.all:
             raise ArgsError("stop which model? %ollama stop NAME, or %ollama stop --all")
         with self._connect(args) as client:
-            names = lifecycle.loaded(client).names if args.all else [args.model]
+            names = [n for n in lifecycle.loaded(client).names if n] if args.all else [args.model]
             if args.all and not names:
                 print("No model is loaded.")
             for name in names:
@@ -434,14 +473,13 @@ class OllamaMagics(Magics):
             answer = lifecycle.embed(
                 client, args.model, inputs, dimensions=args.dimensions, keep_alive=keep_alive
             )
-        vectors = answer.get("embeddings") or []
+        vectors = answer.vectors
         value = _as_array(vectors[0] if isinstance(inputs, str) and vectors else vectors)
-        count = len(vectors)
-        dims = len(vectors[0]) if vectors else 0
-        tokens = answer.get("prompt_eval_count")
+        many = len(vectors)
+        tokens = answer.tokens
         print(
-            f"{count} vector{'s' if count != 1 else ''} of {dims} dimensions from "
-            f"{answer.get('model', args.model)}" + (f" ({tokens} tokens)." if tokens else ".")
+            f"{many} vector{'s' if many != 1 else ''} of {answer.dimensions} dimensions from "
+            f"{answer.model}" + (f" ({tokens} tokens)." if tokens else ".")
         )
         if args.out:
             self._bind(args, value)
@@ -469,12 +507,7 @@ class OllamaMagics(Magics):
 
     def _cmd_host(self, args: Any) -> None:
         if args.url:
-            from .client import parse_host
-
-            try:
-                parse_host(args.url)
-            except ValueError as exc:
-                raise UsageError(f"{exc}: write it like http://127.0.0.1:11434") from None
+            self._client(args.url, setting="%ollama host").close()  # one line if it is no address
             self.host = args.url
         source = (
             "%config OllamaMagics.host"
@@ -526,13 +559,12 @@ class OllamaMagics(Magics):
         if not self._in_kernel():
             print("The apps are widgets: open them in a notebook (JupyterLab, Notebook, VS Code).")
             return None
-        host = args.host or self.host or None
-        if host:
-            self._client(host).close()  # checks the URL: one line if it is not one
+        with self._connect(args) as checked:  # the address and timeouts: one line if bad
+            connect, read = checked.timeout
         common: dict[str, Any] = {
-            "host": host,
-            "timeout": self.timeout,
-            "connect_timeout": self.connect_timeout,
+            "host": args.host or self.host or None,
+            "timeout": read,
+            "connect_timeout": connect,
         }
         defaults = {  # what %config OllamaMagics sets, as the apps' starting values
             "system": self.system,
@@ -577,12 +609,20 @@ def _transfer_body(args: Any) -> dict[str, Any]:
 
 def _server_version(client: OllamaClient) -> str:
     try:
-        answer = client.call("GET", "/api/version") or {}
+        answer = client.object("GET", "/api/version")
     except ConnectionFailed as exc:
         return f"no answer ({exc.detail or 'unreachable'})"
     except OllamaError as exc:
         return f"it answers, but not as Ollama ({exc})"
-    return f"Ollama {answer.get('version', '?')}" if isinstance(answer, dict) else "Ollama"
+    return f"Ollama {text(answer.get('version'), '?')}"
+
+
+def _interrupted(what: str, host: str) -> str:
+    """Ctrl-C while waiting on the server: what stopped, and what to try next."""
+    return (
+        f"Interrupted: {what} stopped waiting for {host}. If the server is busy or stuck, "
+        "try again later, or add --timeout SECONDS to give up sooner."
+    )
 
 
 def _as_array(vectors: Any) -> Any:

@@ -15,7 +15,9 @@ from .errors import (
     ResponseError,
     StreamError,
     StreamTruncated,
+    UnexpectedReply,
 )
+from .fields import text, texts
 from .result import INTERRUPTED, GenerationResult
 
 
@@ -51,16 +53,15 @@ def lacking(model: str, capability: str, models: Sequence[Mapping[str, Any]] = (
     Drop --think, or use a model that has it: thinker.
     """
     words, instead = CAPABILITY_WORDS.get(capability, (f"lacks {capability}", "drop the flag"))
-    with_it = [str(m.get("name")) for m in models if capability in (m.get("capabilities") or [])][
-        :3
-    ]
-    text = (
+    with_it = [text(m.get("name")) for m in models if capability in texts(m.get("capabilities"))]
+    with_it = [name for name in with_it if name][:3]
+    said = (
         f"{model} {words}: it lacks the {capability!r} capability (see %ollama show {model}). "
         f"{instead[0].upper()}{instead[1:]}"
     )
     if with_it:
-        text += f", or use a model that has it: {', '.join(with_it)}"
-    return text + "."
+        said += f", or use a model that has it: {', '.join(with_it)}"
+    return said + "."
 
 
 def unsupported_capability(error: OllamaError) -> str | None:
@@ -76,15 +77,16 @@ def unsupported_capability(error: OllamaError) -> str | None:
 def describe(
     error: OllamaError,
     *,
-    kept: str | None = "",
+    kept: str | None = None,
     models: Sequence[Mapping[str, Any]] = (),
     model: str = "",
 ) -> str:
     """The message for ``error``.
 
-        ``kept`` says where the partial answer went (e.g. ``" and in r"``); ``None`` when nothing
-        had arrived. ``models`` (``/api/tags`` entries) lets a missing model or a capability error
-    suggest installed ones.
+    ``kept`` says where a partial answer went (``""``: above; ``" and in r"``: above and in
+    ``r``); ``None`` (the default: a command, not a generation) says nothing about one.
+    ``models`` (``/api/tags`` entries) lets a missing model or a capability error suggest
+    installed ones.
     """
     capability = unsupported_capability(error)
     if capability and model:
@@ -97,7 +99,7 @@ def describe(
             "at a running server."
         )
     if isinstance(error, ModelNotFound):
-        return not_installed(error.model, error.url, [str(m.get("name", "")) for m in models])
+        return not_installed(error.model, error.url, [text(m.get("name")) for m in models])
     if isinstance(error, ReadTimedOut):
         return (
             f"Ollama at {error.url} sent nothing for {error.seconds:g} s. Raise --timeout "
@@ -109,6 +111,12 @@ def describe(
         return f"The model failed mid-answer: {error.message}." + partial
     if isinstance(error, StreamTruncated):
         return "The connection closed before the answer was finished." + partial
+    if isinstance(error, UnexpectedReply):
+        where = error.url or "the server"
+        return (
+            f"The server sent an unexpected {error.what}; is {where} an Ollama server? Point "
+            "--host, %config OllamaMagics.host or OLLAMA_HOST at one." + partial
+        )
     return str(error)
 
 

@@ -14,6 +14,7 @@ import re
 from typing import Any
 
 from .errors import StreamError
+from .fields import one_line
 
 
 class NDJSONDecoder:
@@ -116,7 +117,7 @@ def _parse(line: bytes) -> dict[str, Any]:
         if end > begin:
             try:
                 ids = _token_ids(line, begin, end)
-            except ValueError:
+            except (ValueError, OverflowError):  # not ints, or too large for a C int
                 ids = None
             else:
                 line = line[:begin] + line[end:]
@@ -128,7 +129,7 @@ def _parse(line: bytes) -> dict[str, Any]:
         raise StreamError(f"the server sent a JSON line that is not an object: {line[:80]!r}")
     error = obj.get("error")
     if error:
-        raise StreamError(str(error))
+        raise StreamError(one_line(error))
     if ids is not None:
         obj["context"] = ids
     return obj

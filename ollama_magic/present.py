@@ -3,6 +3,8 @@
 Each command's answer is a small object a user can keep (``models = %ollama models``) that shows
 itself as an HTML table in a notebook and as aligned text in a terminal, like ``ollama list``.
 Times are passed in, so every rendering is a function of its inputs and is tested as such.
+Server fields are read through :mod:`ollama_magic.fields`: a wrong type shows as ``?`` or an
+empty cell, and every string that reaches HTML is escaped.
 """
 
 from __future__ import annotations
@@ -13,16 +15,24 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, ClassVar
 
+from .fields import count, mapping, text, texts
+from .fields import rows as objects
+
 FOREVER_AFTER = 20 * 365 * 24 * 3600  # seconds: the Ollama CLI prints "Forever" past 20 years
 
 
-def human_bytes(size: float | None) -> str:
-    """Bytes in decimal units, as the Ollama CLI prints them.
+def human_bytes(size: Any) -> str:
+    """Bytes in decimal units, as the Ollama CLI prints them; ``?`` for what is not a size.
 
     >>> human_bytes(0), human_bytes(950), human_bytes(8_000_000), human_bytes(4_661_211_808)
     ('0 B', '950 B', '8.0 MB', '4.7 GB')
+    >>> human_bytes("abc"), human_bytes(-1), human_bytes(None)
+    ('?', '?', '?')
     """
-    value = float(size or 0)
+    known = count(size)
+    if known is None:
+        return "?"
+    value = float(known)
     for unit in ("B", "KB", "MB", "GB", "TB"):
         if abs(value) < 1000 or unit == "TB":
             return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
@@ -96,12 +106,18 @@ def load_summary(name: str, seconds: float, row: dict[str, Any] | None, now: dat
     >>> load_summary("m", 0.5, {"size": 8e6, "expires_at": "2026-01-01T00:05:00Z"}, now)
     'Loaded m in 0.50 s (8.0 MB in memory); it unloads in 5 min.'
     """
-    text = f"Loaded {name} in {seconds:.2f} s"
+    said = f"Loaded {name} in {seconds:.2f} s"
     if row:
         left = until(parse_time(row.get("expires_at")), now)
-        stays = "it stays loaded forever" if left == "forever" else f"it unloads {left}"
-        text += f" ({human_bytes(row.get('size'))} in memory); {stays}"
-    return text + "."
+        stays = (
+            "it stays loaded forever"
+            if left == "forever"
+            else f"it unloads {left}"
+            if left
+            else "the server does not say when it unloads"
+        )
+        said += f" ({human_bytes(row.get('size'))} in memory); {stays}"
+    return said + "."
 
 
 def unload_summary(name: str, row: dict[str, Any] | None) -> str:
@@ -112,27 +128,32 @@ def unload_summary(name: str, row: dict[str, Any] | None) -> str:
     """
     if row is None:
         return f"{name} was not loaded."
-    return f"Unloaded {name} ({human_bytes(row.get('size'))} freed)."
+    size = human_bytes(row.get("size"))
+    return f"Unloaded {name} ({size} freed)." if size != "?" else f"Unloaded {name}."
 
 
-def parse_time(text: str | None) -> datetime | None:
+def parse_time(stamp: Any) -> datetime | None:
     """An Ollama timestamp (RFC 3339 with nanoseconds), or ``None`` if absent or unreadable.
 
     >>> parse_time("2026-01-01T10:00:00.123456789+01:00").isoformat()
     '2026-01-01T10:00:00.123456+01:00'
+    >>> parse_time(5), parse_time("9999-12-31T23:59:59-01:00")
+    (None, None)
     """
-    if not text:
+    if not isinstance(stamp, str) or not stamp:
         return None
-    value = text.strip().replace("Z", "+00:00")
+    value = stamp.strip().replace("Z", "+00:00")
     head, dot, rest = value.partition(".")
     if dot:  # Python reads at most 6 fraction digits
         digits = len(rest) - len(rest.lstrip("0123456789"))
         value = f"{head}.{rest[:digits][:6].ljust(6, '0')}{rest[digits:]}"
     try:
         parsed = datetime.fromisoformat(value)
-    except ValueError:
+        parsed = parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
+        parsed.astimezone(timezone.utc)  # a time past year 9999 in UTC cannot be compared
+    except (ValueError, OverflowError):
         return None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
+    return parsed
 
 
 def text_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
@@ -174,9 +195,12 @@ class _Shown:
     headers: ClassVar[tuple[str, ...]] = ()
     empty: ClassVar[str] = "nothing to show"
 
+    def __post_init__(self) -> None:
+        self.models = objects(self.models)  # what a server sent: objects only
+
     @property
     def names(self) -> list[str]:
-        return [m.get("name", "") for m in self.models]
+        return [text(m.get("name")) for m in self.models]
 
     def __len__(self) -> int:
         return len(self.models)
@@ -208,21 +232,21 @@ class ModelList(_Shown):
     empty: ClassVar[str] = "No models installed yet: get one with %ollama pull NAME."
 
     def rows(self) -> list[list[str]]:
-        rows = []
+        out = []
         for model in self.models:
-            details = model.get("details") or {}
-            rows.append(
+            details = mapping(model.get("details"))
+            out.append(
                 [
-                    model.get("name", ""),
+                    text(model.get("name")),
                     human_bytes(model.get("size")),
-                    details.get("family", ""),
-                    details.get("parameter_size", ""),
-                    details.get("quantization_level", ""),
-                    ", ".join(model.get("capabilities") or []),
+                    text(details.get("family")),
+                    text(details.get("parameter_size")),
+                    text(details.get("quantization_level")),
+                    ", ".join(texts(model.get("capabilities"))),
                     ago(parse_time(model.get("modified_at")), self.now),
                 ]
             )
-        return rows
+        return out
 
 
 def processor(size: int, size_vram: int) -> str:
@@ -247,28 +271,28 @@ class LoadedList(_Shown):
     empty: ClassVar[str] = "No model is loaded. %ollama load NAME loads one."
 
     def rows(self) -> list[list[str]]:
-        rows = []
+        out = []
         for model in self.models:
-            size, vram = int(model.get("size") or 0), int(model.get("size_vram") or 0)
-            context = model.get("context_length")
-            rows.append(
+            size, vram = count(model.get("size")), count(model.get("size_vram"))
+            context = count(model.get("context_length"))
+            out.append(
                 [
-                    model.get("name", ""),
+                    text(model.get("name")),
                     human_bytes(size),
                     human_bytes(vram),
-                    processor(size, vram),
+                    processor(size, vram) if size is not None and vram is not None else "?",
                     str(context) if context else "",
                     until(parse_time(model.get("expires_at")), self.now),
                 ]
             )
-        return rows
+        return out
 
 
 def context_length(info: dict[str, Any]) -> int | None:
     """The trained context length from ``/api/show``'s ``model_info``."""
-    for key, value in (info.get("model_info") or {}).items():
-        if key.endswith(".context_length") and isinstance(value, int):
-            return value
+    for key, value in mapping(info.get("model_info")).items():
+        if key.endswith(".context_length") and count(value):
+            return count(value)
     return None
 
 
@@ -285,42 +309,43 @@ class ModelInfo:
     name: str
     info: dict[str, Any]
 
+    def __post_init__(self) -> None:
+        self.info = mapping(self.info)
+
     @property
     def capabilities(self) -> list[str]:
-        return list(self.info.get("capabilities") or [])
+        return texts(self.info.get("capabilities"))
+
+    def part(self, name: str) -> str:
+        """One text part (``modelfile``, ``template``, ``parameters``, ``system``, ``license``);
+        ``""`` when absent or not text."""
+        return text(self.info.get(name))
 
     def sections(self) -> list[tuple[str, list[tuple[str, str]]]]:
         """(title, [(key, value)]) in the order ``ollama show`` prints them."""
-        details = self.info.get("details") or {}
+        details = mapping(self.info.get("details"))
+        architecture = mapping(self.info.get("model_info")).get("general.architecture")
         model: list[tuple[str, str]] = [
-            (
-                "architecture",
-                str(
-                    (self.info.get("model_info") or {}).get(
-                        "general.architecture", details.get("family", "")
-                    )
-                ),
-            ),
-            ("parameters", details.get("parameter_size", "")),
+            ("architecture", text(architecture) or text(details.get("family"))),
+            ("parameters", text(details.get("parameter_size"))),
             ("context length", str(context_length(self.info) or "")),
-            ("quantization", details.get("quantization_level", "")),
+            ("quantization", text(details.get("quantization_level"))),
         ]
-        sections = [("Model", [(k, v) for k, v in model if v])]
+        known = [(k, v) for k, v in model if v]
+        sections = [("Model", known)] if known else []
         if self.capabilities:
             sections.append(("Capabilities", [(c, "") for c in self.capabilities]))
         params = []
-        for line in (self.info.get("parameters") or "").splitlines():
+        for line in self.part("parameters").splitlines():
             key, _, value = line.strip().partition(" ")
             if key:
                 params.append((key, value.strip()))
         if params:
             sections.append(("Parameters", params))
-        if self.info.get("system"):
-            sections.append(("System", [(_first_lines(self.info["system"], 3), "")]))
-        if self.info.get("template"):
-            sections.append(("Template", [(_first_lines(self.info["template"], 3), "")]))
-        if self.info.get("license"):
-            sections.append(("License", [(_first_lines(self.info["license"], 2), "")]))
+        for title, lines in (("System", 3), ("Template", 3), ("License", 2)):
+            shown = _first_lines(self.part(title.lower()), lines)
+            if shown:
+                sections.append((title, [(shown, "")]))
         return sections
 
     def __repr__(self) -> str:
@@ -329,8 +354,8 @@ class ModelInfo:
             out.append(f"  {title}")
             width = max(len(k) for k, _ in rows)
             for key, value in rows:
-                text = f"{key.ljust(width)}    {value}".rstrip() if value else key
-                out.extend("    " + line for line in text.splitlines())
+                shown = f"{key.ljust(width)}    {value}".rstrip() if value else key
+                out.extend("    " + line for line in shown.splitlines())
             out.append("")
         return "\n".join(out).rstrip()
 
@@ -348,8 +373,8 @@ class ModelInfo:
                 for k, v in rows
             )
             parts.append(f"<div><b>{html.escape(title)}</b><table>{cells}</table></div>")
-        template = self.info.get("template")
-        if template:
+        template = self.part("template")
+        if template.strip():
             parts.append(
                 f"<details><summary>Template</summary><pre>{html.escape(template)}</pre></details>"
             )

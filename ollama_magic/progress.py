@@ -12,6 +12,7 @@ import html
 from collections import deque
 from dataclasses import dataclass
 
+from .fields import count, one_line, text
 from .present import human_bytes, human_rate
 
 RATE_WINDOW = 3.0  # seconds of samples the transfer rate is averaged over
@@ -55,18 +56,20 @@ class Progress:
         self._samples: deque[tuple[float, int]] = deque()
 
     def feed(self, item: dict[str, object], now: float) -> None:
-        status = str(item.get("status") or "")
-        digest = str(item.get("digest") or "")
+        """Fold in one progress object; fields of the wrong type (a ``total`` of ``"abc"`` or
+        ``1e400``, a ``status`` that is a list) are ignored."""
+        status = one_line(text(item.get("status")), limit=200)
+        digest = text(item.get("digest"))
         if status and (not self.statuses or self.statuses[-1] != status):
             self.statuses.append(status)
         self.status = status or self.status
         if digest:
             layer = self.layers.setdefault(digest, Layer(digest, status))
             layer.status = status or layer.status
-            total, completed = item.get("total"), item.get("completed")
-            if isinstance(total, int):
+            total, completed = count(item.get("total")), count(item.get("completed"))
+            if total is not None:
                 layer.total = total
-            if isinstance(completed, int):
+            if completed is not None:
                 layer.completed = completed
             self._samples.append((now, self.completed))
             while len(self._samples) > 2 and now - self._samples[0][0] > RATE_WINDOW:
@@ -79,6 +82,11 @@ class Progress:
     @property
     def completed(self) -> int:
         return sum(layer.completed for layer in self.layers.values())
+
+    @property
+    def fraction(self) -> float:
+        """The share done over all layers, from 0 to 1 (whatever the server's numbers say)."""
+        return min(1.0, self.completed / self.total) if self.total else 0.0
 
     @property
     def succeeded(self) -> bool:
@@ -169,7 +177,7 @@ class Progress:
         """
         if not self.total:
             return f"at '{self.status}'" if self.status else "before it started"
-        share = self.completed / self.total * 100
+        share = self.fraction * 100
         return f"at {share:.0f}% ({human_bytes(self.completed)} of {human_bytes(self.total)})"
 
     def _current_layer(self) -> Layer | None:

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from .fields import count, text, token_ids
+
 #: ``done_reason`` values this package adds to the server's ``stop``/``length``.
 INTERRUPTED = "interrupted"
 ERROR = "error"
@@ -39,18 +41,19 @@ class GenerationResult:
 
     @classmethod
     def from_final(cls, model: str, final: dict[str, Any] | None, **parts: Any) -> GenerationResult:
-        """Build from the final chunk (``done: true``), or without one for a cut stream."""
+        """Build from the final chunk (``done: true``), or without one for a cut stream; numbers
+        and names of the wrong type (a server is untrusted) are left out, ``raw`` keeps them."""
         final = final or {}
         return cls(
-            model=final.get("model", model),
-            done_reason=final.get("done_reason"),
-            context=final.get("context"),
-            prompt_eval_count=final.get("prompt_eval_count"),
-            prompt_eval_duration=final.get("prompt_eval_duration"),
-            eval_count=final.get("eval_count"),
-            eval_duration=final.get("eval_duration"),
-            load_duration=final.get("load_duration"),
-            total_duration=final.get("total_duration"),
+            model=text(final.get("model")) or model,
+            done_reason=text(final.get("done_reason")) or None,
+            context=token_ids(final.get("context")),
+            prompt_eval_count=count(final.get("prompt_eval_count")),
+            prompt_eval_duration=count(final.get("prompt_eval_duration")),
+            eval_count=count(final.get("eval_count")),
+            eval_duration=count(final.get("eval_duration")),
+            load_duration=count(final.get("load_duration")),
+            total_duration=count(final.get("total_duration")),
             raw=final or None,
             **parts,
         )

@@ -11,7 +11,7 @@ import json
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from .errors import OllamaError, StreamTruncated
+from .errors import OllamaError, StreamTruncated, UnexpectedReply
 from .live import Sink
 from .result import ERROR, INTERRUPTED, GenerationResult
 from .thinking import RETRACT, ReasoningSplitter, SplitText, TextBuffer
@@ -24,12 +24,26 @@ Pieces = Callable[[dict[str, Any]], tuple[str, str]]
 
 
 def generate_pieces(chunk: dict[str, Any]) -> tuple[str, str]:
-    return chunk.get("response") or "", chunk.get("thinking") or ""
+    return _piece(chunk, "response"), _piece(chunk, "thinking")
 
 
 def chat_pieces(chunk: dict[str, Any]) -> tuple[str, str]:
-    message = chunk.get("message") or {}
-    return message.get("content") or "", message.get("thinking") or ""
+    message = chunk.get("message")
+    if message is None:
+        return "", ""
+    if not isinstance(message, dict):
+        raise UnexpectedReply("'message' in a chat chunk")
+    return _piece(message, "content"), _piece(message, "thinking")
+
+
+def _piece(chunk: dict[str, Any], key: str) -> str:
+    """A text field of a chunk: a string, or nothing; any other type means this is not Ollama."""
+    value = chunk.get(key)
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        raise UnexpectedReply(f"{key!r} of type {type(value).__name__}")
+    return value
 
 
 def run(
@@ -64,7 +78,7 @@ def run(
             raw.write(response)
             for event in splitter.feed(response, thinking):
                 _deliver(event, text, sink)
-            if chunk.get("done"):
+            if chunk.get("done") is True:
                 final = chunk
                 break
         else:
@@ -72,6 +86,8 @@ def run(
     except KeyboardInterrupt:
         stopped_by = INTERRUPTED
     except OllamaError as exc:
+        if isinstance(exc, UnexpectedReply) and not exc.url:
+            exc.url = str(getattr(client, "base_url", ""))
         reason = stopped() if stopped is not None else None
         if reason:
             stopped_by, stop_reason = INTERRUPTED, reason

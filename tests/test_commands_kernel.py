@@ -177,7 +177,8 @@ def test_host_and_version(kernel: Kernel, srv) -> None:
     assert "no answer (connection refused)" in run.stdout
     run = kernel.run(f"%ollama host {srv.url}")
     assert run.ok and "Ollama 0.12.6" in run.stdout
-    assert "invalid port" in error_line(kernel.run("%ollama host http://x:port"))
+    text = error_line(kernel.run("%ollama host http://x:port"))
+    assert text.startswith("%ollama host 'http://x:port' is not a server address: the port must")
     kernel.run("%config OllamaMagics.host = ''")
 
 

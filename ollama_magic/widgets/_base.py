@@ -19,7 +19,7 @@ import ipywidgets as w
 
 from .. import lifecycle
 from ..args import ArgsError
-from ..client import OllamaClient, Stream
+from ..client import HostError, OllamaClient, Stream
 from ..errors import OllamaError
 from ..live import EMPTY, Bundle, LiveDisplay
 from ..messages import describe, outcome
@@ -45,8 +45,8 @@ def short_error(exc: BaseException) -> str:
         return describe(exc)
     if isinstance(exc, ArgsError):
         return str(exc)
-    if isinstance(exc, ValueError) and "Ollama host" in str(exc):
-        return f"{exc}: write it like http://127.0.0.1:11434"
+    if isinstance(exc, HostError):
+        return f"Ollama host {exc}"
     return f"{type(exc).__name__}: {exc}"
 
 

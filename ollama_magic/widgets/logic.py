@@ -22,6 +22,7 @@ from ..args import (
     split_line,
     think_value,
 )
+from ..fields import text, texts
 from ..present import human_bytes, human_rate
 from ..progress import Progress
 from ..result import GenerationResult
@@ -86,9 +87,9 @@ def generating_models(tags: Sequence[Mapping[str, Any]]) -> list[str]:
     names = []
     for model in tags:
         caps = model.get("capabilities")
-        if isinstance(caps, list) and "completion" not in caps:
+        if isinstance(caps, list) and "completion" not in texts(caps):
             continue
-        names.append(short_name(str(model.get("name", ""))))
+        names.append(short_name(text(model.get("name"))))
     return [n for n in names if n]
 
 
@@ -176,7 +177,7 @@ def transfer_status(progress: Progress) -> str:
     """
     parts = [progress.status] if progress.status else []
     if progress.total:
-        share = progress.completed / progress.total * 100
+        share = progress.fraction * 100
         parts.append(
             f"{share:.0f}% · {human_bytes(progress.completed)} of {human_bytes(progress.total)}"
         )

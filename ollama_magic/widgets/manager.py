@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import html
 import threading
 import time
 from collections.abc import Callable
@@ -60,7 +61,7 @@ class _BarView:
         self._draw(progress, now)
 
     def _draw(self, progress: Progress, now: float) -> None:
-        self._bar.value = progress.completed / progress.total if progress.total else 0.0
+        self._bar.value = progress.fraction
         self._status.value = message_html(transfer_status(progress), "note")
 
 
@@ -191,7 +192,7 @@ class ModelManager(w.VBox):
         with closing(self.connection.client(quick=True)) as client:
             self.models = _Installed(client.tags())
             self.installed.value = self.models._repr_html_()
-            set_options(self.model_picker, [short_name(n) for n in self.models.names])
+            set_options(self.model_picker, [short_name(n) for n in self.models.names if n])
             self._refresh_loaded(client)
 
     def refresh_loaded(self) -> None:
@@ -356,7 +357,8 @@ class ModelManager(w.VBox):
     # -- internals -------------------------------------------------------------------------
 
     def _show_title(self) -> None:
-        self.title.value = f"<b>Ollama models</b> at <code>{self.connection_url()}</code>"
+        url = html.escape(self.connection_url(), quote=True)
+        self.title.value = f"<b>Ollama models</b> at <code>{url}</code>"
 
     def _picked(self) -> str:
         name = self.model_picker.value
