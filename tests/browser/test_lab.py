@@ -60,9 +60,9 @@ NEXT_SAMPLE = """([i, least]) => {
     const shown = Array.from(area.children)
         .filter((c) => !c.classList.contains('jp-OutputArea-promptOverlay'));
     const blank = shown.filter(
-        (c) => c.getBoundingClientRect().height >= 1 && !c.innerText.trim() && !c.querySelector('hr')
+        (c) => c.getBoundingClientRect().height >= 1 && !c.innerText.trim()
+            && !c.querySelector('hr')
     ).length;
-    if (blank) console.log('blank output: ' + shown.map((c) => c.innerHTML).join(' | '));
     return {length, outputs: shown.length, blank};
 }"""
 
