@@ -173,8 +173,10 @@ def _image(
     token = tokens[idx]
     alt = renderer.renderInlineAsText(token.children or [], options, env)
     label = escapeHtml(f"[image: {alt}]" if alt else "[image]")
-    src = escapeHtml(str(token.attrGet("src") or ""))
-    return f'<a href="{src}" title="image, not loaded">{label}</a>'
+    src = str(token.attrGet("src") or "")
+    if not _validate_link(src):  # a refused target (``![x]()``, say): the label alone
+        return label
+    return f'<a href="{escapeHtml(src)}" title="image, not loaded">{label}</a>'
 
 
 def _math_rule(display: bool) -> Any:

@@ -93,6 +93,11 @@ def test_raw_html_shows_as_text_and_images_as_links() -> None:
     assert "[j](javascript:alert(1))" in html  # shown as the text it was
 
 
+@pytest.mark.parametrize("text", ["![]()", "[x]()", "![a](<>)", "[b](<javascript:x>)"])
+def test_refused_targets_leave_text_not_empty_links(text: str) -> None:
+    assert "href" not in markdown_html(text)
+
+
 def test_risky_math_is_shown_as_code() -> None:
     html = markdown_html("$\\href{javascript:x}{y}$ $\\require{action}$ $a+b$")
     assert html.count("<code>") == 2 and html.count("mathjax_process") == 1
