@@ -38,6 +38,7 @@ from datetime import datetime
 from http.server import BaseHTTPRequestHandler
 from typing import Any, Protocol, cast
 
+from .connections import Connection, ConnectionServer, SocketReader, discard_input
 from .decoding import (
     CHAT_REQUEST,
     COPY_REQUEST,
@@ -56,7 +57,6 @@ from .decoding import (
     think_enabled,
     validate_options,
 )
-from .connections import Connection, ConnectionServer, SocketReader, discard_input
 from .engine import ChatJob, Done, Drop, Engine, Event, Fail, GenerateJob, ModelCard, Pause, Token
 from .gojson import (
     EmptyBody,
@@ -149,12 +149,15 @@ ORIGIN_SCHEMES = (
 """Schemes an ``OLLAMA_ORIGINS`` entry without ``*`` may have (gin-contrib/cors with browser
 extensions on; Ollama refuses to start on any other)."""
 
-_LOCAL_ORIGINS = tuple(
-    f"{scheme}://{host}{port}"
-    for host in ("localhost", "127.0.0.1", "0.0.0.0")
-    for port in ("", ":*")
-    for scheme in ("http", "https")
-) + ("app://*", "file://*", "tauri://*", "vscode-webview://*", "vscode-file://*")
+_LOCAL_ORIGINS = (
+    *(
+        f"{scheme}://{host}{port}"
+        for host in ("localhost", "127.0.0.1", "0.0.0.0")
+        for port in ("", ":*")
+        for scheme in ("http", "https")
+    ),
+    *("app://*", "file://*", "tauri://*", "vscode-webview://*", "vscode-file://*"),
+)
 
 _CORS_PREFLIGHT = (
     ("Access-Control-Allow-Methods", "GET,POST,PUT,PATCH,DELETE,HEAD,OPTIONS"),
@@ -1538,11 +1541,14 @@ def serve(
     log_requests: bool = True,
     announce: Callable[[str], None] | None = None,
     pull_speed: float = DEFAULT_PULL_SPEED,
+    max_body: int = DEFAULT_MAX_BODY,
+    read_timeout: float = DEFAULT_READ_TIMEOUT,
 ) -> None:
     """Serve in the foreground until Ctrl-C (what ``python -m ollama_magic.server`` runs).
 
     Announces (default: prints) the URL, then the installed model names, then (if any) the
-    names ``/api/pull`` can install, one line each.
+    names ``/api/pull`` can install, one line each. No requests are recorded: nobody could
+    read them, and a long-running server must not grow.
     """
     server = OllamaServer(
         engines,
@@ -1551,6 +1557,9 @@ def serve(
         version=version,
         log_requests=log_requests,
         pull_speed=pull_speed,
+        max_body=max_body,
+        read_timeout=read_timeout,
+        keep_requests=0,
     )
     say = announce or _print_flushed
     say(f"Ollama-compatible server on {server.url}")  # first: it has the port when port is 0

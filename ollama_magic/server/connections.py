@@ -45,9 +45,12 @@ class Connection:
         self.sock, self.address = sock, address
         self.buffer = bytearray(buffered)
         self.deadline = 0.0
+        self._searched = 0  # the end of head cannot start before here (so a trickle costs O(n))
 
     def head_complete(self) -> bool:
-        return _END_OF_HEAD.search(self.buffer) is not None
+        found = _END_OF_HEAD.search(self.buffer, max(0, self._searched - 2)) is not None
+        self._searched = len(self.buffer)
+        return found
 
 
 class SocketReader:
@@ -88,7 +91,8 @@ class SocketReader:
         return self._take(len(self._buffer) if size < 0 else min(size, len(self._buffer)))
 
     def _take(self, count: int) -> bytes:
-        data = bytes(self._buffer[:count])
+        with memoryview(self._buffer) as view:
+            data = bytes(view[:count])  # one copy, even of a body of many MB
         del self._buffer[:count]
         return data
 
@@ -197,13 +201,18 @@ class ConnectionServer(socketserver.TCPServer):
             self._loop_done.set()
 
     def shutdown(self) -> None:
-        """Stop :meth:`serve_forever` and wait until it has returned (called from another thread)."""
+        """Stop :meth:`serve_forever` and wait until it has returned (from another thread)."""
         self._stop_loop.set()
         self._wake()
         self._loop_done.wait()
 
     def server_close(self) -> None:
         super().server_close()
+        while True:  # kept-alive connections handed back as the loop stopped
+            try:
+                self.shutdown_request(self._returned.get_nowait().sock)
+            except queue.Empty:
+                break
         with self._workers_lock:
             count = len(self._workers)
         for _ in range(count):
