@@ -35,6 +35,7 @@ HEAD_TOO_LARGE = (
 
 _END_OF_HEAD = re.compile(rb"\n\r?\n")
 _RECV_SIZE = 65536
+_ACCEPT_BURST = 64  # connections accepted per wake-up, so a burst does not wait on select
 _SWEEP_EVERY = 0.25  # seconds between deadline sweeps of the waiting connections
 
 
@@ -233,13 +234,16 @@ class ConnectionServer(socketserver.TCPServer):
             self._wake_w.send(b"x")
 
     def _accept(self, selector: selectors.BaseSelector) -> None:
-        try:
-            sock, address = self.socket.accept()
-        except OSError as error:
-            if error.errno in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
-                self._drop_oldest(selector)  # out of descriptors: make room for the newcomer
-            return
-        self._wait_for_head(selector, Connection(sock, address), self.read_timeout)
+        for _ in range(_ACCEPT_BURST):
+            try:
+                sock, address = self.socket.accept()
+            except BlockingIOError:
+                return
+            except OSError as error:
+                if error.errno in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
+                    self._drop_oldest(selector)  # out of descriptors: make room for newcomers
+                return
+            self._wait_for_head(selector, Connection(sock, address), self.read_timeout)
 
     def _wait_for_head(
         self, selector: selectors.BaseSelector, connection: Connection, timeout: float
