@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from . import llama
-from .app import DEFAULT_PULL_SPEED, serve, short_name
+from .app import DEFAULT_MAX_BODY, DEFAULT_PULL_SPEED, DEFAULT_READ_TIMEOUT, serve, short_name
 from .engine import Engine
 from .gguf import GGUFError, read_header
 from .scripted import ScriptedEngine
@@ -98,6 +98,22 @@ def build_parser() -> argparse.ArgumentParser:
         f"(default {DEFAULT_PULL_SPEED:,}: a 100 MB model takes about 2 s; 1e12: instant)",
     )
     parser.add_argument(
+        "--max-body-mb",
+        type=_positive_float,
+        default=DEFAULT_MAX_BODY / 2**20,
+        metavar="MB",
+        help="largest request body in MiB; larger ones get 413 without being read "
+        f"(default {DEFAULT_MAX_BODY >> 20}: room for a few base64 photos in images)",
+    )
+    parser.add_argument(
+        "--read-timeout",
+        type=_positive_float,
+        default=DEFAULT_READ_TIMEOUT,
+        metavar="SECONDS",
+        help="drop a client that takes longer to send a request head, or stalls this long "
+        f"while sending a body (default {DEFAULT_READ_TIMEOUT:g})",
+    )
+    parser.add_argument(
         "--quiet", action="store_true", help="do not log one line per request to stderr"
     )
     return parser
@@ -167,7 +183,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not engines:
         print(f"{PROG}: no engines to serve", file=sys.stderr)
         return 2
-    serve(args.host, args.port, engines, log_requests=not args.quiet, pull_speed=args.pull_speed)
+    serve(
+        args.host,
+        args.port,
+        engines,
+        log_requests=not args.quiet,
+        pull_speed=args.pull_speed,
+        max_body=int(args.max_body_mb * 2**20),
+        read_timeout=args.read_timeout,
+    )
     return 0
 
 

@@ -5,9 +5,15 @@ and validation in Ollama's order of checks, status codes and error bodies, NDJSO
 chunked transfer encoding, timestamps, ``keep_alive`` and ``/api/ps`` (through
 :class:`~ollama_magic.server.scheduler.Scheduler`). Models come from engines
 (:mod:`~ollama_magic.server.engine`) through a :class:`~ollama_magic.server.store.ModelStore`,
-which pull, push, create, copy and delete change. Every request is recorded as a
+which pull, push, create, copy and delete change. The latest requests are recorded as
 :class:`RecordedRequest`, so tests can check what a client sent and whether the server saw it
 disconnect.
+
+Hostile input is bounded: bodies over ``max_body`` get a 413 before they are read, undecodable
+ones a 400 with Go's text, requests from web pages that are not local get Ollama's 403 (CORS
+and the Host guard of ``ollama-api.md`` §0), and connections are served by
+:class:`~ollama_magic.server.connections.ConnectionServer`, which gives a thread only to a
+request whose head has arrived and drops clients that stall.
 """
 
 from __future__ import annotations
@@ -17,18 +23,22 @@ import ipaddress
 import json
 import logging
 import math
+import os
+import re
 import select
 import socket
 import socketserver
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections import deque
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any, Protocol, cast
 
+from .connections import Connection, ConnectionServer, SocketReader, discard_input
 from .decoding import (
     CHAT_REQUEST,
     COPY_REQUEST,
@@ -91,6 +101,124 @@ _ALIVE_CHECK_EVERY = 0.1  # seconds between disconnect checks while an engine st
 
 DEFAULT_PULL_SPEED = 50_000_000
 """Bytes per second of simulated pulls and pushes: a 100 MB model takes about 2 s."""
+
+DEFAULT_MAX_BODY = 32 << 20
+"""Largest request body read (32 MiB); a larger one gets a 413 unread. Images travel in
+``images`` as base64 (4/3 of the file), and a chat resends every image each turn: a 12 MP
+phone JPEG is 4-6 MB, about 8 MB in base64, so a few photos fit. Decoding holds a few copies
+of the body at once, so this also keeps one request's memory to a couple of hundred MB."""
+
+DEFAULT_READ_TIMEOUT = 10.0
+"""Seconds a client may take to send a request head, or stall while sending its body."""
+
+KEEP_ALIVE_TIMEOUT = 60.0
+"""Seconds a kept-alive connection may sit idle before its next request (at least the read
+timeout)."""
+
+WRITE_TIMEOUT = 120.0
+"""Seconds one write of a response may wait for a client that does not read. A streaming
+reader, however slow, empties the socket buffers (hundreds of kB) long before that."""
+
+MAX_WORKERS = 64
+"""Requests served at once; more wait, already read, for a free thread."""
+
+MAX_PENDING = 1024
+"""Connections waiting for a request head; past it the oldest is dropped."""
+
+DEFAULT_KEEP_REQUESTS = 1000
+"""How many of the latest requests :attr:`OllamaServer.requests` keeps."""
+
+RECORDED_BODY_BYTES = 64 << 20
+"""Bodies :attr:`OllamaServer.requests` keeps in total; older records go first (the newest
+always stays)."""
+
+BODY_TOO_LARGE = "http: request body too large"  # Go's http.MaxBytesError text
+_DRAIN_SECONDS = 5.0  # how long to read and discard a refused body so the client sees the 413
+_CHUNK_SIZE_LINE = re.compile(rb"[0-9a-fA-F]{1,15}")
+_LINE_LIMIT = 4096  # a chunk-size or trailer line
+_MAX_TRAILERS = 100
+
+ORIGIN_SCHEMES = (
+    "http://",
+    "https://",
+    "chrome-extension://",
+    "safari-extension://",
+    "moz-extension://",
+    "ms-browser-extension://",
+)
+"""Schemes an ``OLLAMA_ORIGINS`` entry without ``*`` may have (gin-contrib/cors with browser
+extensions on; Ollama refuses to start on any other)."""
+
+_LOCAL_ORIGINS = (
+    *(
+        f"{scheme}://{host}{port}"
+        for host in ("localhost", "127.0.0.1", "0.0.0.0")
+        for port in ("", ":*")
+        for scheme in ("http", "https")
+    ),
+    *("app://*", "file://*", "tauri://*", "vscode-webview://*", "vscode-file://*"),
+)
+
+_CORS_PREFLIGHT = (
+    ("Access-Control-Allow-Methods", "GET,POST,PUT,PATCH,DELETE,HEAD,OPTIONS"),
+    (
+        "Access-Control-Allow-Headers",
+        "Authorization,Content-Type,User-Agent,Accept,X-Requested-With,Openai-Beta,"
+        "X-Stainless-Arch,X-Stainless-Async,X-Stainless-Custom-Poll-Interval,"
+        "X-Stainless-Helper-Method,X-Stainless-Lang,X-Stainless-Os,"
+        "X-Stainless-Package-Version,X-Stainless-Poll-Helper,X-Stainless-Retry-Count,"
+        "X-Stainless-Runtime,X-Stainless-Runtime-Version,X-Stainless-Timeout",
+    ),
+    ("Access-Control-Max-Age", "43200"),
+)
+"""What an allowed preflight gets: gin-contrib/cors v1.7.2 with Ollama's configuration."""
+_CORS_VARY_PREFLIGHT = (
+    ("Vary", "Origin"),
+    ("Vary", "Access-Control-Request-Method"),
+    ("Vary", "Access-Control-Request-Headers"),
+)
+
+
+def allowed_origins(env: str | None = None) -> list[str]:
+    """Ollama's allowed origins: the ``OLLAMA_ORIGINS`` entries (split on ``,``, not trimmed),
+    then the local ones (``envconfig.AllowedOrigins``)."""
+    value = (os.environ.get("OLLAMA_ORIGINS", "") if env is None else env).strip().strip("\"'")
+    return [*(value.split(",") if value else []), *_LOCAL_ORIGINS]
+
+
+class Origins:
+    """Which ``Origin`` headers may call, matched as gin-contrib/cors v1.7.2 does.
+
+    An entry is an exact origin (compared trimmed and lower-cased), ``*`` for all, or has one
+    ``*`` that matches anything (``http://localhost:*``). Entries Ollama would refuse to start
+    with (no ``*`` and no known scheme, or two ``*``) are left out with a warning.
+    """
+
+    def __init__(self, entries: Sequence[str]) -> None:
+        self.allow_all = "*" in entries
+        self.exact: set[str] = set()
+        self.wildcards: list[tuple[str, str]] = []
+        for entry in entries:
+            stars = entry.count("*")
+            if stars > 1 or (stars == 0 and not entry.startswith(ORIGIN_SCHEMES)):
+                log.warning("ignoring the allowed origin %r: Ollama would refuse it", entry)
+                continue
+            self.exact.add(entry.strip().lower())
+            if stars:
+                prefix, _, suffix = entry.partition("*")
+                self.wildcards.append((prefix, suffix))
+
+    def allows(self, origin: str) -> bool:
+        if self.allow_all or origin in self.exact:
+            return True
+        return any(
+            origin.startswith(prefix) and origin.endswith(suffix)
+            for prefix, suffix in self.wildcards
+        )
+
+
+class _BodyTooLarge(Exception):
+    """The request body is over ``max_body``; nothing more of it should be read."""
 
 
 class _CaseInsensitiveHeaders(dict):  # type: ignore[type-arg]
@@ -353,12 +481,45 @@ class _Handler(BaseHTTPRequestHandler):
     server: _HTTPServer
     record: RecordedRequest | None = None  # the request being handled (None before it's read)
     started_ns: int = 0
+    kept = False  # the connection went back to the server to wait for its next request
+    rfile: SocketReader  # type: ignore[assignment]
+    _extra_headers: list[tuple[str, str]]  # added to this request's response (CORS)
 
     # -- plumbing ----------------------------------------------------------------------------
 
     @property
     def app(self) -> OllamaServer:
         return self.server.app
+
+    def setup(self) -> None:
+        """Read from what the server has read ahead (the head, maybe more), then the socket."""
+        connection: Connection = self.request
+        self.request = connection.sock
+        super().setup()
+        self.rfile.close()
+        self.rfile = SocketReader(connection)
+        self.connection.settimeout(self.app.read_timeout)
+        self._extra_headers = []
+
+    def handle(self) -> None:
+        """One request; a kept-alive connection then waits for the next without a thread."""
+        self.close_connection = True
+        self.handle_one_request()
+        if not self.close_connection:
+            next_request = Connection(self.connection, self.client_address, self.rfile.pending())
+            self.kept = self.server.keep(next_request)
+
+    def handle_expect_100(self) -> bool:
+        """No ``100 Continue`` for a body that will be refused: the 413 comes at once."""
+        with contextlib.suppress(ValueError):  # a bad length is answered once the body is read
+            if self._declared_length() > self.app.max_body:
+                return True
+        return super().handle_expect_100()
+
+    def end_headers(self) -> None:
+        for name, value in self._extra_headers:
+            self.send_header(name, value)
+        super().end_headers()
 
     def send_response(self, code: int, message: str | None = None) -> None:
         """Like the base class, minus the ``Server`` header (Go sends none)."""
@@ -377,33 +538,89 @@ class _Handler(BaseHTTPRequestHandler):
 
     do_HEAD = do_POST = do_PUT = do_DELETE = do_PATCH = do_OPTIONS = do_GET
 
+    def _chunked(self) -> bool:
+        return "chunked" in self.headers.get("Transfer-Encoding", "").lower()
+
+    def _declared_length(self) -> int:
+        """The Content-Length (0 if chunked or absent); ValueError if it is not a number."""
+        if self._chunked():
+            return 0
+        text = (self.headers.get("Content-Length") or "0").strip()
+        if not text.isdigit() or not text.isascii():
+            raise ValueError(f"bad Content-Length {text!r}")
+        return int(text)
+
     def _read_body(self) -> bytes:
-        if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
-            parts: list[bytes] = []
-            while True:
-                size = int(self.rfile.readline().split(b";")[0].strip() or b"0", 16)
-                if size == 0:
-                    while self.rfile.readline() not in (b"\r\n", b"\n", b""):
-                        pass  # trailers
-                    return b"".join(parts)
-                parts.append(self.rfile.read(size))
-                self.rfile.readline()
-        length = int(self.headers.get("Content-Length") or 0)
-        return self.rfile.read(length) if length > 0 else b""
+        """The body, read only while it stays within ``max_body`` (else :class:`_BodyTooLarge`).
+
+        A stalled client times out here (``read_timeout`` per read): TimeoutError.
+        """
+        limit = self.app.max_body
+        if not self._chunked():
+            length = self._declared_length()
+            if length > limit:
+                raise _BodyTooLarge
+            return self.rfile.read(length) if length > 0 else b""
+        parts: list[bytes] = []
+        total = 0
+        while True:
+            line = self.rfile.readline(_LINE_LIMIT)
+            size_text = line.split(b";")[0].strip()
+            if not line.endswith(b"\n") or not _CHUNK_SIZE_LINE.fullmatch(size_text):
+                raise ValueError("bad chunk size line")
+            size = int(size_text, 16)
+            if size == 0:
+                for _ in range(_MAX_TRAILERS):
+                    if self.rfile.readline(_LINE_LIMIT) in (b"\r\n", b"\n", b""):
+                        return b"".join(parts)
+                raise ValueError("too many trailers")
+            total += size
+            if total > limit:
+                raise _BodyTooLarge
+            parts.append(self.rfile.read(size))
+            self.rfile.readline(_LINE_LIMIT)
+
+    def _refuse_body(self, path: str, query: str) -> None:
+        """Answer a body over ``max_body`` with 413 unread (or the guards' 403), then close."""
+        record = self.record = RecordedRequest(
+            method=self.command,
+            path=path,
+            headers=_CaseInsensitiveHeaders(self.headers.items()),
+            body=b"",
+            json=None,
+            query=query,
+        )
+        self.app._record(record)
+        self._extra_headers.append(("Connection", "close"))
+        try:
+            if not self._guarded():
+                self._send_error(413, BODY_TOO_LARGE)
+        except _ClientGone:
+            record.disconnected_at = time.monotonic()
+        finally:
+            self.close_connection = True
+            discard_input(self.connection, _DRAIN_SECONDS)
+            record.finished.set()
 
     def _dispatch(self) -> None:
         self.started_ns = time.perf_counter_ns()
         self.record = None
+        self._extra_headers = []
         path, _, query = self.path.partition("?")
         try:
             body = self._read_body()
+        except _BodyTooLarge:
+            self._refuse_body(path, query)
+            return
         except ValueError:
             self.close_connection = True
             self.send_error(400, "bad request body")
             return
+        # The request is in: from now on the client only has to read, at its own pace.
+        self.connection.settimeout(WRITE_TIMEOUT)
         try:
             parsed = json.loads(body) if body.strip() else None
-        except ValueError:
+        except (ValueError, RecursionError):  # not JSON, or nested deeper than json goes
             parsed = None
         record = self.record = RecordedRequest(
             method=self.command,
@@ -432,8 +649,7 @@ class _Handler(BaseHTTPRequestHandler):
             record.finished.set()
 
     def _route(self, path: str) -> None:
-        if not self._host_allowed():
-            self._send(403, b"", None)
+        if self._guarded():
             return
         routes = _ROUTES.get(path)
         if routes is None:
@@ -444,12 +660,39 @@ class _Handler(BaseHTTPRequestHandler):
             return
         method = routes.get(self.command)
         if method is None:
-            if self.command == "OPTIONS" and not self._host_is_ip():
-                self._send(204, b"", None)
-                return
             self._send(405, b"405 method not allowed", TEXT)
             return
         getattr(self, method)()
+
+    def _guarded(self) -> bool:
+        """Ollama's middleware, in its order: CORS, then the Host guard. True if it answered.
+
+        A disallowed ``Origin`` gets 403 with an empty body; an allowed preflight gets 204 with
+        the CORS headers; other allowed cross-origin requests go on with ``Vary`` and
+        ``Access-Control-Allow-Origin`` added to their answer.
+        """
+        origin = self.headers.get("Origin", "")
+        host = self.headers.get("Host", "")
+        if origin and origin not in (f"http://{host}", f"https://{host}"):  # same-origin: no CORS
+            origins = self.app._origins
+            if not origins.allows(origin):
+                self._send(403, b"", None)
+                return True
+            allow_origin = [("Access-Control-Allow-Origin", "*" if origins.allow_all else origin)]
+            if self.command == "OPTIONS":
+                vary = () if origins.allow_all else _CORS_VARY_PREFLIGHT
+                self._extra_headers += [*_CORS_PREFLIGHT, *vary, *allow_origin]
+                self._send(204, b"", None)
+                return True
+            self._extra_headers += [] if origins.allow_all else [("Vary", "Origin")]
+            self._extra_headers += allow_origin
+        if not self._host_allowed():
+            self._send(403, b"", None)
+            return True
+        if self.command == "OPTIONS" and self.app._loopback and not self._host_is_ip():
+            self._send(204, b"", None)  # the Host guard answers preflights for allowed names
+            return True
+        return False
 
     def _host(self) -> str:
         host = self.headers.get("Host", "")
@@ -497,7 +740,8 @@ class _Handler(BaseHTTPRequestHandler):
                 self.send_header("Content-Type", content_type)
             for name, value in (headers or {}).items():
                 self.send_header(name, value)
-            self.send_header("Content-Length", str(len(body)))
+            if status != 204:  # a 204 has no body, so no Content-Length (Go sends none)
+                self.send_header("Content-Length", str(len(body)))
             self.end_headers()
             if body and self.command != "HEAD":
                 self.wfile.write(body)
@@ -1103,14 +1347,20 @@ def _show_body(card: ModelCard, *, verbose: bool) -> dict[str, Any]:
     return body
 
 
-class _HTTPServer(ThreadingHTTPServer):
-    daemon_threads = True
-    block_on_close = False
-    request_queue_size = 128
-
+class _HTTPServer(ConnectionServer):
     def __init__(self, address: tuple[str, int], app: OllamaServer) -> None:
         self.app = app
-        super().__init__(address, _Handler)
+        super().__init__(
+            address,
+            _Handler,
+            read_timeout=app.read_timeout,
+            idle_timeout=max(app.read_timeout, KEEP_ALIVE_TIMEOUT),
+            max_pending=MAX_PENDING,
+            max_workers=MAX_WORKERS,
+        )
+
+    def serve_connection(self, connection: Connection) -> bool:
+        return _Handler(connection, connection.address, self).kept
 
     def server_bind(self) -> None:
         # HTTPServer.server_bind does a reverse DNS lookup (getfqdn), slow on some CI machines.
@@ -1144,6 +1394,14 @@ class OllamaServer:
     * ``pull_speed`` – bytes per second of simulated ``/api/pull`` and ``/api/push`` transfers
       (attribute of the same name; default :data:`DEFAULT_PULL_SPEED`, about 2 s for the
       96 MB ``haiku``).
+    * ``max_body`` – largest request body in bytes (:data:`DEFAULT_MAX_BODY`); larger ones get
+      413 ``{"error":"http: request body too large"}`` without being read.
+    * ``read_timeout`` – seconds a client may take to send a request head, or stall while
+      sending a body (:data:`DEFAULT_READ_TIMEOUT`); then its connection is dropped.
+    * ``keep_requests`` – how many of the latest requests :attr:`requests` keeps (0: none).
+    * ``origins`` – the allowed web origins; default: ``OLLAMA_ORIGINS`` plus the local ones
+      (:func:`allowed_origins`). Requests without an ``Origin`` header (``requests``, the
+      ``ollama`` client, kernels) are not affected.
 
     Installed models live in :attr:`store` (a :class:`~ollama_magic.server.store.ModelStore`):
     at first every engine's models, then whatever pull, create, copy and delete make of them.
@@ -1163,16 +1421,28 @@ class OllamaServer:
         *,
         log_requests: bool = False,
         pull_speed: float = DEFAULT_PULL_SPEED,
+        max_body: int = DEFAULT_MAX_BODY,
+        read_timeout: float = DEFAULT_READ_TIMEOUT,
+        keep_requests: int = DEFAULT_KEEP_REQUESTS,
+        origins: Sequence[str] | None = None,
     ) -> None:
         if not pull_speed > 0:
             raise ValueError(f"pull_speed must be positive, not {pull_speed!r}")
+        if not read_timeout > 0:
+            raise ValueError(f"read_timeout must be positive, not {read_timeout!r}")
         self.engines: list[Engine] = list(engines) if engines is not None else [ScriptedEngine()]
         self.version = version
         self.log_requests = log_requests
         self.pull_speed = pull_speed
+        self.max_body = max_body
+        self.read_timeout = read_timeout
+        self.keep_requests = keep_requests
+        self.origins = list(origins) if origins is not None else allowed_origins()
+        self._origins = Origins(self.origins)
         self.store = ModelStore(self.engines)
         self.scheduler = Scheduler()
-        self._records: list[RecordedRequest] = []
+        self._records: deque[RecordedRequest] = deque()
+        self._recorded_bytes = 0
         self._records_lock = threading.Lock()
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
@@ -1194,7 +1464,8 @@ class OllamaServer:
 
     @property
     def requests(self) -> list[RecordedRequest]:
-        """Every request received so far, in arrival order (a snapshot list)."""
+        """The latest requests, in arrival order (a snapshot list): at most ``keep_requests``,
+        and older ones go early when their bodies pass :data:`RECORDED_BODY_BYTES`."""
         with self._records_lock:
             return list(self._records)
 
@@ -1202,6 +1473,7 @@ class OllamaServer:
         """Forget the recorded requests."""
         with self._records_lock:
             self._records.clear()
+            self._recorded_bytes = 0
 
     def start(self) -> OllamaServer:
         """Serve on a daemon thread; returns ``self`` so ``OllamaServer().start()`` chains."""
@@ -1243,8 +1515,15 @@ class OllamaServer:
         self.stop()
 
     def _record(self, record: RecordedRequest) -> None:
+        """Keep ``record``, within ``keep_requests`` and :data:`RECORDED_BODY_BYTES`."""
         with self._records_lock:
             self._records.append(record)
+            self._recorded_bytes += len(record.body)
+            while self._records and (
+                len(self._records) > self.keep_requests
+                or (self._recorded_bytes > RECORDED_BODY_BYTES and len(self._records) > 1)
+            ):
+                self._recorded_bytes -= len(self._records.popleft().body)
 
     def _cards(self) -> list[ModelCard]:
         return self.store.cards()
@@ -1262,11 +1541,14 @@ def serve(
     log_requests: bool = True,
     announce: Callable[[str], None] | None = None,
     pull_speed: float = DEFAULT_PULL_SPEED,
+    max_body: int = DEFAULT_MAX_BODY,
+    read_timeout: float = DEFAULT_READ_TIMEOUT,
 ) -> None:
     """Serve in the foreground until Ctrl-C (what ``python -m ollama_magic.server`` runs).
 
     Announces (default: prints) the URL, then the installed model names, then (if any) the
-    names ``/api/pull`` can install, one line each.
+    names ``/api/pull`` can install, one line each. No requests are recorded: nobody could
+    read them, and a long-running server must not grow.
     """
     server = OllamaServer(
         engines,
@@ -1275,6 +1557,9 @@ def serve(
         version=version,
         log_requests=log_requests,
         pull_speed=pull_speed,
+        max_body=max_body,
+        read_timeout=read_timeout,
+        keep_requests=0,
     )
     say = announce or _print_flushed
     say(f"Ollama-compatible server on {server.url}")  # first: it has the port when port is 0

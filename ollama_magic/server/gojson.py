@@ -24,6 +24,7 @@ import math
 import re
 import struct
 import unicodedata
+from json.decoder import scanstring as _scanstring
 from json.encoder import encode_basestring as _encode_basestring
 from typing import Any
 
@@ -63,6 +64,10 @@ _GO_ESCAPES = {
 _GO_ESCAPE_RE = re.compile("[<>&\u2028\u2029]")
 _SURROGATE_RE = re.compile("[\ud800-\udfff]")
 _WS = b" \t\r\n"
+_NUMBER_RE = re.compile(r"(-?(?:0|[1-9][0-9]*))(\.[0-9]+)?([eE][-+]?[0-9]+)?")
+
+MAX_DEPTH = 10_000
+"""Go's ``maxNestingDepth``: one more level is ``invalid character '[' exceeded max depth``."""
 
 
 def decode_first(body: bytes) -> Any:
@@ -75,9 +80,72 @@ def decode_first(body: bytes) -> Any:
         raise EmptyBody("EOF")
     try:
         value, _ = _DECODER.raw_decode(text, start)
-    except (ValueError, RecursionError) as exc:
+    except RecursionError:  # nested deeper than Python's decoder goes (about 1,000)
+        message = syntax_error(body)
+        if message is not None:
+            raise GoJSONError(message) from None
+        return _decode_nested(text, start)  # valid, and within Go's 10,000 levels
+    except ValueError as exc:
         raise GoJSONError(syntax_error(body) or str(exc)) from None
     return value
+
+
+def _decode_nested(text: str, pos: int) -> Any:
+    """Decode valid JSON with a loop instead of recursion, the way :data:`_DECODER` would."""
+    stack: list[tuple[dict[str, Any] | list[Any], list[str]]] = []  # (container, [its next key])
+    while True:
+        pos = _skip_ws(text, pos)
+        char = text[pos]
+        value: Any
+        if char in "{[":
+            pos = _skip_ws(text, pos + 1)
+            if text[pos] not in "}]":
+                key = [""]
+                container: dict[str, Any] | list[Any] = [] if char == "[" else {}
+                if char == "{":
+                    key[0], pos = _scan_key(text, pos)
+                stack.append((container, key))
+                continue
+            value, pos = ([] if char == "[" else {}), pos + 1
+        elif char == '"':
+            value, pos = _scanstring(text, pos + 1)
+        elif char in "tfn":
+            value = {"t": True, "f": False, "n": None}[char]
+            pos += {"t": 4, "f": 5, "n": 4}[char]
+        else:
+            match = _NUMBER_RE.match(text, pos)
+            assert match is not None  # the text was checked by syntax_error
+            integer, fraction, exponent = match.groups()
+            value = GoNumber(match.group()) if fraction or exponent else int(integer)
+            pos = match.end()
+        while True:  # put the value in its container; close the containers it ends
+            if not stack:
+                return value
+            container, key = stack[-1]
+            if isinstance(container, dict):
+                container[key[0]] = value
+            else:
+                container.append(value)
+            pos = _skip_ws(text, pos)
+            if text[pos] == ",":
+                pos += 1
+                if isinstance(container, dict):
+                    key[0], pos = _scan_key(text, _skip_ws(text, pos))
+                break
+            pos += 1
+            value = stack.pop()[0]
+
+
+def _skip_ws(text: str, pos: int) -> int:
+    while text[pos] in " \t\r\n":
+        pos += 1
+    return pos
+
+
+def _scan_key(text: str, pos: int) -> tuple[str, int]:
+    """An object key at ``pos`` (its opening quote) and the position after its colon."""
+    key, pos = _scanstring(text, pos + 1)
+    return key, _skip_ws(text, pos) + 1
 
 
 def dumps(value: Any) -> bytes:
@@ -255,8 +323,6 @@ def syntax_error(data: bytes) -> str | None:
         scanner.value()
     except _Syntax as exc:
         return str(exc)
-    except RecursionError:
-        return "exceeded max depth"
     return None
 
 
@@ -281,12 +347,55 @@ class _Scanner:
         return self.data[self.pos]
 
     def value(self) -> None:
-        byte = self._skip_ws()
-        if byte == 0x7B:
-            self._object()
-        elif byte == 0x5B:
-            self._array()
-        elif byte == 0x22:
+        """Scan one value; a loop with an explicit stack, so depth costs no Python recursion."""
+        open_containers = bytearray()  # b"{" or b"[" per container entered and not yet closed
+        while True:
+            byte = self._skip_ws()
+            if byte in (0x7B, 0x5B):
+                if len(open_containers) >= MAX_DEPTH:
+                    raise self._fail("exceeded max depth")
+                self.pos += 1
+                if self._skip_ws() != byte + 2:  # not empty: "}" is "{" + 2, "]" is "[" + 2
+                    open_containers.append(byte)
+                    if byte == 0x7B:
+                        self._key()
+                    continue
+                self.pos += 1
+            else:
+                self._scalar(byte)
+            if not self._after_value(open_containers):
+                return
+
+    def _after_value(self, open_containers: bytearray) -> bool:
+        """Close what the value ends; True if another value follows inside a container."""
+        while open_containers:
+            byte = self._skip_ws()
+            self.pos += 1
+            if byte == open_containers[-1] + 2:
+                open_containers.pop()
+            elif byte == 0x2C:
+                if open_containers[-1] == 0x7B:
+                    self._key()
+                return True
+            else:
+                self.pos -= 1
+                raise self._fail(
+                    "after object key:value pair"
+                    if open_containers[-1] == 0x7B
+                    else "after array element"
+                )
+        return False
+
+    def _key(self) -> None:
+        if self._skip_ws() != 0x22:
+            raise self._fail("looking for beginning of object key string")
+        self._string()
+        if self._skip_ws() != 0x3A:
+            raise self._fail("after object key")
+        self.pos += 1
+
+    def _scalar(self, byte: int) -> None:
+        if byte == 0x22:
             self._string()
         elif byte == 0x2D or 0x30 <= byte <= 0x39:
             self._number()
@@ -300,42 +409,6 @@ class _Scanner:
                 self.pos += 1
         else:
             raise self._fail("looking for beginning of value")
-
-    def _object(self) -> None:
-        self.pos += 1
-        if self._skip_ws() == 0x7D:
-            self.pos += 1
-            return
-        while True:
-            if self._skip_ws() != 0x22:
-                raise self._fail("looking for beginning of object key string")
-            self._string()
-            if self._skip_ws() != 0x3A:
-                raise self._fail("after object key")
-            self.pos += 1
-            self.value()
-            byte = self._skip_ws()
-            self.pos += 1
-            if byte == 0x7D:
-                return
-            if byte != 0x2C:
-                self.pos -= 1
-                raise self._fail("after object key:value pair")
-
-    def _array(self) -> None:
-        self.pos += 1
-        if self._skip_ws() == 0x5D:
-            self.pos += 1
-            return
-        while True:
-            self.value()
-            byte = self._skip_ws()
-            self.pos += 1
-            if byte == 0x5D:
-                return
-            if byte != 0x2C:
-                self.pos -= 1
-                raise self._fail("after array element")
 
     def _string(self) -> None:
         self.pos += 1
