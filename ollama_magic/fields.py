@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import array
 import math
+import re
 from typing import Any
 
 #: The largest count, size or duration accepted: Go's int64, what Ollama's numbers fit in.
@@ -60,6 +61,20 @@ def seconds(value: Any) -> float | None:
     return found if found is not None and 0 < found <= MAX_SECONDS else None
 
 
+# Control characters a terminal would act on (ESC sequences, carriage returns, line and record
+# separators), kept out of anything shown; newlines and tabs stay.
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+def printable(value: str) -> str:
+    r"""``value`` with control characters made spaces, so a server cannot steer a terminal.
+
+    >>> printable("a\x1b[2Jb\rc\nd")
+    'a [2Jb c\nd'
+    """
+    return _CONTROL.sub(" ", value)
+
+
 def text(value: Any, default: str = "") -> str:
     """A string field; a plain number is shown as written, anything else is ``default``.
 
@@ -67,7 +82,7 @@ def text(value: Any, default: str = "") -> str:
     ('qwen3', '5', '?', '?', '?')
     """
     if isinstance(value, str):
-        return value
+        return printable(value)
     if isinstance(value, bool):
         return default
     if isinstance(value, int) or (isinstance(value, float) and math.isfinite(value)):
@@ -91,7 +106,7 @@ def texts(value: Any) -> list[str]:
     >>> texts(["completion", 5, "vision"]), texts("vision")
     (['completion', 'vision'], [])
     """
-    return [item for item in value if isinstance(item, str)] if isinstance(value, list) else []
+    return [printable(v) for v in value if isinstance(v, str)] if isinstance(value, list) else []
 
 
 def token_ids(value: Any) -> list[int] | None:

@@ -163,6 +163,7 @@ def text_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     NAME           SIZE
     echo:latest    8.0 MB
     """
+    rows = [[" ".join(str(cell).split()) for cell in row] for row in rows]  # one line each
     columns = zip(headers, *rows, strict=False)
     widths = [max(len(str(cell)) for cell in column) for column in columns]
     lines = [
