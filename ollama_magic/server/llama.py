@@ -846,7 +846,7 @@ class _Generation:
             request["grammar"] = JSON_GRAMMAR
         elif isinstance(self.fmt, dict):
             _check_schema(self.fmt)
-            request["json_schema"] = self.fmt
+            request["json_schema"] = _closed_objects(self.fmt)
         elif self.fmt:
             raise _BadRequest(f"invalid format {self.fmt!r}: use 'json' or a JSON schema")
         elif self.served.think and self.think is not False:
@@ -979,6 +979,26 @@ def _check_schema(schema: Any) -> None:
     for key, value in schema.items():
         if key not in ("enum", "const", "default", "examples", "type"):
             _check_schema(value)
+
+
+def _closed_objects(schema: Any) -> Any:
+    """The schema with ``additionalProperties: false`` wherever ``properties`` are listed and it
+    is not said: llama.cpp's GBNF converter (Ollama's) reads it that way, llguidance does not.
+
+    >>> _closed_objects({"type": "object", "properties": {"a": {"type": "integer"}}})
+    {'type': 'object', 'properties': {'a': {'type': 'integer'}}, 'additionalProperties': False}
+    """
+    if isinstance(schema, list):
+        return [_closed_objects(item) for item in schema]
+    if not isinstance(schema, dict):
+        return schema
+    closed = {
+        key: value if key in ("enum", "const", "default", "examples") else _closed_objects(value)
+        for key, value in schema.items()
+    }
+    if isinstance(schema.get("properties"), dict):
+        closed.setdefault("additionalProperties", False)
+    return closed
 
 
 def _logprobs(value: Any, top: int | None) -> tuple[dict[str, Any], ...]:
