@@ -90,6 +90,24 @@ def test_model_smollm2_serves_it_and_its_reasoning_demo(gguf_path: Path) -> None
     assert isinstance(alone, LlamaEngine) and alone.n_threads == 3
 
 
+def test_parallel_comes_from_the_flag_or_ollama_num_parallel(
+    gguf_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("OLLAMA_NUM_PARALLEL", raising=False)
+    (engine,) = engines_for("--model", "smollm2", "--no-scripted")
+    assert engine.parallel == 1  # Ollama's default
+    monkeypatch.setenv("OLLAMA_NUM_PARALLEL", "3")
+    (engine,) = engines_for("--model", "smollm2", "--no-scripted")
+    assert engine.parallel == 3
+    (engine,) = engines_for("--model", "smollm2", "--no-scripted", "--parallel", "2")
+    assert engine.parallel == 2
+    monkeypatch.setenv("OLLAMA_NUM_PARALLEL", "lots")
+    (engine,) = engines_for("--model", "smollm2", "--no-scripted")
+    assert engine.parallel == 1
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["--parallel", "0"])
+
+
 def test_gguf_files_are_served_under_their_names(gguf_path: Path) -> None:
     argv = ["--no-scripted", "--gguf", str(gguf_path), "--name", "tiny"]
     (engine,) = engines_for(*argv, "--gguf", str(gguf_path), "--name", "hf.co/me/tiny:q4")
