@@ -3,8 +3,8 @@
 By default only the scripted models are served. ``--model smollm2`` adds the real SmolLM2-135M
 (and its grammar-forced reasoning demo) and ``--gguf PATH --name NAME`` any GGUF file, both
 through llama.cpp's server (xllamacpp), ``--parallel N`` requests at a time per model
-(``OLLAMA_NUM_PARALLEL``, default 1); ``--no-scripted`` leaves the scripted models out. ``--pull-speed`` sets how
-fast simulated pulls and pushes go.
+(``OLLAMA_NUM_PARALLEL``, default 1); ``--no-scripted`` leaves the scripted models out.
+``--pull-speed`` sets how fast simulated pulls and pushes go.
 """
 
 from __future__ import annotations
