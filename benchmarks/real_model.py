@@ -37,7 +37,6 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from ollama_magic.server.llama import (  # noqa: E402
-    BATCH,
     DEFAULT_MODEL,
     DEFAULT_NUM_CTX,
     default_gguf_path,
@@ -117,18 +116,11 @@ class Direct:
     """xllamacpp's llama-server in this process, called as our engine calls it."""
 
     def __init__(self, parallel: int) -> None:
-        import xllamacpp
+        from ollama_magic.server.llama import _start_server
 
-        params = xllamacpp.CommonParams()
-        params.model.path = str(default_gguf_path())
-        params.n_ctx = DEFAULT_NUM_CTX * parallel
-        params.n_parallel = parallel
-        params.n_batch = params.n_ubatch = BATCH
-        params.cpuparams.n_threads = params.cpuparams_batch.n_threads = 1
-        params.cache_ram_mib = 0
-        params.warmup = False
-        params.verbosity = 1
-        self.server = xllamacpp.Server(params)
+        # The very llama-server configuration our engine starts (slots, threads, batch, ...).
+        self.key = "benchmark"
+        self.server = _start_server(default_gguf_path(), DEFAULT_NUM_CTX, parallel, 1, self.key)
         self.prompt = self._prompt_tokens()
 
     def _prompt_tokens(self) -> list[int]:
@@ -144,7 +136,8 @@ class Direct:
         )
         body = {"content": text, "add_special": True, "parse_special": True}
         url = self.server.listening_address + "/tokenize"
-        return requests.post(url, json=body, timeout=30).json()["tokens"]
+        headers = {"Authorization": f"Bearer {self.key}"}
+        return requests.post(url, json=body, headers=headers, timeout=30).json()["tokens"]
 
     def run(self, tokens: int) -> Run:
         request = {
