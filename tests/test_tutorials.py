@@ -103,7 +103,7 @@ def test_the_sanitizer_masks_only_what_varies() -> None:
 @pytest.mark.real_model
 def test_strict_nbval_fails_when_a_saved_answer_changes(tmp_path: Path) -> None:
     """Copy the quickstart with one saved answer altered: strict nbval must catch it."""
-    pytest.importorskip("llama_cpp")
+    pytest.importorskip("xllamacpp")
     for name in ("conftest.py", "_tutorial.py", "sanitize.cfg"):
         shutil.copy(NOTEBOOKS / name, tmp_path / name)
     source = NOTEBOOKS / "01-quickstart.ipynb"

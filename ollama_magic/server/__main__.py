@@ -2,8 +2,9 @@
 
 By default only the scripted models are served. ``--model smollm2`` adds the real SmolLM2-135M
 (and its grammar-forced reasoning demo) and ``--gguf PATH --name NAME`` any GGUF file, both
-through llama.cpp; ``--no-scripted`` leaves the scripted models out. ``--pull-speed`` sets how
-fast simulated pulls and pushes go.
+through llama.cpp's server (xllamacpp), ``--parallel N`` requests at a time per model
+(``OLLAMA_NUM_PARALLEL``, default 1); ``--no-scripted`` leaves the scripted models out.
+``--pull-speed`` sets how fast simulated pulls and pushes go.
 """
 
 from __future__ import annotations
@@ -90,6 +91,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="llama.cpp threads per model (default 1, so timings repeat)",
     )
     parser.add_argument(
+        "--parallel",
+        type=_positive_int,
+        default=None,
+        metavar="N",
+        help="requests each llama.cpp model serves at once, each in its own num_ctx slot "
+        "(default: $OLLAMA_NUM_PARALLEL, else 1, as Ollama)",
+    )
+    parser.add_argument(
         "--pull-speed",
         type=_positive_float,
         default=DEFAULT_PULL_SPEED,
@@ -169,7 +178,11 @@ def build_engines(args: argparse.Namespace) -> list[Engine]:
             )
         think_demo = llama.THINK_MODEL if args.model == "smollm2" else None
         models = _gguf_models(args)
-        engines.append(llama.LlamaEngine(models, n_threads=args.threads, think_demo=think_demo))
+        engines.append(
+            llama.LlamaEngine(
+                models, n_threads=args.threads, think_demo=think_demo, parallel=args.parallel
+            )
+        )
     return engines
 
 

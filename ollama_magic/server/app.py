@@ -57,7 +57,19 @@ from .decoding import (
     think_enabled,
     validate_options,
 )
-from .engine import ChatJob, Done, Drop, Engine, Event, Fail, GenerateJob, ModelCard, Pause, Token
+from .engine import (
+    ChatJob,
+    Done,
+    Drop,
+    Engine,
+    Event,
+    Fail,
+    GenerateJob,
+    LoadError,
+    ModelCard,
+    Pause,
+    Token,
+)
 from .gojson import (
     EmptyBody,
     GoJSONError,
@@ -1021,6 +1033,9 @@ class _Handler(BaseHTTPRequestHandler):
             lease = self.app.scheduler.acquire(
                 engine, card, options, DEFAULT_KEEP_ALIVE if keep_alive is None else keep_alive
             )
+        except LoadError as exc:  # a bad GGUF: one line, no traceback
+            log.error("loading %s failed: %s", card.name, exc)
+            raise _HTTPError(500, str(exc)) from None
         except Exception as exc:
             log.exception("loading %s failed", card.name)
             raise _HTTPError(500, str(exc) or type(exc).__name__) from None

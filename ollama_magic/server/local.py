@@ -17,7 +17,7 @@ def local_engines() -> tuple[list[Engine], str | None]:
     engines: list[Engine] = []
     missing: str | None = None
     if not llama.llama_available():
-        missing = "llama-cpp-python is not installed"
+        missing = "xllamacpp is not installed"
     else:
         try:
             llama.default_gguf_path()

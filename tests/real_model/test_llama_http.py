@@ -15,6 +15,8 @@ from ollama_magic.server import OllamaServer
 from ollama_magic.server.engine import GenerateJob, ModelCard, Token
 from ollama_magic.server.llama import DEFAULT_MODEL, THINK_MODEL, LlamaEngine
 
+from .test_llama_engine import slots_idle_soon
+
 pytestmark = pytest.mark.real_model
 
 PROMPT = "Write a long paragraph about the sea."
@@ -168,7 +170,7 @@ def test_keep_alive_zero_unloads(url: str, engine: LlamaEngine):
     assert DEFAULT_MODEL not in engine.loaded()
     post(url, "/api/chat", {"model": THINK_MODEL, "keep_alive": 0})  # shares the GGUF
     assert ps(url) == {} and engine.loaded() == []
-    assert engine._instances == {}  # the llama.cpp model is freed
+    assert engine._runners == {}  # llama-server is stopped
     post(url, "/api/generate", body(keep_alive=0, options={"num_predict": 1}))
     deadline = time.monotonic() + 5  # the unload follows the reply
     while DEFAULT_MODEL in ps(url) and time.monotonic() < deadline:
@@ -178,19 +180,20 @@ def test_keep_alive_zero_unloads(url: str, engine: LlamaEngine):
 
 def test_client_disconnect_stops_the_model(url: str, engine: LlamaEngine):
     post(url, "/api/generate", body(options={"num_predict": 1}))  # loaded
-    instance = next(iter(engine._instances.values()))
+    runner = next(iter(engine._runners.values()))
     response = requests.post(
         f"{url}/api/generate", json=body(options={"num_predict": 2000}), stream=True, timeout=60
     )
     lines = response.iter_lines()
     for _ in range(3):
         assert json.loads(next(lines))["done"] is False
-    assert instance.lock.locked()
+    assert runner.active == 1
     response.close()
     deadline = time.monotonic() + 3  # 2000 tokens would take ~30 s
-    while instance.lock.locked() and time.monotonic() < deadline:
+    while runner.active and time.monotonic() < deadline:
         time.sleep(0.02)
-    assert not instance.lock.locked()
+    assert runner.active == 0
+    assert slots_idle_soon(runner)
     quick = post(url, "/api/generate", body(stream=False, options={"num_predict": 2})).json()
     assert quick["eval_count"] == 2
 

