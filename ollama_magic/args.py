@@ -25,6 +25,10 @@ from .server.gotime import parse_duration
 THINK_LEVELS = ("low", "medium", "high", "max")
 DEFAULT_CONVERSATION = "default"  # the one conversation per notebook that --chat continues
 
+#: Alternatives per token for ``--logprobs`` without a number (Ollama allows 0-20).
+DEFAULT_TOP_LOGPROBS = 5
+
+
 #: Flags that go into ``options``: flag destination -> (option key, type).
 OPTION_FLAGS: dict[str, tuple[str, type]] = {
     "temperature": ("temperature", float),
@@ -100,6 +104,24 @@ def build_parser(prog: str = "%%ollama") -> argparse.ArgumentParser:
         help="ask a thinking model to reason (optional level: low, medium, high, max)",
     )
     think.add_argument("--no-think", action="store_true", help="ask the model not to reason")
+    req.add_argument(
+        "--logprobs",
+        nargs="?",
+        const=str(DEFAULT_TOP_LOGPROBS),
+        metavar="N",
+        help="token probabilities, with the N likeliest alternatives of each (0-20, default "
+        f"{DEFAULT_TOP_LOGPROBS}); shown as shading, alternatives on hover",
+    )
+    req.add_argument(
+        "--no-truncate",
+        action="store_true",
+        help="refuse an over-long prompt (an error) instead of letting the server cut it",
+    )
+    req.add_argument(
+        "--no-shift",
+        action="store_true",
+        help="stop when the context fills, instead of dropping its older half and going on",
+    )
     req.add_argument(
         "--context",
         metavar="VAR",
@@ -275,6 +297,24 @@ def keep_alive_value(text: str) -> int | float | str:
     return value
 
 
+def top_logprobs_value(text: str) -> int:
+    """``--logprobs N``: how many alternatives to ask for each token.
+
+    >>> top_logprobs_value("3"), top_logprobs_value("0")
+    (3, 0)
+    """
+    try:
+        number = int(text)
+    except ValueError:
+        number = -1
+    if not 0 <= number <= 20:
+        raise ArgsError(
+            f"--logprobs {text}: use a whole number of alternatives from 0 to 20, "
+            f"or no number for {DEFAULT_TOP_LOGPROBS}"
+        )
+    return number
+
+
 def think_value(text: str | bool) -> bool | str:
     """``--think`` with no level is ``true``; levels are checked before sending."""
     if isinstance(text, bool):
@@ -378,6 +418,15 @@ def build_call(
         if ns.raw:
             raise ArgsError("--raw cannot continue a conversation (--context/--continue)")
         body["context"] = context
+    if ns.logprobs is not None:
+        body["logprobs"] = True
+        top = top_logprobs_value(ns.logprobs)
+        if top:
+            body["top_logprobs"] = top
+    if ns.no_truncate:
+        body["truncate"] = False
+    if ns.no_shift:
+        body["shift"] = False
     if ns.no_think:
         body["think"] = False
     elif ns.think is not None:

@@ -105,6 +105,17 @@ def find_loaded(client: OllamaClient, name: str) -> dict[str, Any] | None:
     return None
 
 
+def context_window(client: OllamaClient, body: dict[str, Any]) -> int | None:
+    """The context window the model runs with: ``/api/ps`` knows it, else the request."""
+    try:
+        row = find_loaded(client, text(body.get("model")))
+    except OllamaError:
+        row = None
+    if row and count(row.get("context_length")):
+        return count(row.get("context_length"))
+    return count((body.get("options") or {}).get("num_ctx"))
+
+
 def copy(client: OllamaClient, source: str, destination: str) -> None:
     client.call("POST", "/api/copy", {"source": source, "destination": destination})
 

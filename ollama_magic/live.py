@@ -23,6 +23,7 @@ import uuid
 from collections.abc import Callable
 from typing import Any, Protocol, TextIO
 
+from .logprobs import tokens_text
 from .progress import Progress
 from .render import (
     footer_text,
@@ -143,6 +144,8 @@ class TextSink:
 
     def finish(self, result: GenerationResult) -> None:
         self._write("", "answer")
+        if result.logprobs is not None:
+            self._out.write(f"\n\n{tokens_text(result.logprobs)}")
         self._out.write(f"\n\n[{footer_text(result)}]\n")
         self._out.flush()
 

@@ -32,7 +32,7 @@ from .args import (
 from .chat import Conversation, context_warning
 from .commands import Command, command_help, completions, overview, parse_command
 from .errors import ConnectionFailed, ModelNotFound, OllamaError, ResponseError
-from .fields import count, text
+from .fields import text
 from .live import (
     FinalOnly,
     IPythonPublisher,
@@ -259,15 +259,7 @@ class OllamaMagics(Magics):
             print(warning)
 
     def _num_ctx(self, client: OllamaClient, body: dict[str, Any]) -> int | None:
-        """The context window the model runs with: ``/api/ps`` knows it, else the request."""
-        try:
-            row = lifecycle.find_loaded(client, body["model"])
-        except OllamaError:
-            row = None
-        if row and count(row.get("context_length")):
-            return count(row.get("context_length"))
-        num_ctx = (body.get("options") or {}).get("num_ctx")
-        return num_ctx if isinstance(num_ctx, int) else None
+        return lifecycle.context_window(client, body)
 
     def _stream(
         self,

@@ -30,6 +30,8 @@ from markdown_it import MarkdownIt
 from markdown_it.common.utils import escapeHtml
 from mdit_py_plugins.dollarmath import dollarmath_plugin
 
+from .logprobs import tokens_html, tokens_text
+
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
@@ -355,12 +357,11 @@ def stats_parts(result: GenerationResult) -> list[str]:
         limit = options.get("num_predict")
         where = f"num_predict={limit}" if limit is not None else "the token limit"
         parts.append(f"stopped at {where}: raise --num-predict for a longer answer")
-    num_ctx = options.get("num_ctx")
-    # A cut prompt fills the window exactly; a server that used another size cut nothing here.
-    if num_ctx and result.prompt_eval_count == num_ctx:
+    if result.prompt_cut:
         parts.append(
-            f"the prompt filled num_ctx={num_ctx}, so its start was probably cut: "
-            "raise --num-ctx"
+            f"the prompt was longer than num_ctx={result.num_ctx}, so the server cut it to "
+            f"{result.prompt_eval_count} tokens without a word (the model never saw the rest): "
+            "raise --num-ctx or shorten the prompt"
         )
     if result.done_reason == "interrupted":
         parts.append("interrupted: the answer above is partial")
@@ -396,6 +397,12 @@ def result_bundle(result: GenerationResult, *, show_thinking: bool = True) -> Bu
     fragments.append(answer + (CODE_STYLE if '<span class="om-' in answer else ""))
     if result.answer.strip():
         plain.append(result.answer.strip())
+    if result.logprobs is not None:
+        fragments.append(
+            "<details open><summary>Token probabilities</summary>\n"
+            f"{tokens_html(result.logprobs)}</details>"
+        )
+        plain.append(tokens_text(result.logprobs))
     footer = footer_text(result)
     fragments.append(f"<sub>{html.escape(footer, quote=False)}</sub>")
     plain.append(f"[{footer}]")

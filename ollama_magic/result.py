@@ -6,10 +6,24 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .fields import count, text, token_ids
+from .logprobs import TokenLogprob
 
 #: ``done_reason`` values this package adds to the server's ``stop``/``length``.
 INTERRUPTED = "interrupted"
 ERROR = "error"
+
+
+def cut_sizes(num_ctx: int, num_keep: int = 4) -> set[int]:
+    """Every length Ollama, old or new, cuts an over-long prompt to.
+
+    >>> sorted(cut_sizes(4096))  # 2051: 0.33 with a BOS token (4 + 1 kept from the start)
+    [2050, 2051, 4095, 4096]
+    """
+    sizes = {num_ctx, num_ctx - 1}
+    for keep in (num_keep, num_keep + 1):
+        keep = min(max(keep, 0), num_ctx)
+        sizes.add(num_ctx - max((num_ctx - keep) // 2, 1))
+    return sizes
 
 
 @dataclass
@@ -38,6 +52,21 @@ class GenerationResult:
     data: Any = None
     error: str | None = None
     request: dict[str, Any] = field(default_factory=dict, repr=False)
+    logprobs: list[TokenLogprob] | None = field(default=None, repr=False)
+    num_ctx: int | None = None  # the context window the model ran with, when known
+
+    @property
+    def prompt_cut(self) -> bool:
+        """Whether the server (probably) cut the prompt to fit ``num_ctx``; it never says so.
+
+        The only trace is ``prompt_eval_count``, which counts what was kept: Ollama since
+        0.30.11 keeps the first ``num_keep`` tokens (+1 for BOS) and the last ones, about half
+        the window; 0.30.0-0.30.8 kept ``num_ctx - 1``; older Ollama exactly ``num_ctx``.
+        """
+        if not self.num_ctx or not self.prompt_eval_count:
+            return False
+        keep = count((self.request.get("options") or {}).get("num_keep"))
+        return self.prompt_eval_count in cut_sizes(self.num_ctx, 4 if keep is None else keep)
 
     @classmethod
     def from_final(cls, model: str, final: dict[str, Any] | None, **parts: Any) -> GenerationResult:

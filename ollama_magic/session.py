@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from .errors import OllamaError, StreamTruncated, UnexpectedReply
 from .live import Sink
+from .logprobs import TokenLogprob, read_entries
 from .result import ERROR, INTERRUPTED, GenerationResult
 from .thinking import RETRACT, ReasoningSplitter, SplitText, TextBuffer
 
@@ -70,12 +71,16 @@ def run(
     stop_reason = "interrupted by the user"
     received = False
     stream: Stream | None = None
+    logprobs: list[TokenLogprob] | None = [] if body.get("logprobs") else None
     try:
         stream = client.stream(path, body)
         for chunk in stream:
             received = True
             response, thinking = pieces(chunk)
             raw.write(response)
+            if logprobs is not None and "logprobs" in chunk:
+                reasoning = bool(thinking and not response)  # a chunk of reasoning only
+                logprobs += read_entries(chunk["logprobs"], thinking=reasoning)
             for event in splitter.feed(response, thinking):
                 _deliver(event, text, sink)
             if chunk.get("done") is True:
@@ -105,13 +110,30 @@ def run(
         thinking=text.thinking.strip(),  # as Ollama trims around the tags
         response=raw.value(),
         request=body,
+        logprobs=logprobs,
     )
+    if final is not None and (result.prompt_eval_count or 0) >= CUT_CHECK_FROM:
+        result.num_ctx = _context_window(client, body)
     if stopped_by:
         result.done_reason = stopped_by
         result.error = str(error) if error else stop_reason
     if received:
         sink.finish(result)
     return result, error
+
+
+#: Prompts this long or longer are checked against the model's context window after the answer
+#: (one ``/api/ps`` request when the request did not set ``num_ctx``): could it have been cut?
+CUT_CHECK_FROM = 64
+
+
+def _context_window(client: OllamaClient, body: dict[str, Any]) -> int | None:
+    from .lifecycle import context_window
+
+    try:
+        return context_window(client, body)
+    except (OllamaError, KeyboardInterrupt):  # only a hint depends on it
+        return None
 
 
 def _deliver(event: tuple[str, str], text: SplitText, sink: Sink) -> None:

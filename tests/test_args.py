@@ -200,3 +200,22 @@ def test_help_lists_every_flag() -> None:
         "--literal",
     ):
         assert flag in text, flag
+
+
+@pytest.mark.parametrize(
+    ("flags", "fields"),
+    [
+        ("--logprobs", {"logprobs": True, "top_logprobs": 5}),
+        ("--logprobs 3", {"logprobs": True, "top_logprobs": 3}),
+        ("--logprobs 0", {"logprobs": True}),
+        ("--no-truncate --no-shift", {"truncate": False, "shift": False}),
+    ],
+)
+def test_logprobs_truncate_and_shift_are_request_fields(flags: str, fields: dict) -> None:
+    assert call(f"m {flags}").body == {"model": "m", "prompt": "Hi", "stream": True, **fields}
+
+
+@pytest.mark.parametrize("value", ["21", "-1", "many", "2.5"])
+def test_logprobs_outside_0_to_20_is_one_line(value: str) -> None:
+    with pytest.raises(ArgsError, match=rf"--logprobs {value}: use a whole number .* 0 to 20"):
+        call(f"m --logprobs={value}")

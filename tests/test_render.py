@@ -168,15 +168,35 @@ def test_footer_stats_and_length_hint() -> None:
     assert "stopped at num_predict=10: raise --num-predict" in plain
 
 
-def test_truncated_prompt_hint() -> None:
+@pytest.mark.parametrize(
+    ("num_ctx", "count", "cut"),
+    [
+        (4096, 2051, True),  # Ollama 0.33: first num_keep (+BOS) and last tokens, about half
+        (4096, 2050, True),  # the same without a BOS token
+        (4096, 4095, True),  # 0.30.0-0.30.8
+        (64, 64, True),  # before 0.30: exactly num_ctx
+        (4096, 2052, False),
+        (4096, 1200, False),
+        (None, 2051, False),  # window unknown: no guess
+    ],
+)
+def test_a_cut_prompt_is_never_silent(num_ctx: int | None, count: int, cut: bool) -> None:
     result = GenerationResult(
-        model="m",
-        answer="x",
-        done_reason="stop",
-        prompt_eval_count=64,
-        request={"options": {"num_ctx": 64}},
+        model="m", answer="x", done_reason="stop", prompt_eval_count=count, num_ctx=num_ctx
     )
-    assert "the prompt filled num_ctx=64" in result_bundle(result)["text/plain"]
+    plain = result_bundle(result)["text/plain"]
+    assert result.prompt_cut is cut
+    assert (f"the prompt was longer than num_ctx={num_ctx}, so the server cut it" in plain) is cut
+    if cut:
+        assert f"to {count} tokens" in plain and "raise --num-ctx" in plain
+
+
+def test_num_keep_moves_the_cut() -> None:
+    result = GenerationResult(
+        model="m", prompt_eval_count=4096 - (4096 - 101) // 2, num_ctx=4096,
+        request={"options": {"num_keep": 100}},
+    )
+    assert result.prompt_cut
 
 
 def test_partial_marks() -> None:
