@@ -20,7 +20,9 @@ Reasoning, chat history and every string a server sends are escaped text.
 
 from __future__ import annotations
 
+import contextlib
 import html
+import json
 import re
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any
@@ -66,6 +68,7 @@ _ALLOWED_ATTRIBUTES = {
     "span": {"class"},
     "div": {"class"},
     "code": {"class"},
+    "p": {"class"},
 }
 
 
@@ -75,7 +78,8 @@ def _allowed_attribute(tag: str, attribute: str, value: str) -> str | None:
         return value
     if tag == "code":
         return value if _LANGUAGE_CLASS.match(value) else None
-    return value if value == _MATH_ON or value in _CODE_CLASSES else None
+    allowed = _HEADING_CLASSES if tag == "p" else _CODE_CLASSES | {_MATH_ON}
+    return value if value in allowed else None
 
 
 _CLEANER = nh3.Cleaner(
@@ -115,8 +119,18 @@ _TOKEN_CLASSES = (
     ("Error", "e", "error", ""),
 )
 _CODE_CLASSES = {f"om-{short}" for _, short, _, _ in _TOKEN_CLASSES}
-CODE_STYLE = "<style>{}</style>".format(
-    "".join(
+# An answer's headings are sized text, not <h1>..<h6>: they must neither look like the
+# notebook's own sections nor enter JupyterLab's table of contents, which lists those tags.
+_HEADING_CLASSES = {f"om-h{level}" for level in range(1, 7)}
+_HEADING_SIZES = {1: "1.25em", 2: "1.12em", 3: "1.04em"}
+ANSWER_STYLE = "<style>{}</style>".format(
+    # The frame: a quiet rule on the left, in the theme's border colour, marks model output.
+    ".om-answer{border-left:3px solid var(--jp-border-color2,#ccc);padding-left:.9em}"
+    ".om-answer>pre{margin:1em 2em}"  # as JupyterLab spaces a code block of its own Markdown
+    + ",".join(sorted(f".{name}" for name in _HEADING_CLASSES))
+    + "{margin:.9em 0 .4em}"
+    + "".join(f".om-h{level}{{font-size:{size}}}" for level, size in _HEADING_SIZES.items())
+    + "".join(
         f".om-{short}{{color:var(--jp-mirror-editor-{colour}-color)"
         f"{';' + extra if extra else ''}}}"
         for name, short, colour, extra in _TOKEN_CLASSES
@@ -199,6 +213,18 @@ def _math_rule(display: bool) -> Any:
     return render
 
 
+def _heading_open(
+    renderer: RendererHTML, tokens: Sequence[Token], idx: int, options: OptionsDict, env: Any
+) -> str:
+    return f'<p class="om-{tokens[idx].tag}"><strong>'
+
+
+def _heading_close(
+    renderer: RendererHTML, tokens: Sequence[Token], idx: int, options: OptionsDict, env: Any
+) -> str:
+    return "</strong></p>\n"
+
+
 def _unlink_unsafe(state: StateCore) -> None:
     """Links whose target was refused (``[x]()``, say) keep their text and lose the link."""
     for block in state.tokens:
@@ -238,6 +264,8 @@ def _parser(*, highlight: bool) -> MarkdownIt:
     md.add_render_rule("math_block", _math_rule(display=True))
     md.validateLink = _validate_link  # type: ignore[method-assign]
     md.add_render_rule("image", _image)
+    md.add_render_rule("heading_open", _heading_open)
+    md.add_render_rule("heading_close", _heading_close)
     md.core.ruler.push("unlink_unsafe", _unlink_unsafe)
     return md
 
@@ -286,14 +314,17 @@ def escape_text_html(text: str) -> str:
     return "<br>\n".join(html.escape(line, quote=False) for line in text.split("\n"))
 
 
-# JupyterLab styles Markdown through this class, some rules only for its direct children (a code
-# block's margins): the wrapper carries it so an answer looks as Lab's own Markdown does.
-_WRAPPER = f'<div class="{_MATH_OFF} jp-RenderedHTMLCommon">'
+_WRAPPER = f'<div class="{_MATH_OFF} om-answer">'
 
 
-def html_bundle(*fragments: str) -> Bundle:
-    """A ``text/html`` output of trusted fragments, with MathJax off but for marked math."""
-    return {"text/html": f'{_WRAPPER}{"".join(fragments)}</div>'}
+def html_bundle(*fragments: str, style: bool = False) -> Bundle:
+    """A ``text/html`` output of trusted fragments, with MathJax off but for marked math.
+
+    ``style`` adds the answers' style sheet (frame, headings, code colours): once is enough for
+    the whole page, but a saved notebook shows each output on its own.
+    """
+    sheet = ANSWER_STYLE if style else ""
+    return {"text/html": f'{_WRAPPER}{"".join(fragments)}</div>{sheet}'}
 
 
 _REASONING_STYLE = "opacity:0.65;font-size:0.92em"
@@ -379,7 +410,9 @@ def answer_html(result: GenerationResult) -> str:
     answer = result.answer.strip()
     if not answer:
         return ""
-    if result.request.get("format"):  # JSON reads best as a code block
+    if result.request.get("format"):  # JSON reads best as an indented code block
+        with contextlib.suppress(ValueError):  # not JSON (a cut answer): shown as it came
+            answer = json.dumps(json.loads(answer), indent=2, ensure_ascii=False)
         ticks = "`" * max([3, *(len(run) + 1 for run in re.findall(r"`+", answer))])
         return markdown_html(f"{ticks}json\n{answer}\n{ticks}")
     return markdown_html(answer)
@@ -393,8 +426,7 @@ def result_bundle(result: GenerationResult, *, show_thinking: bool = True) -> Bu
     if thinking and show_thinking:
         fragments.append(thinking_block(thinking, live=False))
         plain.append(f"<think>\n{thinking}\n</think>")
-    answer = answer_html(result)
-    fragments.append(answer + (CODE_STYLE if '<span class="om-' in answer else ""))
+    fragments.append(answer_html(result))
     if result.answer.strip():
         plain.append(result.answer.strip())
     if result.logprobs is not None:
@@ -406,4 +438,4 @@ def result_bundle(result: GenerationResult, *, show_thinking: bool = True) -> Bu
     footer = footer_text(result)
     fragments.append(f"<sub>{html.escape(footer, quote=False)}</sub>")
     plain.append(f"[{footer}]")
-    return {**html_bundle(*fragments), "text/plain": "\n\n".join(plain)}
+    return {**html_bundle(*fragments, style=True), "text/plain": "\n\n".join(plain)}

@@ -99,7 +99,7 @@ def test_first_words_show_at_once() -> None:
     live.answer("Hello")
     assert [m[0] for m in rec.messages] == ["show", "update"]
     assert rec.messages[0][2] == {}
-    wrapper = '<div class="mathjax_ignore jp-RenderedHTMLCommon">'
+    wrapper = '<div class="mathjax_ignore om-answer">'
     assert rec.messages[1][2] == {"text/html": f"{wrapper}<p>Hello</p>\n</div>"}
 
 

@@ -76,7 +76,7 @@ def test_inline_reasoning_is_split_and_collapsed(kernel: Kernel, ollama) -> None
     assert kernel.value("'<think>' in r.answer or '</think>' in r.answer") is False
     assert kernel.value("len(r.thinking) > 10 and len(r.answer) > 10") is True
     final = run.final_html()
-    assert final.startswith('<div class="mathjax_ignore jp-RenderedHTMLCommon"><details><summary>')
+    assert final.startswith('<div class="mathjax_ignore om-answer"><details><summary>')
     # while streaming, reasoning was shown open before it collapsed
     live = [
         m["content"]["data"].get("text/html", "") for m in run.of_type("update_display_data")

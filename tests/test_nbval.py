@@ -91,7 +91,8 @@ def test_strict_nbval_passes_on_a_saved_notebook_of_streamed_answers(
 
     # The saved notebook holds each answer once, rendered as Markdown.
     answers = [o for o in nb.cells[4].outputs if o.get("data")]
-    assert len(answers) == 1 and "<h1>Lorem ipsum</h1>" in answers[0]["data"]["text/html"]
+    heading = '<p class="om-h1"><strong>Lorem ipsum</strong></p>'
+    assert len(answers) == 1 and heading in answers[0]["data"]["text/html"]
     assert nb.cells[6].outputs[0]["text"] == "stop True\n"
 
     (tmp_path / "sanitize.cfg").write_text(SANITIZE)

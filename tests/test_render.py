@@ -9,7 +9,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ollama_magic.render import CODE_STYLE, markdown_html, open_fence, result_bundle
+from ollama_magic.render import ANSWER_STYLE, markdown_html, open_fence, result_bundle
 from ollama_magic.result import GenerationResult
 from tests.hostile import BENIGN, CORPUS, PROBE
 
@@ -41,7 +41,7 @@ def unsafe_parts(fragment: str) -> list[str]:
     The one ``<style>`` allowed is the renderer's own code colours, which no model text touches.
     """
     problems = []
-    fragment = fragment.replace(CODE_STYLE, "")
+    fragment = fragment.replace(ANSWER_STYLE, "")
     for tag, attrs in Elements(fragment).found:
         if tag not in ALLOWED:
             problems.append(f"<{tag}>")
@@ -53,7 +53,7 @@ def unsafe_parts(fragment: str) -> list[str]:
                 problems.append(f"{tag}[href={value}]")
             if name == "style" and ("url(" in value or "expression" in value):
                 problems.append(f"{tag}[style={value}]")
-            if name == "class" and tag not in ("code", "span", "div"):
+            if name == "class" and tag not in ("code", "span", "div", "p"):
                 problems.append(f"{tag}[class]")
     return problems
 
@@ -74,8 +74,9 @@ def test_hostile_answers_never_become_live_markup(name: str) -> None:
 
 def test_what_answers_should_look_like_still_renders() -> None:
     html = markdown_html(BENIGN)
-    for element in ("<h1>", "<em>", "<strong>", "<code>", "<ul>", "<ol>", "<table>"):
+    for element in ("<em>", "<strong>", "<code>", "<ul>", "<ol>", "<table>"):
         assert element in html
+    assert '<p class="om-h1"><strong>Heading</strong></p>' in html and "<h1>" not in html
     assert '<th style="text-align:left">' in html and '<td style="text-align:right">' in html
     assert '<code class="language-python">' in html and '<span class="om-k">return</span>' in html
     assert re.sub(r"<[^>]+>", "", html).count("return x &lt; 2") == 1  # code escaped, kept
@@ -106,7 +107,7 @@ def test_risky_math_is_shown_as_code() -> None:
 def test_the_whole_output_skips_mathjax_but_for_marked_math() -> None:
     result = GenerationResult(model="m", answer="$5 and $a$", thinking="$x$", done_reason="stop")
     html = result_bundle(result)["text/html"]
-    assert html.startswith('<div class="mathjax_ignore jp-RenderedHTMLCommon">')
+    assert html.startswith('<div class="mathjax_ignore om-answer">')
     assert html.count("mathjax_process") == 1
 
 
@@ -140,13 +141,13 @@ def test_unclosed_fence_does_not_swallow_the_footer() -> None:
     result = GenerationResult(model="m", answer="```python\nprint(1)", done_reason="length")
     html = result_bundle(result)["text/html"]
     assert html.endswith("<sub>done: length · stopped at the token limit: "
-                         "raise --num-predict for a longer answer</sub></div>")
+                         f"raise --num-predict for a longer answer</sub></div>{ANSWER_STYLE}")
 
 
 def test_reasoning_is_collapsed_and_escaped() -> None:
     result = GenerationResult(model="m", thinking="a\n\nb <i>", answer="ok", done_reason="stop")
     html = result_bundle(result)["text/html"]
-    assert html.startswith('<div class="mathjax_ignore jp-RenderedHTMLCommon"><details><summary>')
+    assert html.startswith('<div class="mathjax_ignore om-answer"><details><summary>')
     assert "<summary>Thinking (3 words)</summary>" in html
     assert "&lt;i&gt;" in html.split("</details>")[0]
     assert "<details>" not in result_bundle(result, show_thinking=False)["text/html"]

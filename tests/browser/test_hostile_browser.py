@@ -121,7 +121,7 @@ def test_answers_still_render_as_answers(
     nb.execute(7)
     area = nb.output_area(7)
     answer = area.locator(".mathjax_ignore").last
-    expect(answer.locator("h1")).to_contain_text("Heading")
+    expect(answer.locator(".om-h1")).to_contain_text("Heading")
     expect(answer.locator("table td")).to_have_count(2)
     expect(answer.locator("ol > li")).to_have_count(2)
     expect(answer.locator("a[href='https://example.org']")).to_have_text("link")

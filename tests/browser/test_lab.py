@@ -100,8 +100,8 @@ def test_reasoning_streams_open_then_collapses(nb: Notebook, screenshots: Path) 
     expect(details.get_by_text("The user asks about")).to_be_hidden()
     expect(area).not_to_contain_text("Thinking…")
     # the answer is rendered Markdown
-    expect(area.locator("h2")).to_have_text("Why is the sky blue")
-    expect(area.locator("p strong")).to_have_text("Why is the sky blue")
+    expect(area.locator(".om-h2")).to_have_text("Why is the sky blue")
+    expect(area.locator("p:not(.om-h2) > strong")).to_have_text("Why is the sky blue")
     expect(area.locator("ul > li")).to_have_count(2)
     expect(area.locator("ul > li").first).to_contain_text("What: the core idea")
     # the footer is a rendered <sub>, not HTML source
@@ -187,7 +187,7 @@ def test_long_answer_updates_incrementally(nb: Notebook, screenshots: Path) -> N
     expect(final.locator("table").first).to_be_visible()
     expect(final.locator("table").first.locator("tbody tr")).to_have_count(3)
     expect(final.locator("pre").first).to_contain_text("def compare(a: int, b: int) -> int:")
-    expect(final.locator("h1").first).to_have_text("Lorem ipsum")
+    expect(final.locator(".om-h1").first).to_have_text("Lorem ipsum")
     expect(final.locator("sub")).to_contain_text("raise --num-predict")
     assert len(shown[-1]["text"]) >= samples[-1]["length"] * 0.8
     final.locator("table").first.scroll_into_view_if_needed()

@@ -60,7 +60,7 @@ def test_playground_generates_with_the_reasoning_apart(
     expect(button(pg, "Stop")).to_be_disabled()
     assert details.evaluate("d => d.open") is False
     expect(pg).not_to_contain_text("Thinking…")
-    expect(pg.locator("h2")).to_have_text("Why is the sky blue")
+    expect(pg.locator(".om-h2")).to_have_text("Why is the sky blue")
     expect(pg.locator(".jp-RenderedHTMLCommon ul > li")).to_have_count(2)
     footer = pg.locator("sub")
     expect(footer).to_contain_text("tokens/s")
@@ -175,7 +175,7 @@ def test_compare_streams_side_by_side_then_charts(
     expect(chart.locator("rect")).to_have_count(6)
     expect(chart).to_contain_text("Speed (tokens/s, higher is faster)")
     expect(chart).to_contain_text("thinker --think low")
-    expect(columns.nth(0).locator("h2")).to_have_text("Why is the sky blue")
+    expect(columns.nth(0).locator(".om-h2")).to_have_text("Why is the sky blue")
     expect(columns.nth(0).locator("details summary")).to_have_text("Thinking (47 words)")
     expect(columns.nth(1).locator("details summary")).to_contain_text("Thinking (")
     expect(columns.nth(1)).to_contain_text("in brief")
