@@ -28,15 +28,13 @@ from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
 import nh3
-from markdown_it import MarkdownIt
-from markdown_it.common.utils import escapeHtml
-from mdit_py_plugins.dollarmath import dollarmath_plugin
 
 from .logprobs import tokens_html, tokens_text
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
+    from markdown_it import MarkdownIt
     from markdown_it.renderer import RendererHTML
     from markdown_it.rules_core import StateCore
     from markdown_it.token import Token
@@ -171,7 +169,7 @@ def _highlight(code: str, language: str, _attrs: Any) -> str:
         next_style = _token_class(token_type) if token_type is not None else ""
         if next_style != style or token_type is None:
             if run:
-                escaped = escapeHtml(run)
+                escaped = _escape(run)
                 out.append(f'<span class="{style}">{escaped}</span>' if style else escaped)
             style, run = next_style, ""
         run += text
@@ -188,11 +186,11 @@ def _image(
     """An image as a link to it, never an ``<img>``: loading it could send data anywhere."""
     token = tokens[idx]
     alt = renderer.renderInlineAsText(token.children or [], options, env)
-    label = escapeHtml(f"[image: {alt}]" if alt else "[image]")
+    label = _escape(f"[image: {alt}]" if alt else "[image]")
     src = str(token.attrGet("src") or "")
     if not _validate_link(src):  # a refused target (``![x]()``, say): the label alone
         return label
-    return f'<a href="{escapeHtml(src)}" title="image, not loaded">{label}</a>'
+    return f'<a href="{_escape(src)}" title="image, not loaded">{label}</a>'
 
 
 def _math_rule(display: bool) -> Any:
@@ -203,7 +201,7 @@ def _math_rule(display: bool) -> Any:
         renderer: RendererHTML, tokens: Sequence[Token], idx: int, options: OptionsDict, env: Any
     ) -> str:
         content = tokens[idx].content.strip()
-        source = escapeHtml(f"{delimiter}{content}{delimiter}")
+        source = _escape(f"{delimiter}{content}{delimiter}")
         if _RISKY_MATH.search(content):
             return f"<code>{source}</code>"
         if tokens[idx].block:
@@ -240,7 +238,15 @@ def _unlink_unsafe(state: StateCore) -> None:
                 token.type, token.tag, token.nesting = "text", "", 0
 
 
+def _escape(text: str) -> str:
+    """HTML-escaped text, quotes included (attribute values are written in double quotes)."""
+    return html.escape(text).replace("&#x27;", "'")
+
+
 def _parser(*, highlight: bool) -> MarkdownIt:
+    from markdown_it import MarkdownIt
+    from mdit_py_plugins.dollarmath import dollarmath_plugin
+
     md = MarkdownIt(
         "commonmark",
         {
@@ -270,9 +276,18 @@ def _parser(*, highlight: bool) -> MarkdownIt:
     return md
 
 
-# Live pieces skip highlighting: colours cost about as many bytes as the code, re-sent on every
-# update, and the finished answer (highlighted) replaces them a moment later.
-_MD, _MD_PLAIN = _parser(highlight=True), _parser(highlight=False)
+@lru_cache(maxsize=2)
+def _md(highlight: bool) -> MarkdownIt:
+    """The parser, built on first use (``%load_ext`` stays fast). Live pieces skip highlighting:
+    colours cost about as many bytes as the code, re-sent on every update, and the finished
+    answer (highlighted) replaces them a moment later."""
+    return _parser(highlight=highlight)
+
+
+#: Longer answers are rendered a piece at a time (each reopened inside the code block the last
+#: one ended in, as live pieces are), so a huge answer's parse never holds all its tokens.
+LONG_ANSWER = 128 * 1024
+_PIECE = 32 * 1024
 
 
 def markdown_html(text: str, *, highlight: bool = True) -> str:
@@ -284,7 +299,23 @@ def markdown_html(text: str, *, highlight: bool = True) -> str:
     '<p>[a](javascript:alert(1)) <a href="http://x.test/p.png" \
 title="image, not loaded" rel="noopener noreferrer nofollow">[image: b]</a></p>\\n'
     """
-    return sanitize((_MD if highlight else _MD_PLAIN).render(text))
+    if len(text) > LONG_ANSWER:
+        return "".join(markdown_html(piece, highlight=highlight) for piece in _pieces(text))
+    return sanitize(_md(highlight).render(text))
+
+
+def _pieces(text: str) -> list[str]:
+    """``text`` cut at paragraph breaks into pieces of about ``_PIECE`` characters, each after
+    the first reopened inside the code block the one before it ended in."""
+    pieces, start, fence = [], 0, None
+    while start < len(text):
+        end = text.find("\n\n", start + _PIECE)
+        end = len(text) if end < 0 else end + 2
+        source = f"{fence}\n{text[start:end]}" if fence else text[start:end]
+        pieces.append(source)
+        fence = open_fence(source)
+        start = end
+    return pieces
 
 
 def open_fence(source: str) -> str | None:
@@ -297,7 +328,7 @@ def open_fence(source: str) -> str | None:
     """
     if "```" not in source and "~~~" not in source:
         return None
-    tokens = _MD_PLAIN.parse(source)
+    tokens = _md(False).parse(source)
     last = tokens[-1] if tokens else None
     if last is None or last.type != "fence" or last.level != 0 or last.map is None:
         return None

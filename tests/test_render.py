@@ -236,3 +236,15 @@ def test_a_format_answer_is_shown_as_a_json_code_block() -> None:
     schema = {"type": "array"}
     plain = GenerationResult.from_final("m", {}, answer="[1]", request={"format": schema})
     assert '<code class="language-json">' in result_bundle(plain)["text/html"]
+
+
+def test_a_huge_answer_renders_a_piece_at_a_time_with_code_kept_whole() -> None:
+    from ollama_magic.render import LONG_ANSWER
+
+    code = "```python\n" + "\n\n".join(f"x{i} = {i} < 2" for i in range(5000)) + "\n```\n\n"
+    text = "Intro.\n\n" + ("Some *prose* here.\n\n" * 3000) + code + "The end.\n"
+    assert len(text) > LONG_ANSWER
+    html = markdown_html(text)
+    assert "```" not in html and "x4999 = 4999 &lt; 2" in re.sub(r"<[^>]+>", "", html)
+    assert "<p>x" not in html  # every line of the code stayed code, across the pieces
+    assert html.count("<em>prose</em>") == 3000 and html.endswith("<p>The end.</p>\n")
