@@ -392,7 +392,7 @@ def build_call(
         system=system_flag,
         body=body,
         stream=stream,
-        out=_identifier(ns.out, "-o/--out") if ns.out else None,
+        out=identifier(ns.out, "-o/--out") if ns.out else None,
         host=ns.host,
         timeout=None if ns.timeout is None else timeout_value(ns.timeout, "--timeout"),
         schema_model=schema_model,
@@ -422,7 +422,16 @@ def conversation_name(ns: argparse.Namespace) -> str | None:
     return name
 
 
-def _identifier(name: str, flag: str) -> str:
+def identifier(name: str, flag: str) -> str:
+    """A variable name the user gave with ``flag``, checked before anything is stored in it.
+
+    >>> identifier("r2", "-o")
+    'r2'
+    >>> identifier("2r", "-o")
+    Traceback (most recent call last):
+    ...
+    ollama_magic.args.ArgsError: -o 2r: not a valid Python variable name
+    """
     if not name.isidentifier():
         raise ArgsError(f"{flag} {name}: not a valid Python variable name")
     return name

@@ -18,7 +18,7 @@ from ..args import keep_alive_value
 from ..client import resolve_host
 from ..errors import ConnectionFailed, ModelNotFound, OllamaError
 from ..messages import describe, transfer_failed
-from ..present import LoadedList, ModelList, load_summary, unload_summary
+from ..present import LoadedList, ModelList, load_summary, short_name, unload_summary
 from ..progress import Progress
 from ._base import (
     Connection,
@@ -31,7 +31,7 @@ from ._base import (
     short_error,
     spawn,
 )
-from .logic import short_name, transfer_status
+from .logic import transfer_status
 
 
 class _Installed(ModelList):
