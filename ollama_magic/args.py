@@ -25,17 +25,17 @@ from .server.gotime import parse_duration
 THINK_LEVELS = ("low", "medium", "high", "max")
 DEFAULT_CONVERSATION = "default"  # the one conversation per notebook that --chat continues
 
-#: Flags that go into ``options``: flag destination -> (option key, type).
-OPTION_FLAGS: dict[str, tuple[str, type]] = {
-    "temperature": ("temperature", float),
-    "num_ctx": ("num_ctx", int),
-    "num_predict": ("num_predict", int),
-    "seed": ("seed", int),
-    "top_k": ("top_k", int),
-    "top_p": ("top_p", float),
-    "min_p": ("min_p", float),
-    "repeat_penalty": ("repeat_penalty", float),
-}
+#: Flags that go into ``options``, under their own name (``--num-ctx`` is ``num_ctx``).
+OPTION_FLAGS = (
+    "temperature",
+    "num_ctx",
+    "num_predict",
+    "seed",
+    "top_k",
+    "top_p",
+    "min_p",
+    "repeat_penalty",
+)
 
 
 class ArgsError(ValueError):
@@ -347,8 +347,8 @@ def build_call(
     if ns.format is not None:
         body["format"], schema_model = _format(ns.format, namespace)
     options = dict(defaults.options)
-    for dest, (key, _) in OPTION_FLAGS.items():
-        value = getattr(ns, dest)
+    for key in OPTION_FLAGS:
+        value = getattr(ns, key)
         if value is not None:
             options[key] = value
     if ns.stop:

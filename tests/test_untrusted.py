@@ -177,9 +177,9 @@ def test_progress_takes_any_items(items: list[dict[str, Any]]) -> None:
     progress = Progress("pull", HOSTILE, 0.0)
     for tick, item in enumerate(items):
         progress.feed(item, float(tick))
-        progress.line(float(tick))
+        progress.line()
     assert 0.0 <= progress.fraction <= 1.0
-    assert "<script" not in progress.html(9.0)
+    assert "<script" not in progress.html()
     progress.summary(9.0)
     progress.stopped()
     transfer_status(progress)

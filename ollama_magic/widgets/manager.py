@@ -17,6 +17,7 @@ from .. import lifecycle
 from ..args import keep_alive_value
 from ..client import resolve_host
 from ..errors import ConnectionFailed, ModelNotFound, OllamaError
+from ..live import Throttle
 from ..messages import describe, transfer_failed
 from ..present import LoadedList, ModelList, load_summary, short_name, unload_summary
 from ..progress import Progress
@@ -49,18 +50,16 @@ class _BarView:
     def __init__(self, bar: w.FloatProgress, status: w.HTML, interval: float = 0.1) -> None:
         self._bar = bar
         self._status = status
-        self._interval = interval
-        self._last = -1e9
+        self._throttle = Throttle(interval)
 
     def update(self, progress: Progress, now: float) -> None:
-        if now - self._last >= self._interval:
-            self._last = now
-            self._draw(progress, now)
+        if self._throttle.take(now):
+            self._draw(progress)
 
     def close(self, progress: Progress, now: float) -> None:
-        self._draw(progress, now)
+        self._draw(progress)
 
-    def _draw(self, progress: Progress, now: float) -> None:
+    def _draw(self, progress: Progress) -> None:
         self._bar.value = progress.fraction
         self._status.value = message_html(transfer_status(progress), "note")
 
