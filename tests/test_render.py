@@ -174,10 +174,10 @@ def test_truncated_prompt_hint() -> None:
     assert "the prompt filled num_ctx=64" in result_bundle(result)["text/plain"]
 
 
-def test_partial_marks() -> None:
-    for reason, mark in (("interrupted", "interrupted"), ("error", "failed")):
-        result = GenerationResult(model="m", answer="half", done_reason=reason)
-        assert f"{mark}: the answer above is partial" in result_bundle(result)["text/plain"]
+@pytest.mark.parametrize(("reason", "mark"), [("interrupted", "interrupted"), ("error", "failed")])
+def test_partial_marks(reason: str, mark: str) -> None:
+    result = GenerationResult(model="m", answer="half", done_reason=reason)
+    assert f"{mark}: the answer above is partial" in result_bundle(result)["text/plain"]
 
 
 def test_result_repr_and_rate() -> None:
