@@ -8,6 +8,7 @@ import os
 import queue
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -15,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from jupyter_client.manager import KernelManager
+from jupyter_core.utils import ensure_event_loop
 
 from ollama_magic.server import OllamaServer
 
@@ -185,7 +187,11 @@ class Kernel:
         return ast.literal_eval(run.stdout.strip())
 
     def interrupt(self) -> None:
+        """Ctrl-C in the kernel, from any thread. jupyter_client's sync API runs on an event
+        loop it makes for each thread and never closes: off the main thread, close it here."""
         self.km.interrupt_kernel()
+        if threading.current_thread() is not threading.main_thread():
+            ensure_event_loop().close()
 
     def shutdown(self) -> None:
         self.kc.stop_channels()

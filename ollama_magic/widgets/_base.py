@@ -119,6 +119,8 @@ class AnswerView(w.VBox):
     final answer, exactly the magic's final output.
     """
 
+    children: tuple[w.Output, ...]  # (a trait: it takes a list and holds a tuple)
+
     def __init__(self, **kwargs: Any) -> None:
         super().__init__([], **kwargs)
         self.add_class("ollama-answer")
