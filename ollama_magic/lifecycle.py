@@ -1,5 +1,6 @@
-"""Model lifecycle requests: list, ps, show, load, unload, copy, delete, embed and the progress
-streams of pull, push and create.
+"""Model lifecycle requests: list, ps, show, load, unload, copy, delete, embed, the progress
+streams of pull, push and create, and what a generation asks first (can the model see images,
+how large is its context window).
 
 Transport plus data, no display: each function sends what the ``ollama`` CLI sends for the same
 command and returns plain objects; streamed progress goes to a :class:`ProgressView` the caller
