@@ -196,7 +196,7 @@ print("TIMING", repr((_t.perf_counter() - _t0, r.eval_count, r.answer)))
 
 def magic_runs(url: str, runs: int, tokens: int) -> list[Run]:
     """The same request through ``%%ollama`` (live display on) in a real kernel."""
-    from tests.kernel import Kernel
+    from tests.helpers import Kernel
 
     options = " ".join(f"-O {key}={value}" for key, value in SAMPLING.items())
     line = f"{DEFAULT_MODEL} {options} --seed 0 --num-predict {tokens} -o r"

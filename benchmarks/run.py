@@ -29,7 +29,7 @@ import psutil
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from ollama_magic.server import OllamaServer
-from tests.kernel import Kernel
+from tests.helpers import Kernel
 
 TIMED = """
 import time as _t

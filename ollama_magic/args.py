@@ -29,17 +29,17 @@ DEFAULT_CONVERSATION = "default"  # the one conversation per notebook that --cha
 DEFAULT_TOP_LOGPROBS = 5
 
 
-#: Flags that go into ``options``: flag destination -> (option key, type).
-OPTION_FLAGS: dict[str, tuple[str, type]] = {
-    "temperature": ("temperature", float),
-    "num_ctx": ("num_ctx", int),
-    "num_predict": ("num_predict", int),
-    "seed": ("seed", int),
-    "top_k": ("top_k", int),
-    "top_p": ("top_p", float),
-    "min_p": ("min_p", float),
-    "repeat_penalty": ("repeat_penalty", float),
-}
+#: Flags that go into ``options``, under their own name (``--num-ctx`` is ``num_ctx``).
+OPTION_FLAGS = (
+    "temperature",
+    "num_ctx",
+    "num_predict",
+    "seed",
+    "top_k",
+    "top_p",
+    "min_p",
+    "repeat_penalty",
+)
 
 
 class ArgsError(ValueError):
@@ -387,8 +387,8 @@ def build_call(
     if ns.format is not None:
         body["format"], schema_model = _format(ns.format, namespace)
     options = dict(defaults.options)
-    for dest, (key, _) in OPTION_FLAGS.items():
-        value = getattr(ns, dest)
+    for key in OPTION_FLAGS:
+        value = getattr(ns, key)
         if value is not None:
             options[key] = value
     if ns.stop:
@@ -441,7 +441,7 @@ def build_call(
         system=system_flag,
         body=body,
         stream=stream,
-        out=_identifier(ns.out, "-o/--out") if ns.out else None,
+        out=identifier(ns.out, "-o/--out") if ns.out else None,
         host=ns.host,
         timeout=None if ns.timeout is None else timeout_value(ns.timeout, "--timeout"),
         schema_model=schema_model,
@@ -471,7 +471,16 @@ def conversation_name(ns: argparse.Namespace) -> str | None:
     return name
 
 
-def _identifier(name: str, flag: str) -> str:
+def identifier(name: str, flag: str) -> str:
+    """A variable name the user gave with ``flag``, checked before anything is stored in it.
+
+    >>> identifier("r2", "-o")
+    'r2'
+    >>> identifier("2r", "-o")
+    Traceback (most recent call last):
+    ...
+    ollama_magic.args.ArgsError: -o 2r: not a valid Python variable name
+    """
     if not name.isidentifier():
         raise ArgsError(f"{flag} {name}: not a valid Python variable name")
     return name

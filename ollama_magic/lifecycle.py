@@ -1,5 +1,6 @@
-"""Model lifecycle requests: list, ps, show, load, unload, copy, delete, embed and the progress
-streams of pull, push and create.
+"""Model lifecycle requests: list, ps, show, load, unload, copy, delete, embed, the progress
+streams of pull, push and create, and what a generation asks first (can the model see images,
+how large is its context window).
 
 Transport plus data, no display: each function sends what the ``ollama`` CLI sends for the same
 command and returns plain objects; streamed progress goes to a :class:`ProgressView` the caller
@@ -13,8 +14,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
-from .errors import OllamaError, StreamTruncated, UnexpectedReply
+from .errors import ConnectionFailed, ModelNotFound, OllamaError, StreamTruncated, UnexpectedReply
 from .fields import count, text, texts, vectors
+from .messages import lacking
 from .present import LoadedList, ModelInfo, ModelList
 from .progress import Progress
 
@@ -59,6 +61,18 @@ def capabilities(client: OllamaClient, name: str) -> list[str] | None:
     except OllamaError:
         return None
     return texts(caps) if isinstance(caps, list) else None
+
+
+def images_unsupported(client: OllamaClient, body: dict[str, Any]) -> str | None:
+    """One line when a request sends images to a model that says it cannot see (else ``None``:
+    no images, a vision model, or a server that does not list capabilities)."""
+    if not body.get("images") and not any(m.get("images") for m in body.get("messages", [])):
+        return None
+    model = str(body["model"])
+    caps = capabilities(client, model)
+    if caps is None or "vision" in caps:
+        return None
+    return lacking(model, "vision", installed(client))
 
 
 @dataclass
@@ -195,9 +209,22 @@ def transfer(
     except KeyboardInterrupt:
         outcome.interrupted = True
     except OllamaError as exc:
-        outcome.error = exc
+        outcome.error = _missing_model(exc, progress, client.base_url)
     finally:
         if stream is not None:
             stream.close()
         view.close(progress, clock())
     return outcome
+
+
+def _missing_model(error: OllamaError, progress: Progress, url: str) -> OllamaError:
+    """A push of a model the server lacks fails with a plain error; only the stream's status
+    line says why. That case is the typed error for a missing model, as other commands get."""
+    if (
+        progress.action != "push"
+        or "couldn't retrieve manifest" not in progress.statuses
+        or isinstance(error, (ConnectionFailed, ModelNotFound))
+    ):
+        return error
+    detail = (getattr(error, "message", None) or str(error)).rstrip(".")
+    return ModelNotFound(progress.name, detail, url)

@@ -41,6 +41,27 @@ Bundle = dict[str, Any]
 EMPTY: Bundle = {}
 
 
+class Throttle:
+    """At most one update every ``interval`` seconds: the state each throttled view keeps."""
+
+    def __init__(self, interval: float) -> None:
+        self.interval = interval
+        self.last = -1e9  # when the last update went out
+
+    def since(self, now: float) -> float:
+        return now - self.last
+
+    def ready(self, now: float) -> bool:
+        return self.since(now) >= self.interval
+
+    def take(self, now: float) -> bool:
+        """Whether an update may go out now; if so, it counts as sent."""
+        if not self.ready(now):
+            return False
+        self.last = now
+        return True
+
+
 class Sink(Protocol):
     """Receives a generation as it happens (the session calls these in order)."""
 
@@ -186,7 +207,7 @@ class LiveDisplay:
         self._publisher = publisher
         self._show_thinking = show_thinking
         self._clock = clock
-        self._interval = interval
+        self._throttle = Throttle(interval)
         self._ratio = ratio
         self._max_wait = max_wait
         self._slot_seconds = slot_seconds
@@ -198,10 +219,8 @@ class LiveDisplay:
         self._tail = ""  # text of the current (last) slot
         self._fence: str | None = None  # code fence the tail starts inside
         self._shown = 0  # length of the tail already on screen
-        self._last_update = -1e9
         self._started = 0.0
         self._seen = 0  # characters received, for the pace
-        self.updates = 0
 
     # Sink -------------------------------------------------------------------------------
     def thinking(self, text: str) -> None:
@@ -256,9 +275,9 @@ class LiveDisplay:
 
     def _maybe_update(self, now: float) -> None:
         new = len(self._tail) - self._shown
-        if new <= 0 or now - self._last_update < self._interval:
+        if new <= 0 or not self._throttle.ready(now):
             return
-        waited = now - self._last_update
+        waited = self._throttle.since(now)
         if self._shown and new * self._ratio < len(self._tail) and waited < self._max_wait:
             return
         limit = self._slot_limit(now)
@@ -273,10 +292,10 @@ class LiveDisplay:
                 self._tail = rest
                 if rest.strip():  # shown now: the next piece may be a while coming
                     self._push(rest)
-                self._last_update = now + 2 * self._interval  # three messages went out
+                self._throttle.last = now + 2 * self._throttle.interval  # three messages went out
                 return
         self._push(self._tail)
-        self._last_update = now
+        self._throttle.last = now
 
     def _cut_point(self, limit: int) -> int:
         """Where to close the current slot: after a line break, else a space, else anywhere."""
@@ -299,7 +318,6 @@ class LiveDisplay:
             fragment = markdown_html(self._source(text), highlight=False)
         self._publisher.update(html_bundle(fragment), slot.display_id)
         self._shown = len(text)
-        self.updates += 1
 
     def _source(self, text: str) -> str:
         """A piece of the answer as Markdown: reopened inside the code block it continues."""
@@ -315,7 +333,7 @@ class LiveDisplay:
             for slot in rest:
                 self._publisher.update(EMPTY, slot.display_id)
         self._kind, self._tail, self._shown = "collapsed", "", 0
-        self._last_update = self._clock()
+        self._throttle.last = self._clock()
 
 
 class ProgressDisplay:
@@ -327,18 +345,16 @@ class ProgressDisplay:
 
     def __init__(self, publisher: Publisher, *, interval: float = 0.1) -> None:
         self._publisher = publisher
-        self._interval = interval
+        self._throttle = Throttle(interval)
         self._display_id = uuid.uuid4().hex
         self._shown = False
-        self._last = -1e9
 
     def update(self, progress: Progress, now: float) -> None:
         if not self._shown:
             self._publisher.show(EMPTY, self._display_id)
             self._shown = True
-        if now - self._last >= self._interval:
-            self._last = now
-            self._publisher.update({"text/html": progress.html(now)}, self._display_id)
+        if self._throttle.take(now):
+            self._publisher.update({"text/html": progress.html()}, self._display_id)
 
     def close(self, progress: Progress, now: float) -> None:
         if self._shown:
@@ -351,8 +367,7 @@ class ProgressText:
     def __init__(self, out: TextIO | None = None, *, interval: float = 0.1) -> None:
         self._out = out or sys.stdout
         self._tty = bool(getattr(self._out, "isatty", lambda: False)())
-        self._interval = interval
-        self._last = -1e9
+        self._throttle = Throttle(interval)
         self._width = 0
         self._printed: set[str] = set()
 
@@ -364,10 +379,9 @@ class ProgressText:
                 self._out.write(status + "\n")
                 self._out.flush()
             return
-        if now - self._last < self._interval:
+        if not self._throttle.take(now):
             return
-        self._last = now
-        line = progress.line(now)
+        line = progress.line()
         self._out.write("\r" + line.ljust(self._width))
         self._width = len(line)
         self._out.flush()

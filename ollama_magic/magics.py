@@ -1,22 +1,23 @@
-"""``%%ollama`` and ``%ollama``: thin glue from IPython to :mod:`ollama_magic.session`.
+"""``%%ollama`` and ``%ollama``: thin glue from IPython to :mod:`ollama_magic.session` and
+:mod:`ollama_magic.commands`.
 
-Each magic parses its line (``args``), resolves settings, runs the session, stores the result,
-and turns a typed error into a ``UsageError``: one line, no traceback, kernel still usable.
+The cell magic parses its line (``args``), resolves settings, runs the session and stores the
+result; the line magic hands its line to the command table. The class holds what only IPython
+has (configuration, the user's variables, the display, Tab completion) and turns a typed error
+into a ``UsageError``: one line, no traceback, kernel still usable.
 """
 
 from __future__ import annotations
 
 import os
-import time
 from contextlib import closing
-from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
 from IPython.core.error import UsageError
 from IPython.core.magic import Magics, line_cell_magic, magics_class, no_var_expand
 from traitlets import Bool, Dict, Enum, Float, Unicode
 
-from . import __version__, lifecycle
+from . import lifecycle
 from .args import (
     PARSER,
     ArgsError,
@@ -24,35 +25,22 @@ from .args import (
     GenerateCall,
     build_call,
     conversation_name,
-    keep_alive_value,
-    option_pair,
     parse_line,
     timeout_value,
 )
 from .chat import Conversation, context_warning
-from .commands import Command, command_help, completions, overview, parse_command
-from .errors import ConnectionFailed, ModelNotFound, OllamaError, ResponseError
-from .fields import text
-from .live import (
-    FinalOnly,
-    IPythonPublisher,
-    LiveDisplay,
-    NullSink,
-    ProgressDisplay,
-    ProgressText,
-    Sink,
-    TextSink,
+from .commands import (
+    Command,
+    CommandFailed,
+    ServerArgs,
+    completions,
+    overview,
+    parse_command,
 )
-from .messages import (
-    describe,
-    lacking,
-    not_installed,
-    outcome,
-    transfer_failed,
-    unsupported_capability,
-)
-from .present import LoadedList, ModelInfo, ModelList, load_summary, unload_summary
-from .progress import Progress
+from .errors import ModelNotFound, OllamaError
+from .live import FinalOnly, IPythonPublisher, LiveDisplay, NullSink, Sink, TextSink
+from .messages import describe, not_installed, outcome
+from .present import ModelList
 from .result import GenerationResult
 from .session import Pieces, attach_data, chat_pieces, generate_pieces, run
 
@@ -60,9 +48,6 @@ if TYPE_CHECKING:
     from .client import OllamaClient
 
 DISPLAY_MODES = ("auto", "live", "final", "text", "none")
-
-#: Commands whose missing model is worth a `%ollama pull NAME` hint (not rm, cp, stop, push).
-OFFER_PULL = frozenset({"show", "load", "embed", "use"})
 
 
 @magics_class
@@ -143,11 +128,11 @@ class OllamaMagics(Magics):
             ns = parse_line(line)
             name = conversation_name(ns)
             conversation = None if name is None else self._conversation(name)
-            defaults = self._defaults(conversation.model if conversation else "")
+            defaults = self.defaults(conversation.model if conversation else "")
             call = build_call(
                 ns,
                 cell,
-                self.shell.user_ns,
+                self.namespace,
                 defaults,
                 self.last_result.context if self.last_result else None,
             )
@@ -164,9 +149,16 @@ class OllamaMagics(Magics):
             raise UsageError(describe(exc)) from None
         return None
 
-    # -- cells ----------------------------------------------------------------------------
+    # -- what commands use (the commands.Context protocol) -----------------------------------
 
-    def _defaults(self, model: str = "") -> Defaults:
+    @property
+    def namespace(self) -> dict[str, Any]:
+        """The user's variables."""
+        assert self.shell is not None  # a registered magic always has its shell
+        return self.shell.user_ns
+
+    def defaults(self, model: str = "") -> Defaults:
+        """What ``%config OllamaMagics`` sets, which flags override; ``model`` if given."""
         return Defaults(
             model=model or self.model,
             system=self.system,
@@ -177,12 +169,7 @@ class OllamaMagics(Magics):
             show_thinking=self.show_thinking,
         )
 
-    def _conversation(self, name: str) -> Conversation:
-        """The named conversation, or a new empty one (stored once a turn succeeds)."""
-        found = self.conversations.get(name)
-        return Conversation(name) if found is None else found
-
-    def _client(
+    def client(
         self, host: str | None, timeout: float | None = None, *, setting: str = "--host"
     ) -> OllamaClient:
         """A client for ``host`` (else the configured server); a bad address or timeout is one
@@ -217,15 +204,22 @@ class OllamaMagics(Magics):
         except ValueError:
             return "the server"
 
-    def _in_kernel(self) -> bool:
+    def in_kernel(self) -> bool:
         return getattr(self.shell, "kernel", None) is not None
+
+    # -- cells ----------------------------------------------------------------------------
+
+    def _conversation(self, name: str) -> Conversation:
+        """The named conversation, or a new empty one (stored once a turn succeeds)."""
+        found = self.conversations.get(name)
+        return Conversation(name) if found is None else found
 
     def _sink(self, call: GenerateCall) -> Sink:
         mode = self.display
         if call.quiet or mode == "none":
             return NullSink()
         if mode == "auto":
-            mode = ("live" if call.stream else "final") if self._in_kernel() else "text"
+            mode = ("live" if call.stream else "final") if self.in_kernel() else "text"
         if mode == "text":
             return TextSink(show_thinking=call.show_thinking)
         publisher = IPythonPublisher()
@@ -234,7 +228,7 @@ class OllamaMagics(Magics):
         return LiveDisplay(publisher, show_thinking=call.show_thinking)
 
     def _generate(self, call: GenerateCall) -> None:
-        with closing(self._client(call.host, call.timeout)) as client:
+        with closing(self.client(call.host, call.timeout)) as client:
             result, problem = self._stream(client, call, "/api/generate", call.body)
             self.last_result = result if result.context else self.last_result
             if problem:
@@ -245,7 +239,7 @@ class OllamaMagics(Magics):
         if system is None and not conversation.turns:
             system = self.system  # %config OllamaMagics.system starts a new conversation
         body = conversation.request(call.body, system)
-        with closing(self._client(call.host, call.timeout)) as client:
+        with closing(self.client(call.host, call.timeout)) as client:
             result, problem = self._stream(client, call, "/api/chat", body, chat_pieces)
             if problem:
                 raise UsageError(
@@ -254,12 +248,10 @@ class OllamaMagics(Magics):
             tokens = (result.prompt_eval_count or 0) + (result.eval_count or 0)
             conversation.record(body, result.answer, tokens or None)
             self.conversations[conversation.name] = conversation
-            warning = context_warning(conversation.name, tokens, self._num_ctx(client, body))
+            window = lifecycle.context_window(client, body)
+            warning = context_warning(conversation.name, tokens, window)
         if warning:
             print(warning)
-
-    def _num_ctx(self, client: OllamaClient, body: dict[str, Any]) -> int | None:
-        return lifecycle.context_window(client, body)
 
     def _stream(
         self,
@@ -270,15 +262,13 @@ class OllamaMagics(Magics):
         pieces: Pieces = generate_pieces,
     ) -> tuple[GenerationResult, str | None]:
         """Run one streamed request; return the result and the message for what went wrong."""
-        model = str(body["model"])
-        if body.get("images") or any(m.get("images") for m in body.get("messages", [])):
-            caps = lifecycle.capabilities(client, model)
-            if caps is not None and "vision" not in caps:
-                raise UsageError(lacking(model, "vision", lifecycle.installed(client)))
+        cannot_see = lifecycle.images_unsupported(client, body)
+        if cannot_see:
+            raise UsageError(cannot_see)
         result, error = run(client, path, body, self._sink(call), pieces)
         note = attach_data(result, call.schema_model) if "format" in body else None
         if call.out:
-            self.shell.user_ns[call.out] = result
+            self.namespace[call.out] = result
         kept = f" and in {call.out}" if call.out else ""
         problem = outcome(result, error, lambda: lifecycle.installed(client), kept=kept)
         if problem is None and note:
@@ -295,289 +285,26 @@ class OllamaMagics(Magics):
         try:
             return self._run_command(command)
         except KeyboardInterrupt:  # as a pull does: one line, the kernel goes on
-            host = self._shown_host(getattr(command.args, "host", None))
-            raise UsageError(_interrupted(f"%ollama {command.name}", host)) from None
+            host = command.args.host if isinstance(command.args, ServerArgs) else None
+            raise UsageError(
+                _interrupted(f"%ollama {command.name}", self._shown_host(host))
+            ) from None
 
     def _run_command(self, command: Command) -> Any:
         try:
-            return getattr(self, f"_cmd_{command.name}")(command.args)
-        except ArgsError as exc:
+            return command.run(self)
+        except (ArgsError, CommandFailed) as exc:
             raise UsageError(str(exc)) from None
         except ModelNotFound as exc:  # any command's 404 for a model: one message for all
-            raise UsageError(self._not_installed(exc, command.name in OFFER_PULL)) from None
+            raise UsageError(self._not_installed(exc, command.unit.offer_pull)) from None
         except OllamaError as exc:
             raise UsageError(describe(exc)) from None
 
-    def _connect(self, args: Any) -> closing[OllamaClient]:
-        flag = getattr(args, "timeout", None)
-        timeout = None if flag is None else timeout_value(flag, "--timeout")
-        return closing(self._client(getattr(args, "host", None), timeout))
-
-    def _bind(self, args: Any, value: Any) -> None:
-        out = getattr(args, "out", None)
-        if out:
-            if not out.isidentifier():
-                raise ArgsError(f"-o {out}: not a valid Python variable name")
-            self.shell.user_ns[out] = value
-
     def _not_installed(self, error: ModelNotFound, pull: bool) -> str:
         """The missing model, the closest installed names and (when it helps) the pull hint."""
-        with closing(self._client(error.url)) as client:
+        with closing(self.client(error.url)) as client:
             names = ModelList(lifecycle.installed(client)).names
         return not_installed(error.model, error.url, names, pull=pull)
-
-    def _cmd_help(self, args: Any) -> None:
-        print(command_help(args.command) if args.command else overview())
-
-    def _cmd_models(self, args: Any) -> ModelList:
-        with self._connect(args) as client:
-            models = lifecycle.list_models(client)
-        self._bind(args, models)
-        return models
-
-    def _cmd_ps(self, args: Any) -> LoadedList:
-        with self._connect(args) as client:
-            rows = lifecycle.loaded(client)
-        self._bind(args, rows)
-        return rows
-
-    def _cmd_show(self, args: Any) -> ModelInfo | None:
-        with self._connect(args) as client:
-            info = lifecycle.show(client, args.model)
-        self._bind(args, info)
-        for part in ("modelfile", "template", "parameters", "system", "license"):
-            if getattr(args, part):
-                print(info.part(part))
-                return None
-        return info
-
-    def _cmd_load(self, args: Any) -> None:
-        keep_alive = keep_alive_value(args.keep_alive) if args.keep_alive else None
-        with self._connect(args) as client:
-            try:
-                report = lifecycle.load(client, args.model, keep_alive, args.num_ctx)
-            except ResponseError as exc:
-                if unsupported_capability(exc):
-                    raise UsageError(
-                        f"{args.model} cannot be loaded for generating: {exc.message}. "
-                        f"Embedding models load with %ollama embed {args.model} TEXT."
-                    ) from None
-                raise
-        summary = load_summary(args.model, report.seconds, report.row, datetime.now(timezone.utc))
-        print(summary + " %ollama ps lists what is loaded.")
-
-    def _cmd_stop(self, args: Any) -> None:
-        if not args.model and not args.all:
-            raise ArgsError("stop which model? %ollama stop NAME, or %ollama stop --all")
-        with self._connect(args) as client:
-            names = [n for n in lifecycle.loaded(client).names if n] if args.all else [args.model]
-            if args.all and not names:
-                print("No model is loaded.")
-            for name in names:
-                print(unload_summary(name, lifecycle.unload(client, name)))
-
-    def _cmd_cp(self, args: Any) -> None:
-        with self._connect(args) as client:
-            lifecycle.copy(client, args.source, args.destination)
-        print(f"Copied {args.source} to {args.destination}.")
-
-    def _cmd_rm(self, args: Any) -> None:
-        with self._connect(args) as client:
-            for name in args.models:
-                lifecycle.delete(client, name)
-                print(f"Deleted {name}.")
-
-    def _progress_view(self) -> lifecycle.ProgressView:
-        if self._in_kernel() and self.display not in ("text", "none"):
-            return ProgressDisplay(IPythonPublisher())
-        return ProgressText()
-
-    def _transfer(self, client: OllamaClient, action: str, body: dict[str, Any]) -> None:
-        name = body["model"]
-        progress = Progress(action, name, time.monotonic())
-        outcome = lifecycle.transfer(
-            client, f"/api/{action}", body, progress, self._progress_view()
-        )
-        if outcome.ok:
-            print(progress.summary(time.monotonic()))
-            return
-        if outcome.interrupted:
-            raise UsageError(
-                f"Interrupted: the {action} of {name} stopped {progress.stopped()}. "
-                "Run the same command again to continue."
-            )
-        error = outcome.error
-        if isinstance(error, (ConnectionFailed, ModelNotFound)):
-            raise error  # _command words these for every command
-        if action == "push" and "couldn't retrieve manifest" in progress.statuses:
-            detail = (getattr(error, "message", None) or str(error)).rstrip(".")
-            raise ModelNotFound(name, detail, client.base_url)  # Ollama says so in the stream
-        raise UsageError(transfer_failed(action, name, error, body.get("from", "")))
-
-    def _cmd_pull(self, args: Any) -> None:
-        with self._connect(args) as client:
-            self._transfer(client, "pull", _transfer_body(args))
-
-    def _cmd_push(self, args: Any) -> None:
-        with self._connect(args) as client:
-            self._transfer(client, "push", _transfer_body(args))
-
-    def _cmd_create(self, args: Any) -> None:
-        body: dict[str, Any] = {"model": args.model, "from": args.base}
-        if args.system is not None:
-            body["system"] = args.system
-        if args.template is not None:
-            body["template"] = args.template
-        if args.license is not None:
-            body["license"] = args.license
-        parameters: dict[str, Any] = {}
-        for pair in args.param:
-            key, value = option_pair(pair)
-            if key == "stop":
-                parameters.setdefault("stop", []).extend(
-                    value if isinstance(value, list) else [str(value)]
-                )
-            else:
-                parameters[key] = value
-        if parameters:
-            body["parameters"] = parameters
-        with self._connect(args) as client:
-            self._transfer(client, "create", body)
-
-    def _cmd_embed(self, args: Any) -> Any:
-        if args.var and args.text:
-            raise ArgsError("give the text or --var NAME, not both")
-        if args.var:
-            if args.var not in self.shell.user_ns:
-                raise ArgsError(f"--var {args.var}: no such variable")
-            inputs = self.shell.user_ns[args.var]
-            if not isinstance(inputs, str) and not (
-                isinstance(inputs, (list, tuple)) and all(isinstance(t, str) for t in inputs)
-            ):
-                raise ArgsError(f"--var {args.var}: it must hold a string or a list of strings")
-            inputs = inputs if isinstance(inputs, str) else list(inputs)
-        elif args.text:
-            inputs = " ".join(args.text)
-        else:
-            raise ArgsError("embed what? %ollama embed MODEL TEXT, or --var NAME")
-        keep_alive = keep_alive_value(args.keep_alive) if args.keep_alive else None
-        with self._connect(args) as client:
-            answer = lifecycle.embed(
-                client, args.model, inputs, dimensions=args.dimensions, keep_alive=keep_alive
-            )
-        vectors = answer.vectors
-        value = _as_array(vectors[0] if isinstance(inputs, str) and vectors else vectors)
-        many = len(vectors)
-        tokens = answer.tokens
-        print(
-            f"{many} vector{'s' if many != 1 else ''} of {answer.dimensions} dimensions from "
-            f"{answer.model}" + (f" ({tokens} tokens)." if tokens else ".")
-        )
-        if args.out:
-            self._bind(args, value)
-            return None
-        return value
-
-    def _cmd_use(self, args: Any) -> None:
-        if not args.model:
-            print(
-                f"%%ollama cells use {self.model!r}."
-                if self.model
-                else "No default model yet: %ollama use NAME sets one."
-            )
-            return
-        self.model = args.model
-        text = f"Later %%ollama cells use {args.model}"
-        with self._connect(args) as client:
-            try:
-                lifecycle.show(client, args.model)
-            except ModelNotFound:
-                raise
-            except OllamaError as exc:
-                text += f" (not checked: {describe(exc)})"
-        print(text + ".")
-
-    def _cmd_host(self, args: Any) -> None:
-        if args.url:
-            self._client(args.url, setting="%ollama host").close()  # one line if it is no address
-            self.host = args.url
-        source = (
-            "%config OllamaMagics.host"
-            if self.host
-            else "$OLLAMA_HOST"
-            if os.environ.get("OLLAMA_HOST")
-            else "the default"
-        )
-        with self._connect(args) as client:
-            status = _server_version(client)
-            print(f"Ollama server: {client.base_url} (from {source}); {status}.")
-
-    def _cmd_version(self, args: Any) -> None:
-        with self._connect(args) as client:
-            print(f"ollama-magic {__version__}; {_server_version(client)} at {client.base_url}.")
-
-    def _cmd_history(self, args: Any) -> Conversation:
-        conversation = self.conversations.get(args.conversation)
-        if conversation is None:
-            conversation = Conversation(args.conversation)
-        self._bind(args, conversation)
-        return conversation
-
-    def _cmd_reset(self, args: Any) -> None:
-        if args.all:
-            count = len(self.conversations)
-            self.conversations.clear()
-            print(f"Forgot {count} conversation{'s' if count != 1 else ''}.")
-            return
-        gone = self.conversations.pop(args.conversation, None)
-        if gone is None or not gone.turns:
-            print(f"Conversation '{args.conversation}' was already empty.")
-        else:
-            turns = len(gone.turns)
-            print(
-                f"Forgot conversation '{args.conversation}' "
-                f"({turns} turn{'s' if turns != 1 else ''})."
-            )
-
-    def _cmd_ui(self, args: Any) -> Any:
-        """Open an app; it is returned (so shown, and kept with ``-o``)."""
-        try:
-            from . import widgets
-
-            widgets.require()
-        except ImportError:
-            print("The apps need ipywidgets: pip install 'ollama-magic[widgets]'")
-            return None
-        if not self._in_kernel():
-            print("The apps are widgets: open them in a notebook (JupyterLab, Notebook, VS Code).")
-            return None
-        with self._connect(args) as checked:  # the address and timeouts: one line if bad
-            connect, read = checked.timeout
-        common: dict[str, Any] = {
-            "host": args.host or self.host or None,
-            "timeout": read,
-            "connect_timeout": connect,
-        }
-        defaults = {  # what %config OllamaMagics sets, as the apps' starting values
-            "system": self.system,
-            "keep_alive": self.keep_alive,
-            "think": self.think,
-            "options": dict(self.options),
-        }
-        app: Any
-        if args.app == "models":
-            app = widgets.ModelManager(**common)
-        elif args.app == "compare":
-            app = widgets.Compare(args.model or None, **defaults, **common)
-        else:
-            app = widgets.Playground(
-                args.model[0] if args.model else self.model or None,
-                show_thinking=self.show_thinking,
-                **defaults,
-                **common,
-            )
-        self._bind(args, app)
-        return app
 
 
 def _install_matcher(completer: Any, complete: Any) -> None:
@@ -592,38 +319,12 @@ def _install_matcher(completer: Any, complete: Any) -> None:
     ] + [ollama_matcher]
 
 
-def _transfer_body(args: Any) -> dict[str, Any]:
-    body: dict[str, Any] = {"model": args.model}
-    if args.insecure:
-        body["insecure"] = True
-    return body
-
-
-def _server_version(client: OllamaClient) -> str:
-    try:
-        answer = client.object("GET", "/api/version")
-    except ConnectionFailed as exc:
-        return f"no answer ({exc.detail or 'unreachable'})"
-    except OllamaError as exc:
-        return f"it answers, but not as Ollama ({exc})"
-    return f"Ollama {text(answer.get('version'), '?')}"
-
-
 def _interrupted(what: str, host: str) -> str:
     """Ctrl-C while waiting on the server: what stopped, and what to try next."""
     return (
         f"Interrupted: {what} stopped waiting for {host}. If the server is busy or stuck, "
         "try again later, or add --timeout SECONDS to give up sooner."
     )
-
-
-def _as_array(vectors: Any) -> Any:
-    """A numpy array when numpy is installed, else the lists as they came."""
-    try:
-        import numpy
-    except ImportError:
-        return vectors
-    return numpy.asarray(vectors, dtype=numpy.float32)
 
 
 OllamaMagics.ollama.__doc__ = (

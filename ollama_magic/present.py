@@ -21,6 +21,15 @@ from .fields import rows as objects
 FOREVER_AFTER = 20 * 365 * 24 * 3600  # seconds: the Ollama CLI prints "Forever" past 20 years
 
 
+def short_name(name: str) -> str:
+    """A model name as people type it: ``:latest`` is what a bare name means.
+
+    >>> short_name("echo:latest"), short_name("qwen3:8b")
+    ('echo', 'qwen3:8b')
+    """
+    return name.removesuffix(":latest")
+
+
 def human_bytes(size: Any) -> str:
     """Bytes in decimal units, as the Ollama CLI prints them; ``?`` for what is not a size.
 

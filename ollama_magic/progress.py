@@ -99,14 +99,14 @@ class Progress:
         (t0, c0), (t1, c1) = self._samples[0], self._samples[-1]
         return (c1 - c0) / (t1 - t0) if t1 > t0 else 0.0
 
-    def line(self, now: float) -> str:
+    def line(self) -> str:
         """One terminal line, like the Ollama CLI's progress line.
 
         >>> p = Progress("pull", "m", 0.0)
         >>> p.feed({"status": "pulling abc", "digest": "sha256:abc", "total": 100}, 0.0)
         >>> p.feed({"status": "pulling abc", "digest": "sha256:abc", "total": 100,
         ...         "completed": 50}, 1.0)
-        >>> p.line(1.0)
+        >>> p.line()
         'pulling abc   50% ▕████████████            ▏   50 B/100 B  50 B/s'
         """
         layer = self._current_layer()
@@ -119,7 +119,7 @@ class Progress:
         rate = self.rate()
         return text + (f"  {human_rate(rate)}" if rate > 0 else "")
 
-    def html(self, now: float) -> str:
+    def html(self) -> str:
         """Status lines in order, with a bar per layer where its line is; all escaped."""
         layer_of = {layer.status: layer for layer in self.layers.values()}
         rows = []

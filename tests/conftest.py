@@ -8,7 +8,7 @@ import pytest
 
 from ollama_magic.server import OllamaServer
 
-from .kernel import Kernel, magic_kernel
+from .helpers import Kernel, magic_kernel
 
 
 @pytest.fixture(scope="session")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from ollama_magic.args import ArgsError
-from ollama_magic.commands import PARSERS, SUMMARIES, command_help, overview, parse_command
+from ollama_magic.commands import COMMANDS, command_help, overview, parse_command
 
 
 @pytest.mark.parametrize(
@@ -40,9 +40,9 @@ def test_per_command_help_and_overview() -> None:
     assert parse_command("pull -h").args.command == "pull"
     assert command_help("ls").startswith("usage: %ollama models")
     text = overview()
-    for name in SUMMARIES:
+    for name, unit in COMMANDS.items():
         assert f"  {name}" in text
-    assert set(PARSERS) == set(SUMMARIES)
+        assert unit.parser.prog == f"%ollama {name}"
 
 
 @pytest.mark.parametrize(
@@ -64,7 +64,7 @@ def test_mistakes_are_one_line(line: str, message: str) -> None:
 def test_vectors_stay_lists_without_numpy(monkeypatch: pytest.MonkeyPatch) -> None:
     import sys
 
-    from ollama_magic.magics import _as_array
+    from ollama_magic.commands.models import as_array as _as_array
 
     assert type(_as_array([[0.5, 0.5]])).__name__ == "ndarray"
     monkeypatch.setitem(sys.modules, "numpy", None)  # import numpy now raises ImportError

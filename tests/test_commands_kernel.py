@@ -14,8 +14,7 @@ import pytest
 
 from ollama_magic.server import OllamaServer, ScriptedEngine
 
-from .kernel import Kernel, flatten, magic_kernel
-from .test_magic_kernel import error_line
+from .helpers import Kernel, bodies, error_line, flatten, magic_kernel
 
 
 @pytest.fixture(scope="module")
@@ -39,10 +38,6 @@ def kernel(own: OllamaServer) -> Iterator[Kernel]:
 def magic(line: str) -> str:
     """A line command as an expression, for ``kernel.value``."""
     return f"get_ipython().run_line_magic('ollama', {line!r})"
-
-
-def bodies(server: OllamaServer, path: str) -> list[dict]:
-    return [r.json for r in server.requests if r.path == path]
 
 
 def shown(run) -> list[dict]:

@@ -10,24 +10,7 @@ import time
 
 import pytest
 
-from .kernel import Kernel, flatten
-
-
-def generate_bodies(server) -> list[dict]:
-    return [r.json for r in server.requests if r.path == "/api/generate"]
-
-
-def error_line(run) -> str:
-    """A UsageError: the reply fails the cell, and the user sees one line on stderr."""
-    reply = run.reply["content"]
-    assert reply["status"] == "error", "the cell should have failed"
-    assert reply["ename"] == "UsageError", reply
-    assert reply["traceback"] == []  # a message, not a traceback
-    assert not run.of_type("error")
-    stderr = "".join(m["content"]["text"] for m in run.of_type("stream")
-                     if m["content"]["name"] == "stderr")
-    assert stderr.strip() == f"UsageError: {reply['evalue']}"
-    return reply["evalue"]
+from .helpers import Kernel, bodies, error_line, flatten
 
 
 def test_streams_markdown_and_binds_the_result(kernel: Kernel, ollama) -> None:
@@ -39,7 +22,7 @@ def test_streams_markdown_and_binds_the_result(kernel: Kernel, ollama) -> None:
     )
     assert run.ok, run.error
     # the request, as sent
-    (body,) = generate_bodies(ollama)
+    (body,) = bodies(ollama)
     assert body["model"] == "echo" and body["stream"] is True
     assert body["options"] == {"num_predict": 50}
     assert body["prompt"] == "Hello {name}, brace {kept}."  # no such variables: unchanged
@@ -62,7 +45,7 @@ def test_variables_fill_the_prompt_and_line_text_arrives_intact(kernel: Kernel, 
         "%%ollama echo --template '{{ .Prompt }}' -s 'Be {brief}' -q\nTell me about {topic}."
     )
     assert run.ok, run.error
-    (body,) = generate_bodies(ollama)
+    (body,) = bodies(ollama)
     assert body["template"] == "{{ .Prompt }}"
     assert body["system"] == "Be {brief}"
     assert body["prompt"] == "Tell me about tides."
@@ -87,10 +70,10 @@ def test_inline_reasoning_is_split_and_collapsed(kernel: Kernel, ollama) -> None
 def test_thinking_field_and_think_flags(kernel: Kernel, ollama) -> None:
     run = kernel.run("%%ollama thinker --think high -o r\nPlan a picnic.")
     assert run.ok, run.error
-    assert generate_bodies(ollama)[-1]["think"] == "high"
+    assert bodies(ollama)[-1]["think"] == "high"
     assert kernel.value("bool(r.thinking) and '<think>' not in r.response") is True
     run = kernel.run("%%ollama thinker --no-think -o r\nPlan a picnic.")
-    assert generate_bodies(ollama)[-1]["think"] is False
+    assert bodies(ollama)[-1]["think"] is False
     assert kernel.value("r.thinking") == ""
 
 
@@ -112,7 +95,7 @@ def test_chinese_split_across_reads(kernel: Kernel, ollama) -> None:
 def test_no_stream_shows_one_final_output(kernel: Kernel, ollama) -> None:
     run = kernel.run("%%ollama echo --no-stream -o r\nhi")
     assert run.ok, run.error
-    assert generate_bodies(ollama)[-1]["stream"] is False
+    assert bodies(ollama)[-1]["stream"] is False
     assert not run.of_type("update_display_data")
     assert len(run.notebook_outputs()) == 1
     assert kernel.value("r.answer.startswith('Echo:')") is True
@@ -125,7 +108,7 @@ def test_json_format_and_pydantic_data(kernel: Kernel, ollama) -> None:
     )
     run = kernel.run("%%ollama echo --format City -o r -q\nA city, please.")
     assert run.ok, run.error
-    body = generate_bodies(ollama)[-1]
+    body = bodies(ollama)[-1]
     assert body["format"]["properties"]["population"]["type"] == "integer"
     assert kernel.value("type(r.data).__name__") == "City"
     run = kernel.run("%%ollama echo --format json -o r -q\nJSON please.")
@@ -137,23 +120,25 @@ def test_continue_sends_the_previous_context(kernel: Kernel, ollama) -> None:
     run = kernel.run("%%ollama echo -c -o second -q\nWhat number?")
     assert run.ok, run.error
     first_context = kernel.value("first.context")
-    assert generate_bodies(ollama)[-1]["context"] == first_context
+    assert bodies(ollama)[-1]["context"] == first_context
     run = kernel.run("%%ollama echo --context first -q\nAgain?")
-    assert generate_bodies(ollama)[-1]["context"] == first_context
+    assert bodies(ollama)[-1]["context"] == first_context
 
 
-def test_keep_alive_forms_on_the_wire(kernel: Kernel, ollama) -> None:
-    for flag, wire in (("300", 300), ("10m", "10m"), ("-1", -1), ("0", 0)):
-        run = kernel.run(f"%%ollama echo -k {flag} -q\nhi")
-        assert run.ok, run.error
-        assert generate_bodies(ollama)[-1]["keep_alive"] == wire
+@pytest.mark.parametrize(("flag", "wire"), [("300", 300), ("10m", "10m"), ("-1", -1), ("0", 0)])
+def test_keep_alive_forms_on_the_wire(kernel: Kernel, ollama, flag: str, wire: object) -> None:
+    run = kernel.run(f"%%ollama echo -k {flag} -q\nhi")
+    assert run.ok, run.error
+    assert bodies(ollama)[-1]["keep_alive"] == wire
 
 
-def test_bad_flag_values_fail_before_any_request(kernel: Kernel, ollama) -> None:
-    for line in ("echo -k 1d", "echo --think extreme", "echo --temperature hot", "--bogus"):
-        run = kernel.run(f"%%ollama {line}\nhi")
-        assert error_line(run)
-    assert generate_bodies(ollama) == []
+@pytest.mark.parametrize(
+    "line", ["echo -k 1d", "echo --think extreme", "echo --temperature hot", "--bogus"]
+)
+def test_bad_flag_values_fail_before_any_request(kernel: Kernel, ollama, line: str) -> None:
+    run = kernel.run(f"%%ollama {line}\nhi")
+    assert error_line(run)
+    assert bodies(ollama) == []
     assert kernel.run("1 + 1").ok  # the kernel still works
 
 
@@ -245,7 +230,7 @@ def test_config_defaults(kernel: Kernel, ollama) -> None:
     assert run.ok, run.error
     run = kernel.run("%%ollama -q\nhi")
     assert run.ok, run.error
-    body = generate_bodies(ollama)[-1]
+    body = bodies(ollama)[-1]
     assert body["model"] == "echo" and body["options"] == {"num_ctx": 1024}
     kernel.run("%config OllamaMagics.model = ''\n%config OllamaMagics.options = {}")
 

@@ -58,20 +58,20 @@ def test_layers_totals_and_statuses() -> None:
 def test_completed_absent_until_nonzero_counts_as_zero() -> None:
     progress = fed(PULL[:2])
     assert progress.completed == 0 and progress.stopped() == "at 0% (0 B of 4.0 MB)"
-    assert "  0%" in progress.line(0.5)
+    assert "  0%" in progress.line()
 
 
 def test_rate_comes_from_recent_samples() -> None:
     progress = fed(PULL[:4], step=1.0)  # 4 MB in 2 s between the first and last sample
     assert progress.rate() == 2_000_000
-    assert "2.0 MB/s" in progress.line(3.0)
+    assert "2.0 MB/s" in progress.line()
 
 
 def test_line_follows_the_current_layer_and_plain_statuses() -> None:
     progress = fed(PULL[:5])
-    assert progress.line(2.0).startswith("pulling bbbbbbbbbbbb  100%")
+    assert progress.line().startswith("pulling bbbbbbbbbbbb  100%")
     progress.feed({"status": "verifying sha256 digest"}, 2.5)
-    assert progress.line(2.5) == "verifying sha256 digest"
+    assert progress.line() == "verifying sha256 digest"
 
 
 def test_create_has_no_bytes() -> None:
@@ -86,13 +86,13 @@ def test_html_escapes_server_text() -> None:
     progress = Progress("pull", "<b>x</b>", 0.0)
     progress.feed({"status": "<img src=x>", "digest": DIGEST_A, "total": 10, "completed": 5}, 0)
     progress.feed({"status": "<script>"}, 0)
-    html = progress.html(0)
+    html = progress.html()
     assert "<img" not in html and "<script>" not in html and "&lt;b&gt;x&lt;/b&gt;" in html
     assert "<progress value='5' max='10'" in html and "5 B of 10 B" in html
 
 
 def test_html_lists_every_status_with_bars_on_layer_lines() -> None:
-    html = fed(PULL).html(4.0)
+    html = fed(PULL).html()
     order = [html.index(status) for status in fed(PULL).statuses]
     assert order == sorted(order)
     assert html.count("<progress") == 2

@@ -200,10 +200,10 @@ def test_num_keep_moves_the_cut() -> None:
     assert result.prompt_cut
 
 
-def test_partial_marks() -> None:
-    for reason, mark in (("interrupted", "interrupted"), ("error", "failed")):
-        result = GenerationResult(model="m", answer="half", done_reason=reason)
-        assert f"{mark}: the answer above is partial" in result_bundle(result)["text/plain"]
+@pytest.mark.parametrize(("reason", "mark"), [("interrupted", "interrupted"), ("error", "failed")])
+def test_partial_marks(reason: str, mark: str) -> None:
+    result = GenerationResult(model="m", answer="half", done_reason=reason)
+    assert f"{mark}: the answer above is partial" in result_bundle(result)["text/plain"]
 
 
 def test_result_repr_and_rate() -> None:

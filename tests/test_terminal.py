@@ -7,23 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-IPYTHON = [
-    sys.executable,
-    "-m",
-    "IPython",
-    "--no-banner",
-    "--colors=NoColor",
-    "--quick",
-    "--ext",
-    "ollama_magic",
-]
-
-
-def run_ipython(code: str, host: str) -> subprocess.CompletedProcess[str]:
-    env = dict(os.environ, OLLAMA_HOST=host)
-    return subprocess.run(
-        [*IPYTHON, "-c", code], capture_output=True, text=True, env=env, timeout=60
-    )
+from .helpers import run_ipython
 
 
 def test_terminal_ipython_streams_plain_text(ollama) -> None:

@@ -66,9 +66,10 @@ def test_every_pair_of_split_positions(name: str) -> None:
             assert split([text[:a], text[a:b], text[b:]]) == expected, (name, a, b)
 
 
-def test_char_by_char() -> None:
-    for text, expected in CASES.values():
-        assert split(list(text)) == expected
+@pytest.mark.parametrize("name", CASES)
+def test_char_by_char(name: str) -> None:
+    text, expected = CASES[name]
+    assert split(list(text)) == expected
 
 
 def test_thinking_field_is_reasoning() -> None:

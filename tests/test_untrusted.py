@@ -177,9 +177,9 @@ def test_progress_takes_any_items(items: list[dict[str, Any]]) -> None:
     progress = Progress("pull", HOSTILE, 0.0)
     for tick, item in enumerate(items):
         progress.feed(item, float(tick))
-        progress.line(float(tick))
+        progress.line()
     assert 0.0 <= progress.fraction <= 1.0
-    assert "<script" not in progress.html(9.0)
+    assert "<script" not in progress.html()
     progress.summary(9.0)
     progress.stopped()
     transfer_status(progress)
@@ -299,12 +299,15 @@ def test_the_password_is_sent_as_basic_auth_unless_a_key_is(
     assert client._session.headers["Authorization"] == "Bearer key"
 
 
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), -1.0, 0.0, 1e7])
+def test_bad_timeouts_are_refused(bad: float) -> None:
+    with pytest.raises(ArgsError, match="use a number of seconds above 0"):
+        timeout_value(bad, "--timeout")
+    with pytest.raises(ValueError, match="read_timeout"):
+        OllamaClient("h", read_timeout=bad)
+
+
 def test_timeouts_are_checked() -> None:
-    for bad in (float("nan"), float("inf"), -1.0, 0.0, 1e7):
-        with pytest.raises(ArgsError, match="use a number of seconds above 0"):
-            timeout_value(bad, "--timeout")
-        with pytest.raises(ValueError, match="read_timeout"):
-            OllamaClient("h", read_timeout=bad)
     assert timeout_value(0.5, "--timeout") == 0.5
     with pytest.raises(ArgsError, match=r"^%config OllamaMagics.timeout = -1: .* = 600$"):
         timeout_value(-1, "%config OllamaMagics.timeout")

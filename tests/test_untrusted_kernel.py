@@ -16,9 +16,8 @@ from collections.abc import Iterator
 
 import pytest
 
+from .helpers import CellRun, Kernel, error_line, magic_kernel
 from .hostile_server import HostileServer
-from .kernel import CellRun, Kernel, magic_kernel
-from .test_magic_kernel import error_line
 
 PASSWORD = "s3cret-pw"
 
@@ -87,12 +86,16 @@ def test_models_with_wrong_types_show_question_marks(kernel: Kernel, srv) -> Non
     still_works(kernel)
 
 
-def test_a_model_list_that_is_not_one_is_one_line(kernel: Kernel, srv) -> None:
-    for reply in ({"models": "abc"}, [1, 2], "just text", {"models": {"a": 1}}):
-        srv.answer("/api/tags", reply)
-        text = one_line(kernel.run("%ollama models"))
-        assert text.startswith("The server sent an unexpected ")
-        assert f"is {srv.url} an Ollama server?" in text
+@pytest.mark.parametrize("reply", [{"models": "abc"}, [1, 2], "just text", {"models": {"a": 1}}])
+def test_a_model_list_that_is_not_one_is_one_line(kernel: Kernel, srv, reply: object) -> None:
+    srv.answer("/api/tags", reply)
+    text = one_line(kernel.run("%ollama models"))
+    assert text.startswith("The server sent an unexpected ")
+    assert f"is {srv.url} an Ollama server?" in text
+    still_works(kernel)
+
+
+def test_no_model_list_is_an_empty_one(kernel: Kernel, srv) -> None:
     srv.answer("/api/tags", {"models": None})
     assert "No models installed yet" in table(kernel.run("%ollama models"))
     still_works(kernel)
@@ -216,11 +219,15 @@ def test_chat_chunks_with_wrong_types(kernel: Kernel, srv) -> None:
     kernel.run("%ollama reset --all")
 
 
-def test_embed_of_the_wrong_shape_is_one_line(kernel: Kernel, srv) -> None:
-    for embeddings in ([["a"]], [[1.0], [1.0, 2.0]], "abc", [[float("inf")]]):
-        srv.answer("/api/embed", {"embeddings": embeddings})
-        text = one_line(kernel.run("%ollama embed m hi"))
-        assert text.startswith("The server sent an unexpected 'embeddings' (not a list of vectors)")
+@pytest.mark.parametrize("embeddings", [[["a"]], [[1.0], [1.0, 2.0]], "abc", [[float("inf")]]])
+def test_embed_of_the_wrong_shape_is_one_line(kernel: Kernel, srv, embeddings: object) -> None:
+    srv.answer("/api/embed", {"embeddings": embeddings})
+    text = one_line(kernel.run("%ollama embed m hi"))
+    assert text.startswith("The server sent an unexpected 'embeddings' (not a list of vectors)")
+    still_works(kernel)
+
+
+def test_embed_reads_odd_fields_as_far_as_they_go(kernel: Kernel, srv) -> None:
     srv.answer("/api/embed", {"embeddings": [[0.5, 1]], "model": 5, "prompt_eval_count": "3"})
     run = checked(kernel.run("%ollama embed m hi -o v"))
     assert run.ok and run.stdout == "1 vector of 2 dimensions from 5.\n"

@@ -8,7 +8,7 @@ thread would be a traceback in the kernel's log, so here it fails the test.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -32,28 +32,11 @@ from ollama_magic.widgets.logic import (
     transfer_status,
 )
 
-from .kernel import Kernel
-from .test_magic_kernel import error_line
+from .helpers import Kernel, bodies, error_line, run_ipython, until
 
 pytestmark = pytest.mark.filterwarnings("error::pytest.PytestUnhandledThreadExceptionWarning")
 
 UNUSED = "http://127.0.0.1:9"  # the discard port: nothing listens there
-
-
-def until(check: Callable[[], Any], timeout: float = 10.0, every: float = 0.02) -> Any:
-    """Poll ``check`` until it returns something true; that value."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not true within {timeout} s: {check}")
-        time.sleep(every)
-
-
-def bodies(server: OllamaServer, path: str = "/api/generate") -> list[dict[str, Any]]:
-    return [r.json for r in server.requests if r.path == path]
 
 
 def shown(output: Any) -> list[str]:
@@ -580,8 +563,6 @@ def test_ui_without_ipywidgets_is_one_line(kernel: Kernel) -> None:
 
 
 def test_ui_in_a_terminal_says_where_apps_work(ollama) -> None:
-    from .test_terminal import run_ipython
-
     done = run_ipython("%ollama ui", ollama.url)
     assert done.returncode == 0, done.stderr
     assert "The apps are widgets: open them in a notebook" in done.stdout

@@ -243,6 +243,7 @@ class _Runner:
         self.free_when_idle = False
         self._key = secrets.token_hex(16)
         self._local = threading.local()
+        self._connections: list[http.client.HTTPConnection] = []  # every thread's, to close
         self.server = _start_server(path, n_ctx, parallel, n_threads, self._key)
         address = urlsplit(self.server.listening_address)
         self._host, self._port = address.hostname or "127.0.0.1", address.port or 80
@@ -257,6 +258,7 @@ class _Runner:
         if connection is None:
             connection = http.client.HTTPConnection(self._host, self._port, timeout=60)
             self._local.connection = connection
+            self._connections.append(connection)  # (list.append is atomic)
         headers = {"Authorization": f"Bearer {self._key}", "Content-Type": "application/json"}
         payload = None if body is None else json.dumps(body)
         try:
@@ -297,9 +299,9 @@ class _Runner:
 
     def close(self) -> None:
         """Stop llama-server and free the model (only when no request runs on it)."""
-        connection = getattr(self._local, "connection", None)
-        if connection is not None:
+        for connection in self._connections:
             connection.close()
+        self._connections.clear()
         del self.server
 
 

@@ -1,5 +1,6 @@
-"""What the three apps share: a widget publisher for the magic's live display, worker threads
-that a button can stop, and one-line messages instead of tracebacks.
+"""What the three apps share: the :class:`App` frame (a message line, Stop, wait, close), a
+widget publisher for the magic's live display, worker threads that a button can stop, and
+one-line messages instead of tracebacks.
 
 Why threads: while a cell runs, the kernel handles no widget events, so a Stop button could not
 be pressed. Each app therefore returns at once and streams on a daemon thread; widget values set
@@ -13,7 +14,7 @@ import html
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import closing
-from typing import Any
+from typing import Any, Generic, Protocol, TypeVar
 
 import ipywidgets as w
 
@@ -117,6 +118,8 @@ class AnswerView(w.VBox):
     own, and an update costs that slot only, as in a cell. At the end one ``Output`` holds the
     final answer, exactly the magic's final output.
     """
+
+    children: tuple[w.Output, ...]  # (a trait: it takes a list and holds a tuple)
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__([], **kwargs)
@@ -284,6 +287,14 @@ class Generation:
         self.publisher.clear()
         self.thread = spawn(self._work, self._failed, name=f"ollama-{self.body.get('model')}")
 
+    def is_alive(self) -> bool:
+        """Whether it has yet to end (as for a thread: an app waits for both alike)."""
+        return not self.done.is_set()
+
+    def join(self, timeout: float | None = None) -> None:
+        """Wait until it ends (``on_end`` has run), or ``timeout`` seconds."""
+        self.done.wait(timeout)
+
     def stop(self) -> None:
         if self.done.is_set():
             return
@@ -294,9 +305,6 @@ class Generation:
             result = GenerationResult(str(self.body.get("model", "")), request=self.body)
             result.done_reason, result.error = INTERRUPTED, STOPPED_BY_USER
             self._end(result, outcome(result, None, list, stopped="Stopped"), False)
-
-    def wait(self, timeout: float | None = None) -> bool:
-        return self.done.wait(timeout)
 
     def _work(self) -> None:
         with closing(self.connection.client()) as client:
@@ -327,6 +335,79 @@ class Generation:
             self._on_end(result, message, failed)
         finally:
             self.done.set()
+
+
+class Task(Protocol):
+    """Background work an app can wait for: a thread, or a :class:`Generation`."""
+
+    def is_alive(self) -> bool: ...
+
+    def join(self, timeout: float | None = None) -> None: ...
+
+
+T = TypeVar("T")
+
+
+class App(w.VBox, Generic[T]):
+    """The frame of an app: a message line for news and one-line errors, and its lifetime
+    (:meth:`stop`, :meth:`wait`, :meth:`close`).
+
+    A subclass sets its plain state first, then calls this, then builds its widgets (``message``
+    among them, where it wants it) into ``children``. So :meth:`close`, which garbage collection
+    also runs, maybe on an app whose constructor failed, always finds the state it stops.
+    """
+
+    def __init__(self, css_class: str) -> None:
+        self.message = w.HTML()
+        self.message.add_class("ollama-app-message")
+        super().__init__(layout=w.Layout(width="100%"))
+        self.add_class(css_class)
+
+    @property
+    def running(self) -> bool:
+        """Whether background work (a generation, a pull…) is still going."""
+        return any(task.is_alive() for _, task in self._tasks())
+
+    def stop(self) -> None:
+        """What the app's Stop button does."""
+        raise NotImplementedError
+
+    def wait(self, timeout: float | None = 60) -> T:
+        """Block until the background work ends (for scripts and tests); what it produced."""
+        for what, task in self._tasks():
+            task.join(timeout)
+            if task.is_alive():
+                raise TimeoutError(f"{what} did not end in {timeout} s")
+        return self._outcome()
+
+    def close(self) -> None:
+        """Stop what runs, then close the widgets."""
+        self.stop()
+        close_parts(self)
+        super().close()
+
+    # -- for subclasses ----------------------------------------------------------------------
+
+    def _tasks(self) -> list[tuple[str, Task]]:
+        """The work :meth:`wait` waits for, each with how a timeout names it."""
+        return []
+
+    def _outcome(self) -> T:
+        """What :meth:`wait` returns."""
+        raise NotImplementedError
+
+    def _guard(self, callback: Callable[..., Any]) -> Callable[..., Any]:
+        """``callback`` with any failure shown on the message line instead of raised."""
+        return safely(self._error)(callback)
+
+    def _on_click(self, button: w.Button, action: Callable[[], Any]) -> None:
+        button.on_click(self._guard(lambda _: action()))
+
+    def _say(self, text: str, kind: str = "note") -> None:
+        self.message.value = message_html(text, kind)
+
+    def _error(self, text: str) -> None:
+        self._say(text, "error")
 
 
 def model_options(names: Sequence[str], keep: Sequence[str] = ()) -> list[str]:

@@ -12,13 +12,13 @@ from ..args import ArgsError, Defaults
 from ..result import GenerationResult
 from ._base import (
     AnswerView,
+    App,
     Connection,
     Generation,
-    close_parts,
+    Task,
     close_tree,
     message_html,
     model_options,
-    safely,
     set_options,
     spawn,
 )
@@ -70,7 +70,7 @@ class Column:
         return self.job.result if self.job is not None else None
 
 
-class Compare(w.VBox):
+class Compare(App[list[GenerationResult | None]]):
     """Send one prompt to two to four models, watch the answers stream side by side, then
     compare speed, generation time and answer length in a chart.
 
@@ -106,8 +106,18 @@ class Compare(w.VBox):
         self.columns: list[Column] = []
         self._conductor: threading.Thread | None = None
         self._stopping = False
-        guard = safely(self._error)
+        super().__init__("ollama-compare")
+        self.children = self._build(prompt, one_at_a_time)
+        self._guard(self.refresh)()
+        specs = list(columns or [])[:MAX_COLUMNS] or self.names[:MIN_COLUMNS]
+        for spec in specs:
+            model, _, flags = spec.strip().partition(" ")
+            self.add_column(model, flags.strip())
+        while len(self.columns) < MIN_COLUMNS:
+            self.add_column()
 
+    def _build(self, prompt: str, one_at_a_time: bool) -> list[w.Widget]:
+        """The prompt, the buttons, the row of columns and the chart, wired to their actions."""
         self.prompt = w.Textarea(
             value=prompt,
             placeholder="One prompt for every column",
@@ -127,50 +137,22 @@ class Compare(w.VBox):
         )
         self.row = w.HBox(layout=w.Layout(width="auto", align_items="flex-start"))
         self.chart = w.HTML()
-        self.message = w.HTML()
-        self.message.add_class("ollama-app-message")
-
-        self.run_button.on_click(guard(lambda _: self.run()))
-        self.stop_button.on_click(guard(lambda _: self.stop()))
-        self.add_button.on_click(guard(lambda _: self.add_column()))
-        self.remove_button.on_click(guard(lambda _: self.remove_column()))
-        self.refresh_button.on_click(guard(lambda _: self.refresh()))
-
-        super().__init__(
-            [
-                self.prompt,
-                w.HBox(
-                    [
-                        self.run_button,
-                        self.stop_button,
-                        self.add_button,
-                        self.remove_button,
-                        self.refresh_button,
-                        self.one_at_a_time,
-                    ]
-                ),
-                self.row,
-                self.message,
-                self.chart,
-            ],
-            layout=w.Layout(width="100%"),
-        )
-        self.add_class("ollama-compare")
-        guard(self.refresh)()
-        specs = list(columns or [])[:MAX_COLUMNS]
-        if not specs:
-            specs = self.names[:MIN_COLUMNS]
-        for spec in specs:
-            model, _, flags = spec.strip().partition(" ")
-            self.add_column(model, flags.strip())
-        while len(self.columns) < MIN_COLUMNS:
-            self.add_column()
+        self._on_click(self.run_button, self.run)
+        self._on_click(self.stop_button, self.stop)
+        self._on_click(self.add_button, self.add_column)
+        self._on_click(self.remove_button, self.remove_column)
+        self._on_click(self.refresh_button, self.refresh)
+        buttons = [
+            self.run_button,
+            self.stop_button,
+            self.add_button,
+            self.remove_button,
+            self.refresh_button,
+            self.one_at_a_time,
+        ]
+        return [self.prompt, w.HBox(buttons), self.row, self.message, self.chart]
 
     # -- public ----------------------------------------------------------------------------
-
-    @property
-    def running(self) -> bool:
-        return self._conductor is not None and self._conductor.is_alive()
 
     @property
     def results(self) -> list[GenerationResult | None]:
@@ -241,27 +223,21 @@ class Compare(w.VBox):
     def stop(self) -> None:
         """Stop every column now (partial answers stay); columns not started do not start."""
         self._stopping = True
-        for column in getattr(self, "columns", ()):  # (close runs on garbage collection too)
+        for column in self.columns:
             if column.job is not None and column.job.thread is not None:
                 column.job.stop()
-
-    def wait(self, timeout: float | None = 60) -> list[GenerationResult | None]:
-        """Block until the run and its chart are done (for scripts and tests)."""
-        if self._conductor is not None:
-            self._conductor.join(timeout)
-            if self._conductor.is_alive():
-                raise TimeoutError(f"the comparison did not end in {timeout} s")
-        return self.results
 
     def __repr__(self) -> str:  # the text a notebook saves for the app: short and stable
         return f"Compare({[column.label for column in self.columns]!r})"
 
-    def close(self) -> None:
-        self.stop()
-        close_parts(self)
-        super().close()
-
     # -- internals -------------------------------------------------------------------------
+
+    def _tasks(self) -> list[tuple[str, Task]]:
+        """The run and its chart."""
+        return [("the comparison", self._conductor)] if self._conductor is not None else []
+
+    def _outcome(self) -> list[GenerationResult | None]:
+        return self.results
 
     def _conduct(self, jobs: list[Generation]) -> None:
         started: list[Generation] = []
@@ -272,9 +248,9 @@ class Compare(w.VBox):
                 job.start()
                 started.append(job)
                 if self.one_at_a_time.value:
-                    job.wait()
+                    job.join()
             for job in started:
-                job.wait()
+                job.join()
         finally:
             self._busy(False)
         for column in self.columns:
@@ -302,9 +278,3 @@ class Compare(w.VBox):
         self.stop_button.disabled = not busy
         self.add_button.disabled = busy or len(self.columns) >= MAX_COLUMNS
         self.remove_button.disabled = busy or len(self.columns) <= MIN_COLUMNS
-
-    def _say(self, text: str, kind: str = "note") -> None:
-        self.message.value = message_html(text, kind)
-
-    def _error(self, text: str) -> None:
-        self._say(text, "error")

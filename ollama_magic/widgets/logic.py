@@ -23,7 +23,7 @@ from ..args import (
     think_value,
 )
 from ..fields import text, texts
-from ..present import human_bytes, human_rate
+from ..present import human_bytes, human_rate, short_name
 from ..progress import Progress
 from ..result import GenerationResult
 
@@ -65,15 +65,6 @@ def think_choice(value: Any) -> str:
         return ""
     chosen = think_value(value)
     return str(chosen).lower() if isinstance(chosen, bool) else chosen
-
-
-def short_name(name: str) -> str:
-    """A model name as people type it.
-
-    >>> short_name("echo:latest"), short_name("qwen3:8b")
-    ('echo', 'qwen3:8b')
-    """
-    return name.removesuffix(":latest")
 
 
 def generating_models(tags: Sequence[Mapping[str, Any]]) -> list[str]:

@@ -17,21 +17,22 @@ from .. import lifecycle
 from ..args import keep_alive_value
 from ..client import resolve_host
 from ..errors import ConnectionFailed, ModelNotFound, OllamaError
+from ..live import Throttle
 from ..messages import describe, transfer_failed
-from ..present import LoadedList, ModelList, load_summary, unload_summary
+from ..present import LoadedList, ModelList, load_summary, short_name, unload_summary
 from ..progress import Progress
 from ._base import (
+    App,
     Connection,
     Stopper,
-    close_parts,
+    Task,
     hide,
     message_html,
-    safely,
     set_options,
     short_error,
     spawn,
 )
-from .logic import short_name, transfer_status
+from .logic import transfer_status
 
 
 class _Installed(ModelList):
@@ -49,23 +50,21 @@ class _BarView:
     def __init__(self, bar: w.FloatProgress, status: w.HTML, interval: float = 0.1) -> None:
         self._bar = bar
         self._status = status
-        self._interval = interval
-        self._last = -1e9
+        self._throttle = Throttle(interval)
 
     def update(self, progress: Progress, now: float) -> None:
-        if now - self._last >= self._interval:
-            self._last = now
-            self._draw(progress, now)
+        if self._throttle.take(now):
+            self._draw(progress)
 
     def close(self, progress: Progress, now: float) -> None:
-        self._draw(progress, now)
+        self._draw(progress)
 
-    def _draw(self, progress: Progress, now: float) -> None:
+    def _draw(self, progress: Progress) -> None:
         self._bar.value = progress.fraction
         self._status.value = message_html(transfer_status(progress), "note")
 
 
-class ModelManager(w.VBox):
+class ModelManager(App[None]):
     """Manage a server's models: the installed ones with sizes and capabilities, a pull box
     with a progress bar, load (with ``keep_alive``) and unload, delete after a confirmation,
     and what is loaded, refreshed every ``interval`` seconds while the app is open.
@@ -94,19 +93,19 @@ class ModelManager(w.VBox):
         self.models: ModelList = ModelList([])
         self.ps: LoadedList = LoadedList([])
         self._closed = threading.Event()
+        self._watcher = threading.Thread(target=self._watch, name="ollama-ps", daemon=True)
         self._action: threading.Thread | None = None
         self._pull: threading.Thread | None = None
         self._pull_stopper: Stopper | None = None
         self._pending_delete = ""
-        report = safely(self._error)
+        super().__init__("ollama-models")
+        self.children = self._build(live)
+        self._guard(self._show_title)()
+        self._guard(self.refresh)()
+        self._watcher.start()
 
-        def guard(callback: Callable[..., Any]) -> Callable[..., Any]:
-            def touched(*args: Any) -> Any:
-                self._touched = time.monotonic()  # someone is using the app
-                return callback(*args)
-
-            return report(touched)
-
+    def _build(self, live: bool) -> list[w.Widget]:
+        """The lists, the model actions and the pull box, wired to their actions."""
         self.title = w.HTML()
         self.refresh_button = w.Button(
             description="Refresh", icon="refresh", tooltip="Reload both lists now"
@@ -143,47 +142,39 @@ class ModelManager(w.VBox):
         self.pull_status = w.HTML()
         self.loaded = w.HTML(layout=w.Layout(overflow="auto"))
         self.live = w.Checkbox(value=live, description="refresh every second", indent=False)
-        self.live.observe(guard(lambda _: None), names="value")
-        self.message = w.HTML()
-        self.message.add_class("ollama-app-message")
-
-        self.refresh_button.on_click(guard(lambda _: self.refresh()))
-        self.load_button.on_click(guard(lambda _: self.load()))
-        self.unload_button.on_click(guard(lambda _: self.unload()))
-        self.delete_button.on_click(guard(lambda _: self.delete()))
-        self.confirm_button.on_click(guard(lambda _: self.confirm_delete()))
-        self.cancel_button.on_click(guard(lambda _: self.cancel_delete()))
-        self.pull_button.on_click(guard(lambda _: self.pull()))
-        self.cancel_pull_button.on_click(guard(lambda _: self.cancel_pull()))
+        self.live.observe(self._guard(lambda _: None), names="value")
+        for button, action in (
+            (self.refresh_button, self.refresh),
+            (self.load_button, self.load),
+            (self.unload_button, self.unload),
+            (self.delete_button, self.delete),
+            (self.confirm_button, self.confirm_delete),
+            (self.cancel_button, self.cancel_delete),
+            (self.pull_button, self.pull),
+            (self.cancel_pull_button, self.stop),
+        ):
+            self._on_click(button, action)
         hide(self.confirm)
         hide(self.pull_bar)
 
         def heading(text: str) -> w.HTML:
             return w.HTML(f"<b>{text}</b>")
 
-        super().__init__(
-            [
-                w.HBox([self.title, self.refresh_button]),
-                heading("Installed"),
-                self.installed,
-                w.HBox([self.model_picker, self.keep_alive]),
-                w.HBox([self.load_button, self.unload_button, self.delete_button]),
-                self.confirm,
-                heading("Loaded"),
-                self.loaded,
-                self.live,
-                heading("Get a model"),
-                w.HBox([self.pull_name, self.pull_button, self.cancel_pull_button]),
-                w.HBox([self.pull_bar, self.pull_status]),
-                self.message,
-            ],
-            layout=w.Layout(width="100%"),
-        )
-        self.add_class("ollama-models")
-        guard(self._show_title)()
-        guard(self.refresh)()
-        self._watcher = threading.Thread(target=self._watch, name="ollama-ps", daemon=True)
-        self._watcher.start()
+        return [
+            w.HBox([self.title, self.refresh_button]),
+            heading("Installed"),
+            self.installed,
+            w.HBox([self.model_picker, self.keep_alive]),
+            w.HBox([self.load_button, self.unload_button, self.delete_button]),
+            self.confirm,
+            heading("Loaded"),
+            self.loaded,
+            self.live,
+            heading("Get a model"),
+            w.HBox([self.pull_name, self.pull_button, self.cancel_pull_button]),
+            w.HBox([self.pull_bar, self.pull_status]),
+            self.message,
+        ]
 
     # -- lists -----------------------------------------------------------------------------
 
@@ -323,38 +314,44 @@ class ModelManager(w.VBox):
 
         self._pull = spawn(work, self._error, name=f"ollama-pull-{name}")
 
-    def cancel_pull(self) -> None:
-        if getattr(self, "_pull_stopper", None) is not None:
+    def stop(self) -> None:
+        """What the pull's Cancel button does: stop the pull (pulling again continues it)."""
+        if self._pull_stopper is not None:
             self._pull_stopper.stop()
 
     # -- lifetime --------------------------------------------------------------------------
-
-    def wait(self, timeout: float | None = 60) -> None:
-        """Block until a running load, unload or pull ends (for scripts and tests)."""
-        for thread in (self._action, self._pull):
-            if thread is not None:
-                thread.join(timeout)
-                if thread.is_alive():
-                    raise TimeoutError(f"{thread.name} did not end in {timeout} s")
 
     def __repr__(self) -> str:  # the text a notebook saves for the app: no URL, no port
         return "ModelManager()"
 
     def close(self) -> None:
         """Stop the live refresh and any pull, then close the widgets."""
-        if hasattr(self, "_closed"):
-            self._closed.set()
-        self.cancel_pull()
-        watcher = getattr(self, "_watcher", None)  # (close runs on garbage collection too)
-        if watcher is not None and watcher.is_alive() and watcher is not threading.current_thread():
+        self._closed.set()
+        watcher = self._watcher
+        if watcher.is_alive() and watcher is not threading.current_thread():
             watcher.join(timeout=5)
-        close_parts(self)
         super().close()
 
     def connection_url(self) -> str:
         return resolve_host(self.connection.host)
 
     # -- internals -------------------------------------------------------------------------
+
+    def _tasks(self) -> list[tuple[str, Task]]:
+        """A running load or unload, and a pull."""
+        return [(t.name, t) for t in (self._action, self._pull) if t is not None]
+
+    def _outcome(self) -> None:
+        return None
+
+    def _guard(self, callback: Callable[..., Any]) -> Callable[..., Any]:
+        """As for every app, and a click counts as a use (see ``live_for``)."""
+
+        def touched(*args: Any) -> Any:
+            self._touched = time.monotonic()
+            return callback(*args)
+
+        return super()._guard(touched)
 
     def _show_title(self) -> None:
         url = html.escape(self.connection_url(), quote=True)
@@ -389,12 +386,6 @@ class ModelManager(w.VBox):
     def _busy(self, busy: bool) -> None:
         for button in (self.load_button, self.unload_button, self.delete_button):
             button.disabled = busy
-
-    def _say(self, text: str, kind: str = "note") -> None:
-        self.message.value = message_html(text, kind)
-
-    def _error(self, text: str) -> None:
-        self._say(text, "error")
 
 
 def _transfer_message(name: str, error: OllamaError | None) -> str:

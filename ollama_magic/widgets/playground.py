@@ -9,12 +9,12 @@ import ipywidgets as w
 from ..result import GenerationResult
 from ._base import (
     AnswerView,
+    App,
     Connection,
     Generation,
-    close_parts,
+    Task,
     message_html,
     model_options,
-    safely,
     set_options,
     settings_from,
 )
@@ -73,7 +73,7 @@ def _fields() -> dict[str, w.ValueWidget]:
     }
 
 
-class Playground(w.VBox):
+class Playground(App[GenerationResult | None]):
     """Try a model: pick it, write a prompt, turn the knobs, Generate (and Stop).
 
     **Parameters:** ``model`` to start with; ``host`` (else ``$OLLAMA_HOST``); ``timeout`` and
@@ -97,16 +97,23 @@ class Playground(w.VBox):
         **defaults: Any,
     ) -> None:
         self.job: Generation | None = None
+        self.result: GenerationResult | None = None
         settings_from(defaults, SETTINGS, "Playground")
         self.connection = Connection(host, timeout=timeout, connect_timeout=connect_timeout)
-        self.result: GenerationResult | None = None
         self.extra_options: dict[str, Any] = dict(defaults.pop("options", None) or {})
         for key in CONTROL_OPTIONS:  # options that have a control are shown on it
             if key in self.extra_options:
                 defaults.setdefault(key, self.extra_options.pop(key))
-        self.show_thinking = bool(defaults.get("show_thinking", True))
-        guard = safely(self._error)
+        self.show_thinking = bool(defaults.pop("show_thinking", True))
+        super().__init__("ollama-playground")
+        self.children = self._build()
+        if model:
+            defaults["model"] = model
+        self.set(**defaults)
+        self._guard(self.refresh)()
 
+    def _build(self) -> list[w.Widget]:
+        """The controls, wired to their actions, in the order they are shown."""
         self.model_picker = w.Dropdown(
             description="Model", options=[], layout=w.Layout(width="22em")
         )
@@ -147,41 +154,24 @@ class Playground(w.VBox):
         )
         self.status = w.HTML()
         self.output = AnswerView(layout=w.Layout(width="auto", min_height="2em"))
-        self.message = w.HTML()
-        self.message.add_class("ollama-app-message")
-
-        self.refresh_button.on_click(guard(lambda _: self.refresh()))
-        self.generate_button.on_click(guard(lambda _: self.generate()))
-        self.stop_button.on_click(guard(lambda _: self.stop()))
-
-        rows = [c.box for c in self.controls.values()]
+        self._on_click(self.refresh_button, self.refresh)
+        self._on_click(self.generate_button, self.generate)
+        self._on_click(self.stop_button, self.stop)
         options = w.GridBox(
-            [*rows, self.keep_alive, self.think, self.format],
+            [*(c.box for c in self.controls.values()), self.keep_alive, self.think, self.format],
             layout=w.Layout(grid_template_columns="repeat(2, max-content)", grid_gap="2px 24px"),
         )
-        super().__init__(
-            [
-                w.HBox([self.model_picker, self.refresh_button]),
-                self.system,
-                self.prompt,
-                w.Accordion([options], titles=("Options",), selected_index=None),
-                w.HBox([self.generate_button, self.stop_button, self.status]),
-                self.output,
-                self.message,
-            ],
-            layout=w.Layout(width="100%"),
-        )
-        self.add_class("ollama-playground")
-        if model:
-            defaults["model"] = model
-        self.set(**{k: v for k, v in defaults.items() if k != "show_thinking"})
-        guard(self.refresh)()
+        return [
+            w.HBox([self.model_picker, self.refresh_button]),
+            self.system,
+            self.prompt,
+            w.Accordion([options], titles=("Options",), selected_index=None),
+            w.HBox([self.generate_button, self.stop_button, self.status]),
+            self.output,
+            self.message,
+        ]
 
     # -- public ----------------------------------------------------------------------------
-
-    @property
-    def running(self) -> bool:
-        return self.job is not None and not self.job.done.is_set()
 
     def refresh(self) -> None:
         """Fill the model picker from the server (keeping the current choice)."""
@@ -256,22 +246,16 @@ class Playground(w.VBox):
         if self.job is not None:
             self.job.stop()
 
-    def wait(self, timeout: float | None = 60) -> GenerationResult | None:
-        """Block until the current generation ends (for scripts and tests); the result."""
-        if self.job is not None and not self.job.wait(timeout):
-            raise TimeoutError(f"the generation did not end in {timeout} s")
-        return self.result
-
     def __repr__(self) -> str:  # the text a notebook saves for the app: short and stable
         return f"Playground(model={self.model_picker.value!r})"
 
-    def close(self) -> None:
-        """Stop any generation, then close the widgets."""
-        self.stop()
-        close_parts(self)
-        super().close()
-
     # -- internals -------------------------------------------------------------------------
+
+    def _tasks(self) -> list[tuple[str, Task]]:
+        return [("the generation", self.job)] if self.job is not None else []
+
+    def _outcome(self) -> GenerationResult | None:
+        return self.result
 
     def _ended(self, result: GenerationResult, message: str | None, failed: bool) -> None:
         self.result = result
@@ -282,12 +266,6 @@ class Playground(w.VBox):
         self.generate_button.disabled = busy
         self.stop_button.disabled = not busy
         self.status.value = message_html("Generating…", "note") if busy else ""
-
-    def _say(self, text: str, kind: str = "note") -> None:
-        self.message.value = message_html(text, kind)
-
-    def _error(self, text: str) -> None:
-        self._say(text, "error")
 
 
 __all__ = ["OptionControl", "Playground"]

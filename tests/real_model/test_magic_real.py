@@ -11,7 +11,7 @@ import pytest
 from ollama_magic.server import OllamaServer
 from ollama_magic.server.llama import DEFAULT_MODEL, THINK_MODEL, LlamaEngine
 
-from ..kernel import Kernel, magic_kernel
+from ..helpers import Kernel, magic_kernel
 
 pytestmark = pytest.mark.real_model
 

@@ -69,6 +69,8 @@ def server_process(*argv: str) -> Iterator[ServerProcess]:
     finally:
         process.kill()
         process.wait()
+        if process.stdout is not None:
+            process.stdout.close()
 
 
 def post_oversized(port: int, size: int, *, chunked: bool = False) -> RawResponse:

@@ -189,6 +189,8 @@ def start_server() -> Iterator:
     for process in processes:
         process.kill()
         process.wait()
+        if process.stdout is not None:
+            process.stdout.close()
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="sends SIGINT")

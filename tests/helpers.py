@@ -1,16 +1,61 @@
-"""A real IPython kernel for integration tests: run cells, collect every iopub message."""
+"""What several test modules use (they import it from here, never from each other): a real
+IPython kernel that runs cells and collects every iopub message, a terminal IPython, and small
+checks on what a cell or a server saw."""
 
 from __future__ import annotations
 
 import os
 import queue
+import subprocess
+import sys
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
 from jupyter_client.manager import KernelManager
+from jupyter_core.utils import ensure_event_loop
+
+from ollama_magic.server import OllamaServer
+
+#: Terminal IPython with the extension loaded and no colours.
+IPYTHON = [
+    sys.executable,
+    "-m",
+    "IPython",
+    "--no-banner",
+    "--colors=NoColor",
+    "--quick",
+    "--ext",
+    "ollama_magic",
+]
+
+
+def run_ipython(code: str, host: str) -> subprocess.CompletedProcess[str]:
+    """Run ``code`` in a terminal IPython with ``OLLAMA_HOST=host``."""
+    env = dict(os.environ, OLLAMA_HOST=host)
+    return subprocess.run(
+        [*IPYTHON, "-c", code], capture_output=True, text=True, env=env, timeout=60
+    )
+
+
+def until(check: Callable[[], Any], timeout: float = 10.0, every: float = 0.02) -> Any:
+    """Poll ``check`` until it returns something true; that value."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not true within {timeout} s: {check}")
+        time.sleep(every)
+
+
+def bodies(server: OllamaServer, path: str = "/api/generate") -> list[dict[str, Any]]:
+    """The JSON bodies the server received for ``path``, in order."""
+    return [r.json for r in server.requests if r.path == path]
 
 
 def flatten(outputs: list[dict[str, Any]]) -> dict[str, list[Any]]:
@@ -20,6 +65,20 @@ def flatten(outputs: list[dict[str, Any]]) -> dict[str, list[Any]]:
         for mime, value in bundle.items():
             flat.setdefault(mime, []).append(value)
     return flat
+
+
+def error_line(run: CellRun) -> str:
+    """A UsageError: the reply fails the cell, and the user sees one line on stderr."""
+    reply = run.reply["content"]
+    assert reply["status"] == "error", "the cell should have failed"
+    assert reply["ename"] == "UsageError", reply
+    assert reply["traceback"] == []  # a message, not a traceback
+    assert not run.of_type("error")
+    stderr = "".join(
+        m["content"]["text"] for m in run.of_type("stream") if m["content"]["name"] == "stderr"
+    )
+    assert stderr.strip() == f"UsageError: {reply['evalue']}"
+    return str(reply["evalue"])
 
 
 @dataclass
@@ -128,7 +187,11 @@ class Kernel:
         return ast.literal_eval(run.stdout.strip())
 
     def interrupt(self) -> None:
+        """Ctrl-C in the kernel, from any thread. jupyter_client's sync API runs on an event
+        loop it makes for each thread and never closes: off the main thread, close it here."""
         self.km.interrupt_kernel()
+        if threading.current_thread() is not threading.main_thread():
+            ensure_event_loop().close()
 
     def shutdown(self) -> None:
         self.kc.stop_channels()
