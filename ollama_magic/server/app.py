@@ -83,8 +83,8 @@ from .gojson import (
 )
 from .gotemplate import TemplateError
 from .gotemplate import parse as parse_template
-from .gotime import format_time, utc_now
-from .names import RefError, parse_name, pull_name
+from ..common.gotime import format_time, utc_now
+from ..common.names import RefError, parse_name, pull_name
 from .scheduler import DEFAULT_KEEP_ALIVE, LoadedModel, Scheduler, model_options
 from .scripted import ScriptedEngine
 from .store import (

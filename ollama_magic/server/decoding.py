@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .gojson import GoJSONError, GoNumber, decode_base64, go_quote, kind_of
-from .gotime import MAX_DURATION, SECOND, DurationError, parse_duration
+from ..common.gotime import MAX_DURATION, SECOND, DurationError, parse_duration
 
 _INT64_MIN, _INT64_MAX = -(1 << 63), (1 << 63) - 1
 

@@ -84,8 +84,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from ..thinking import ANSWER, ReasoningSplitter
-from ..thinking import Event as ReasoningEvent
+from ..common.thinking import ANSWER, ReasoningSplitter
+from ..common.thinking import Event as ReasoningEvent
 from .engine import (
     PROMPT_TOO_LONG,
     ChatJob,

@@ -20,7 +20,7 @@ from typing import Any
 
 from .decoding import LOAD_TIME_OPTIONS, parse_parameters, validate_options
 from .engine import Engine, ModelCard
-from .gotime import MAX_DURATION, SECOND
+from ..common.gotime import MAX_DURATION, SECOND
 
 log = logging.getLogger(__name__)
 

@@ -54,7 +54,7 @@ from .engine import (
 from .prompting import render_chat, render_generate, think_on
 from .scheduler import DEFAULT_NUM_CTX
 from .schema import synthesize
-from .stops import StopFilter
+from ..common.stops import StopFilter
 
 FAIL_MESSAGE = "an error was encountered while running the model: scripted failure"
 

@@ -25,7 +25,7 @@ from .engine import Engine, ModelCard
 from .gojson import dumps, kind_of
 from .gotemplate import TemplateError
 from .gotemplate import parse as parse_template
-from .names import Name, RefError, parse_name, parse_ref
+from ..common.names import Name, RefError, parse_name, parse_ref
 
 MODELS_DIR = "/root/.ollama/models"
 """Where Ollama keeps models on Linux; only error texts and ``show`` mention it."""
