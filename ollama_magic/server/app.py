@@ -38,6 +38,8 @@ from datetime import datetime
 from http.server import BaseHTTPRequestHandler
 from typing import Any, Protocol, cast
 
+from ..common.gotime import format_time, utc_now
+from ..common.names import RefError, parse_name, pull_name
 from .connections import Connection, ConnectionServer, SocketReader, discard_input
 from .decoding import (
     CHAT_REQUEST,
@@ -83,8 +85,6 @@ from .gojson import (
 )
 from .gotemplate import TemplateError
 from .gotemplate import parse as parse_template
-from ..common.gotime import format_time, utc_now
-from ..common.names import RefError, parse_name, pull_name
 from .scheduler import DEFAULT_KEEP_ALIVE, LoadedModel, Scheduler, model_options
 from .scripted import ScriptedEngine
 from .store import (

@@ -23,8 +23,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from .gojson import GoJSONError, GoNumber, decode_base64, go_quote, kind_of
 from ..common.gotime import MAX_DURATION, SECOND, DurationError, parse_duration
+from .gojson import GoJSONError, GoNumber, decode_base64, go_quote, kind_of
 
 _INT64_MIN, _INT64_MAX = -(1 << 63), (1 << 63) - 1
 

@@ -25,9 +25,9 @@ import re
 import struct
 from json.decoder import scanstring as _scanstring
 from json.encoder import encode_basestring as _encode_basestring
+from typing import Any
 
 from ..common.goquote import go_quote
-from typing import Any
 
 
 class GoJSONError(ValueError):

@@ -18,9 +18,9 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..common.gotime import MAX_DURATION, SECOND
 from .decoding import LOAD_TIME_OPTIONS, parse_parameters, validate_options
 from .engine import Engine, ModelCard
-from ..common.gotime import MAX_DURATION, SECOND
 
 log = logging.getLogger(__name__)
 

@@ -34,6 +34,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
+from ..common.stops import StopFilter
 from . import tokenizer
 from .engine import (
     PROMPT_TOO_LONG,
@@ -54,7 +55,6 @@ from .engine import (
 from .prompting import render_chat, render_generate, think_on
 from .scheduler import DEFAULT_NUM_CTX
 from .schema import synthesize
-from ..common.stops import StopFilter
 
 FAIL_MESSAGE = "an error was encountered while running the model: scripted failure"
 

@@ -20,12 +20,12 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, Union
 
+from ..common.names import Name, RefError, parse_name, parse_ref
 from .decoding import format_parameters, parse_parameters
 from .engine import Engine, ModelCard
 from .gojson import dumps, kind_of
 from .gotemplate import TemplateError
 from .gotemplate import parse as parse_template
-from ..common.names import Name, RefError, parse_name, parse_ref
 
 MODELS_DIR = "/root/.ollama/models"
 """Where Ollama keeps models on Linux; only error texts and ``show`` mention it."""
