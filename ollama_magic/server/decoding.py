@@ -297,6 +297,16 @@ EMBED_REQUEST = Struct(
     },
 )
 
+EMBEDDINGS_REQUEST = Struct(
+    "EmbeddingRequest",
+    {
+        "model": (_string, "string"),
+        "prompt": (_string, "string"),
+        "keep_alive": (keep_alive_ns, "api.Duration"),
+        "options": (_object, "map[string]interface {}"),
+    },
+)
+
 PULL_REQUEST = Struct(
     "PullRequest",
     {

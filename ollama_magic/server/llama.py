@@ -86,8 +86,15 @@ from urllib.parse import urlsplit
 
 from ..common.thinking import ANSWER, ReasoningSplitter
 from ..common.thinking import Event as ReasoningEvent
+from .context import (
+    LEGACY_PROMPT_TOO_LONG,
+    PromptTooLong,
+    answer_limit,
+    fit_conversation,
+    fit_prompt,
+    num_keep,
+)
 from .engine import (
-    PROMPT_TOO_LONG,
     ChatJob,
     Done,
     Event,
@@ -96,10 +103,6 @@ from .engine import (
     LoadError,
     ModelCard,
     Token,
-    answer_limit,
-    cut_prompt,
-    fit_conversation,
-    num_keep,
 )
 from .gguf import GGUFError, GGUFHeader, file_sha256, human_number, read_header
 
@@ -250,6 +253,8 @@ class _Runner:
         self.bos_text: str = props.get("bos_token") or ""
         self.eos_text: str = props.get("eos_token") or ""
         self.n_vocab = int(self.call("GET", "/v1/models")["data"][0]["meta"]["n_vocab"])
+        # Whether llama.cpp puts BOS before a prompt: Ollama's cut keeps one more token then.
+        self.adds_bos = bool(read_header(path).metadata.get("tokenizer.ggml.add_bos_token"))
 
     def call(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
         """One JSON request to this llama-server's HTTP side (one connection per thread)."""
@@ -280,9 +285,13 @@ class _Runner:
             tokens = tokens[1:]
         return tokens
 
-    def embed(self, texts: list[str]) -> tuple[list[list[float]], int]:
-        """Unit vectors of ``texts`` (each cut to ``EMBED_NUM_CTX`` tokens) and the token count."""
-        inputs = [self.tokenize(text, add_bos=True)[:EMBED_NUM_CTX] for text in texts]
+    def embed(self, texts: list[str], truncate: bool = True) -> tuple[list[list[float]], int]:
+        """Unit vectors of ``texts`` (each cut to ``EMBED_NUM_CTX`` tokens, or with ``truncate``
+        false refused if longer: Ollama's 400) and the token count."""
+        inputs = [self.tokenize(text, add_bos=True) for text in texts]
+        if not truncate and any(len(tokens) > EMBED_NUM_CTX for tokens in inputs):
+            raise PromptTooLong(LEGACY_PROMPT_TOO_LONG)
+        inputs = [tokens[:EMBED_NUM_CTX] for tokens in inputs]
         if any(not tokens for tokens in inputs):
             raise ValueError("cannot embed an empty input")
         reply = self.server.handle_embeddings({"input": inputs})
@@ -595,7 +604,7 @@ class LlamaEngine:
         return self.embed_with_count(name, inputs, options)[0]
 
     def embed_with_count(
-        self, name: str, inputs: list[str], options: dict[str, Any]
+        self, name: str, inputs: list[str], options: dict[str, Any], truncate: bool = True
     ) -> tuple[list[list[float]], int]:
         """:meth:`embed`, plus how many tokens were read (``prompt_eval_count``)."""
         served = self._resolve(name)
@@ -603,7 +612,7 @@ class LlamaEngine:
             running = served.path in self._runners
         runner = self._acquire(served, None if running else self._num_ctx(served, options))
         try:
-            return runner.embed(inputs)
+            return runner.embed(inputs, truncate)
         finally:
             self._release(runner)
 
@@ -658,11 +667,12 @@ class _ChatPrompt(_Prompt):
         """Like Ollama's ``chatPrompt`` (see :func:`~.engine.fit_conversation`)."""
         if not self.job.truncate:
             return self._tokens(runner, template, self.job.messages)
-        return fit_conversation(
+        ids, _ = fit_conversation(
             self.job.messages,
             lambda messages: self._tokens(runner, template, messages),
             runner.n_ctx,
         )
+        return ids
 
     def _tokens(
         self, runner: _Runner, template: str | None, messages: tuple[dict[str, Any], ...]
@@ -865,16 +875,27 @@ class _Generation:
             if not prompt_tokens:
                 return Fail("the prompt is empty after tokenization", status=400)
             n_ctx = runner.n_ctx
-            if len(prompt_tokens) >= n_ctx and not job.truncate:
-                return Fail(PROMPT_TOO_LONG, status=400)
-            keep = num_keep(self.options, n_ctx)
-            # One slot must stay free for the answer's first token, as llama-server requires.
-            prompt_tokens = cut_prompt(prompt_tokens, max(n_ctx - 1, 1), min(keep, n_ctx - 2))
+            if job.truncation.legacy or job.truncate:
+                # Legacy: one slot must stay free for the answer's first token, as llama-server
+                # requires, so the cut is to num_ctx - 1. Current: Ollama's cut to about half.
+                prompt_tokens = fit_prompt(
+                    prompt_tokens,
+                    num_ctx=n_ctx,
+                    options=self.options,
+                    truncation=job.truncation,
+                    truncate=job.truncate,
+                    shift=job.shift,
+                    adds_bos=runner.adds_bos,
+                    room=1,
+                )
+            # else (current, truncate false): sent whole; llama-server refuses an over-long one
             num_predict = int(self.options.get("num_predict") or -1)
             limit = answer_limit(num_predict, n_ctx)
             if not job.shift:  # a full window ends the answer
                 limit = min(limit, max(n_ctx - len(prompt_tokens), 1))
             request = self._request(prompt_tokens, limit)
+        except PromptTooLong as refused:
+            return Fail(str(refused), status=400)
         except ValueError as error:  # _BadRequest, a bad format
             return Fail(str(error), status=400)
         self._start(request)
@@ -893,7 +914,9 @@ class _Generation:
                 if started:
                     return Fail(f"an error was encountered while running the model: {message}")
                 status = _error_status(chunk)
-                return Fail(message, status=400 if status == 400 else 500)
+                if status == 400:  # Ollama passes llama-server's body on as the error text
+                    return Fail(json.dumps(chunk, separators=(",", ":")), status=400)
+                return Fail(message, status=500)
             choice = chunk["choices"][0]
             text = choice.get("text") or ""
             logprobs = _logprobs(choice.get("logprobs"), top=getattr(job, "top_logprobs", 0))

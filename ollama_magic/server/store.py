@@ -390,8 +390,18 @@ def pull(store: ModelStore, name: Name, speed: float) -> Steps:
     yield Progress("success")
 
 
-def push(store: ModelStore, name: Name, speed: float) -> Steps:
-    """Ollama's PushModel: upload the blobs the registry lacks, then the manifest."""
+UNAUTHORIZED_PUSH = "unauthorized: access denied"
+"""Ollama's error when the registry refuses an upload twice (``errUnauthorized``): no key, or
+a namespace the key does not own. Its CLI shows it as "you are not authorized to push to this
+namespace, create the model under a namespace you own"."""
+
+
+def push(store: ModelStore, name: Name, speed: float, *, authorized: bool = True) -> Steps:
+    """Ollama's PushModel: upload the blobs the registry lacks, then the manifest.
+
+    Not ``authorized``: the registry answers the first blob check with 401 twice, so the push
+    fails right after the manifest is read, with :data:`UNAUTHORIZED_PUSH`.
+    """
     yield Progress("retrieving manifest")
     manifest = store.manifest(name) if name.is_valid() else None
     if manifest is None:
@@ -400,6 +410,8 @@ def push(store: ModelStore, name: Name, speed: float) -> Steps:
             raise ProgressError(f"unqualified name: {name}")
         path = f"{MODELS_DIR}/manifests/{name.host}/{name.namespace}/{name.model}/{name.tag}"
         raise ProgressError(f"open {path}: no such file or directory")
+    if not authorized:
+        raise ProgressError(UNAUTHORIZED_PUSH)
     for layer in manifest.blobs():
         yield from _transfer("pushing", layer, store.in_registry(layer.digest), speed, False)
     yield Progress("pushing manifest")
