@@ -465,6 +465,11 @@ class LlamaEngine:
             license=str(header.metadata.get("general.license", "")),
             modified_at=datetime.fromtimestamp(stat.st_mtime, tz=timezone.utc),
             model_info=info,
+            embedding_length=int(info.get(f"{header.architecture}.embedding_length") or 0),
+            tensors=tuple(
+                {"name": name, "type": kind, "shape": list(shape)}
+                for name, kind, shape in header.tensors
+            ),
         )
 
     def _resolve(self, name: str) -> _Served:

@@ -274,8 +274,10 @@ class ListTranslator(_Base):
     """``/api/tags`` → ``{"object": "list", "data": [...]}`` (``null`` data when empty, as Go)."""
 
     def convert(self, value: dict[str, Any]) -> Any:
-        data = [_model(m.get("model") or m.get("name", ""), m.get("modified_at", "")) for m in
-                value.get("models", [])]
+        data = [
+            _model(m.get("model") or m.get("name", ""), m.get("modified_at", ""))
+            for m in value.get("models", [])
+        ]
         return {"object": "list", "data": data or None}
 
 

@@ -232,8 +232,12 @@ def test_embeddings(srv: OllamaServer) -> None:
             "Invalid value for 'encoding_format' = int8. Supported values: ['float', 'base64'].",
         ),
         ("/v1/embeddings", {"model": "echo", "input": []}, 400, "invalid input"),
-        ("/v1/completions", {"model": "echo", "prompt": "x", "stop": [1]}, 400,
-         "invalid type for 'stop' field: float64"),
+        (
+            "/v1/completions",
+            {"model": "echo", "prompt": "x", "stop": [1]},
+            400,
+            "invalid type for 'stop' field: float64",
+        ),
         (
             "/v1/completions",
             {"model": "echo", "prompt": "x", "options": {}, "max_tokens": "many"},
