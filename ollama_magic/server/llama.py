@@ -44,12 +44,14 @@ Choices, so that the numbers mean something and runs repeat:
 * Output stops at an end-of-generation token (e.g. ``<|im_end|>``), at a ``stop`` string (cut
   before it) or at ``num_predict`` tokens (``done_reason`` "length"). A character cut in half by
   the limit is dropped.
-* As in Ollama's runner, a prompt that does not fit ``num_ctx`` keeps its first ``num_keep``
-  tokens (default 4) and loses what follows until it fits with one token to spare (Ollama
-  0.30.0–0.30.8; ``truncate: false`` makes that a 400 instead), a chat first drops its oldest
-  messages (never system messages or the last one), and a full window drops half of what
-  follows the first ``num_keep`` tokens and goes on (llama-server's context shift; ``shift:
-  false`` stops with "length" instead).
+* As in current Ollama (:mod:`~ollama_magic.server.context`), a prompt that does not fit
+  ``num_ctx`` keeps its first ``num_keep`` tokens (default 4, +1 when the GGUF adds BOS) and its
+  last ones, about half the window (``shift: false`` makes that a 400; ``truncate: false`` sends
+  it whole and passes on llama-server's 400); the job's ``truncation`` may select Ollama 0.12's
+  rule instead (cut to ``num_ctx − 1``, llama-server needing one free slot). A chat first drops
+  its oldest messages (system messages come back, the last one stays), and a full window drops
+  half of what follows the first ``num_keep`` tokens and goes on (llama-server's context shift;
+  ``shift: false`` stops with "length" instead).
 * Embeddings come from the same llama-server (mean pooling, L2-normalised), inputs cut to
   ``EMBED_NUM_CTX`` tokens.
 
