@@ -1,9 +1,11 @@
 """A local, Ollama-compatible HTTP server: deterministic scripted models, stdlib only.
 
-It speaks Ollama's native API (``/api/generate``, ``/api/chat``, ``/api/embed``, ``/api/tags``,
-``/api/show``, ``/api/ps``, ``/api/version``, and ``/api/pull``, ``/api/push``, ``/api/create``,
-``/api/copy``, ``/api/delete`` with simulated transfers) byte for byte where it can: the same
-NDJSON framing, status codes, error texts and order of checks. Tests, CI notebooks and people
+It behaves as Ollama 0.32.15 and speaks its native API (``/api/generate``, ``/api/chat``,
+``/api/embed``, ``/api/embeddings``, ``/api/tags``, ``/api/show``, ``/api/ps``, ``/api/version``,
+and ``/api/pull``, ``/api/push``, ``/api/create``, ``/api/copy``, ``/api/delete`` with simulated
+transfers) and its OpenAI-compatible ``/v1`` routes byte for byte where it can: the same NDJSON
+and SSE framing, status codes, error texts and order of checks. ``OllamaServer(version="0.12.6")``
+brings back that era's prompt truncation. Tests, CI notebooks and people
 without Ollama point a client at it instead of a real server.
 
 In Python (port 0 picks a free port; the server runs on a daemon thread)::

@@ -15,7 +15,14 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from . import llama
-from .app import DEFAULT_MAX_BODY, DEFAULT_PULL_SPEED, DEFAULT_READ_TIMEOUT, serve, short_name
+from .app import (
+    DEFAULT_MAX_BODY,
+    DEFAULT_PULL_SPEED,
+    DEFAULT_READ_TIMEOUT,
+    OLLAMA_VERSION,
+    serve,
+    short_name,
+)
 from .engine import Engine
 from .gguf import GGUFError, read_header
 from .scripted import ScriptedEngine
@@ -123,6 +130,20 @@ def build_parser() -> argparse.ArgumentParser:
         f"while sending a body (default {DEFAULT_READ_TIMEOUT:g})",
     )
     parser.add_argument(
+        "--ollama-version",
+        default=OLLAMA_VERSION,
+        metavar="VERSION",
+        help=f"the version /api/version reports (default {OLLAMA_VERSION}); one before 0.30.11, "
+        "such as 0.12.6, also brings back that era's prompt truncation",
+    )
+    parser.add_argument(
+        "--legacy-truncation",
+        action="store_true",
+        default=None,
+        help="cut over-long prompts as Ollama 0.12 did (to exactly num_ctx) instead of to "
+        "about half the window, whatever the version",
+    )
+    parser.add_argument(
         "--quiet", action="store_true", help="do not log one line per request to stderr"
     )
     return parser
@@ -200,6 +221,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.host,
         args.port,
         engines,
+        version=args.ollama_version,
+        legacy_truncation=args.legacy_truncation,
         log_requests=not args.quiet,
         pull_speed=args.pull_speed,
         max_body=int(args.max_body_mb * 2**20),

@@ -23,8 +23,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from ..common.gotime import MAX_DURATION, SECOND, DurationError, parse_duration
 from .gojson import GoJSONError, GoNumber, decode_base64, go_quote, kind_of
-from .gotime import MAX_DURATION, SECOND, DurationError, parse_duration
 
 _INT64_MIN, _INT64_MAX = -(1 << 63), (1 << 63) - 1
 
@@ -293,6 +293,16 @@ EMBED_REQUEST = Struct(
         "keep_alive": (keep_alive_ns, "api.Duration"),
         "truncate": (_bool, "bool"),
         "dimensions": (_int, "int"),
+        "options": (_object, "map[string]interface {}"),
+    },
+)
+
+EMBEDDINGS_REQUEST = Struct(
+    "EmbeddingRequest",
+    {
+        "model": (_string, "string"),
+        "prompt": (_string, "string"),
+        "keep_alive": (keep_alive_ns, "api.Duration"),
         "options": (_object, "map[string]interface {}"),
     },
 )

@@ -9,10 +9,12 @@ server (``llama.py``). This module imports nothing but the standard library.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol, Union
+
+from .context import LATEST, Truncation
 
 
 @dataclass(frozen=True)
@@ -37,6 +39,8 @@ class ModelCard:
     base: str = ""  # for copies and created models: the engine's own model they run on
     parent_model: str = ""  # for created models: the ``from`` model, as details show it
     messages: tuple[dict[str, Any], ...] = ()  # a created model's MESSAGEs, before each chat
+    embedding_length: int = 0  # trained width (``<arch>.embedding_length``), as /api/tags shows
+    tensors: tuple[dict[str, Any], ...] = ()  # GGUF tensor table for /api/show: name, type, shape
 
 
 @dataclass(frozen=True)
@@ -58,6 +62,7 @@ class GenerateJob:
     truncate: bool = True  # cut an over-long prompt (keeping num_keep tokens) instead of a 400
     shift: bool = True  # a full window drops half its middle and goes on, as Ollama's runner does
     top_logprobs: int | None = None  # None: no logprobs; else alternatives per token (0-20)
+    truncation: Truncation = LATEST  # which Ollama era's cut (context.py)
 
 
 @dataclass(frozen=True)
@@ -74,6 +79,7 @@ class ChatJob:
     truncate: bool = True
     shift: bool = True
     top_logprobs: int | None = None
+    truncation: Truncation = LATEST
 
 
 @dataclass(frozen=True)
@@ -112,51 +118,6 @@ class Fail:
 
 class LoadError(Exception):
     """A model that cannot be loaded; ``str()`` is one line naming the file and the reason."""
-
-
-#: Ollama's answer to an over-long prompt sent with ``truncate: false`` (HTTP 400).
-PROMPT_TOO_LONG = "the input length exceeds the context length"
-
-
-def num_keep(options: dict[str, Any], num_ctx: int) -> int:
-    """How many leading tokens a cut or a context shift keeps (``num_keep``, default 4)."""
-    keep = options.get("num_keep", 4)
-    keep = keep if isinstance(keep, int) and not isinstance(keep, bool) else 4
-    return min(max(keep, 0), num_ctx - 1)
-
-
-def cut_prompt(ids: list[int], num_ctx: int, keep: int) -> list[int]:
-    """Ollama's runner on an over-long prompt: keep the first ``keep`` tokens and drop what
-    follows them until the rest fits ``num_ctx``.
-
-    >>> cut_prompt(list(range(10)), 6, 2)
-    [0, 1, 6, 7, 8, 9]
-    """
-    if len(ids) <= num_ctx:
-        return ids
-    return ids[:keep] + ids[keep + len(ids) - num_ctx :]
-
-
-def answer_limit(num_predict: int, num_ctx: int) -> int:
-    """``num_predict``, or Ollama's cap of 10 × ``num_ctx`` tokens for an open-ended answer."""
-    return 10 * num_ctx if num_predict < 0 else num_predict
-
-
-def fit_conversation(
-    messages: tuple[dict[str, Any], ...],
-    encode: Callable[[tuple[dict[str, Any], ...]], list[int]],
-    num_ctx: int,
-) -> list[int]:
-    """Ollama's ``chatPrompt``: the tokens of the conversation, dropping its oldest messages
-    (never a system message or the last one) until it fits ``num_ctx``; what still does not
-    fit is the runner's to cut."""
-    ids = encode(messages)
-    system = tuple(m for m in messages if m.get("role") == "system")
-    for start in range(1, len(messages)):
-        if len(ids) <= num_ctx:
-            break
-        ids = encode(system + tuple(m for m in messages[start:] if m.get("role") != "system"))
-    return ids
 
 
 @dataclass(frozen=True)

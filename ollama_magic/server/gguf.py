@@ -21,6 +21,7 @@ __all__ = [
     "file_type_name",
     "human_number",
     "read_header",
+    "tensor_type_name",
 ]
 
 _MAGIC = b"GGUF"
@@ -98,6 +99,7 @@ class GGUFHeader:
     array_lengths: dict[str, int] = field(default_factory=dict)
     tensor_count: int = 0
     parameter_count: int = 0  # sum over the tensor table of the product of each tensor's dims
+    tensors: tuple[tuple[str, str, tuple[int, ...]], ...] = ()  # (name, ggml type, shape)
 
     @property
     def architecture(self) -> str:
@@ -214,19 +216,39 @@ def read_header(path: str | Path, keep_arrays: int = 5) -> GGUFHeader:
             if length is not None:
                 array_lengths[key] = length
         parameter_count = 0
+        tensors = []
         for _ in range(tensor_count):
-            reader.skip_string()  # tensor name
+            name = reader.string()
             n_dims = reader.unpack("<I")
             dims = struct.unpack(f"<{n_dims}Q", reader.take(8 * n_dims))
-            reader.skip(4 + 8)  # ggml type, data offset
+            ggml_type = reader.unpack("<I")
+            reader.skip(8)  # data offset
             parameter_count += math.prod(dims)
+            tensors.append((name, tensor_type_name(ggml_type), tuple(dims)))
     return GGUFHeader(
         version=version,
         metadata=metadata,
         array_lengths=array_lengths,
         tensor_count=tensor_count,
         parameter_count=parameter_count,
+        tensors=tuple(tensors),
     )
+
+
+# ggml's ``enum ggml_type`` -> its name, as Ollama's ``/api/show`` lists each tensor's ``type``.
+_TENSOR_TYPES = (
+    "F32", "F16", "Q4_0", "Q4_1", "Q4_2", "Q4_3", "Q5_0", "Q5_1", "Q8_0", "Q8_1", "Q2_K", "Q3_K",
+    "Q4_K", "Q5_K", "Q6_K", "Q8_K", "IQ2_XXS", "IQ2_XS", "IQ3_XXS", "IQ1_S", "IQ4_NL", "IQ3_S",
+    "IQ2_S", "IQ4_XS", "I8", "I16", "I32", "I64", "F64", "IQ1_M", "BF16", "Q4_0_4_4", "Q4_0_4_8",
+    "Q4_0_8_8", "TQ1_0", "TQ2_0", "IQ4_NL_4_4", "IQ4_NL_4_8", "IQ4_NL_8_8", "MXFP4",
+)
+
+
+def tensor_type_name(ggml_type: int) -> str:
+    """The name of a ggml tensor type, e.g. ``3`` → ``"Q4_1"``."""
+    if 0 <= ggml_type < len(_TENSOR_TYPES):
+        return _TENSOR_TYPES[ggml_type]
+    return f"unknown type {ggml_type}"
 
 
 def file_type_name(file_type: int) -> str:

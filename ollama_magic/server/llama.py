@@ -44,12 +44,14 @@ Choices, so that the numbers mean something and runs repeat:
 * Output stops at an end-of-generation token (e.g. ``<|im_end|>``), at a ``stop`` string (cut
   before it) or at ``num_predict`` tokens (``done_reason`` "length"). A character cut in half by
   the limit is dropped.
-* As in Ollama's runner, a prompt that does not fit ``num_ctx`` keeps its first ``num_keep``
-  tokens (default 4) and loses what follows until it fits with one token to spare (Ollama
-  0.30.0–0.30.8; ``truncate: false`` makes that a 400 instead), a chat first drops its oldest
-  messages (never system messages or the last one), and a full window drops half of what
-  follows the first ``num_keep`` tokens and goes on (llama-server's context shift; ``shift:
-  false`` stops with "length" instead).
+* As in current Ollama (:mod:`~ollama_magic.server.context`), a prompt that does not fit
+  ``num_ctx`` keeps its first ``num_keep`` tokens (default 4, +1 when the GGUF adds BOS) and its
+  last ones, about half the window (``shift: false`` makes that a 400; ``truncate: false`` sends
+  it whole and passes on llama-server's 400); the job's ``truncation`` may select Ollama 0.12's
+  rule instead (cut to ``num_ctx − 1``, llama-server needing one free slot). A chat first drops
+  its oldest messages (system messages come back, the last one stays), and a full window drops
+  half of what follows the first ``num_keep`` tokens and goes on (llama-server's context shift;
+  ``shift: false`` stops with "length" instead).
 * Embeddings come from the same llama-server (mean pooling, L2-normalised), inputs cut to
   ``EMBED_NUM_CTX`` tokens.
 
@@ -84,10 +86,17 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from ..thinking import ANSWER, ReasoningSplitter
-from ..thinking import Event as ReasoningEvent
+from ..common.thinking import ANSWER, ReasoningSplitter
+from ..common.thinking import Event as ReasoningEvent
+from .context import (
+    LEGACY_PROMPT_TOO_LONG,
+    PromptTooLong,
+    answer_limit,
+    fit_conversation,
+    fit_prompt,
+    num_keep,
+)
 from .engine import (
-    PROMPT_TOO_LONG,
     ChatJob,
     Done,
     Event,
@@ -96,10 +105,6 @@ from .engine import (
     LoadError,
     ModelCard,
     Token,
-    answer_limit,
-    cut_prompt,
-    fit_conversation,
-    num_keep,
 )
 from .gguf import GGUFError, GGUFHeader, file_sha256, human_number, read_header
 
@@ -251,6 +256,8 @@ class _Runner:
         self.bos_text: str = props.get("bos_token") or ""
         self.eos_text: str = props.get("eos_token") or ""
         self.n_vocab = int(self.call("GET", "/v1/models")["data"][0]["meta"]["n_vocab"])
+        # Whether llama.cpp puts BOS before a prompt: Ollama's cut keeps one more token then.
+        self.adds_bos = bool(read_header(path).metadata.get("tokenizer.ggml.add_bos_token"))
 
     def call(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
         """One JSON request to this llama-server's HTTP side (one connection per thread)."""
@@ -282,9 +289,13 @@ class _Runner:
             tokens = tokens[1:]
         return tokens
 
-    def embed(self, texts: list[str]) -> tuple[list[list[float]], int]:
-        """Unit vectors of ``texts`` (each cut to ``EMBED_NUM_CTX`` tokens) and the token count."""
-        inputs = [self.tokenize(text, add_bos=True)[:EMBED_NUM_CTX] for text in texts]
+    def embed(self, texts: list[str], truncate: bool = True) -> tuple[list[list[float]], int]:
+        """Unit vectors of ``texts`` (each cut to ``EMBED_NUM_CTX`` tokens, or with ``truncate``
+        false refused if longer: Ollama's 400) and the token count."""
+        inputs = [self.tokenize(text, add_bos=True) for text in texts]
+        if not truncate and any(len(tokens) > EMBED_NUM_CTX for tokens in inputs):
+            raise PromptTooLong(LEGACY_PROMPT_TOO_LONG)
+        inputs = [tokens[:EMBED_NUM_CTX] for tokens in inputs]
         if any(not tokens for tokens in inputs):
             raise ValueError("cannot embed an empty input")
         reply = self.server.handle_embeddings({"input": inputs})
@@ -458,6 +469,11 @@ class LlamaEngine:
             license=str(header.metadata.get("general.license", "")),
             modified_at=datetime.fromtimestamp(stat.st_mtime, tz=timezone.utc),
             model_info=info,
+            embedding_length=int(info.get(f"{header.architecture}.embedding_length") or 0),
+            tensors=tuple(
+                {"name": name, "type": kind, "shape": list(shape)}
+                for name, kind, shape in header.tensors
+            ),
         )
 
     def _resolve(self, name: str) -> _Served:
@@ -597,7 +613,7 @@ class LlamaEngine:
         return self.embed_with_count(name, inputs, options)[0]
 
     def embed_with_count(
-        self, name: str, inputs: list[str], options: dict[str, Any]
+        self, name: str, inputs: list[str], options: dict[str, Any], truncate: bool = True
     ) -> tuple[list[list[float]], int]:
         """:meth:`embed`, plus how many tokens were read (``prompt_eval_count``)."""
         served = self._resolve(name)
@@ -605,7 +621,7 @@ class LlamaEngine:
             running = served.path in self._runners
         runner = self._acquire(served, None if running else self._num_ctx(served, options))
         try:
-            return runner.embed(inputs)
+            return runner.embed(inputs, truncate)
         finally:
             self._release(runner)
 
@@ -660,11 +676,12 @@ class _ChatPrompt(_Prompt):
         """Like Ollama's ``chatPrompt`` (see :func:`~.engine.fit_conversation`)."""
         if not self.job.truncate:
             return self._tokens(runner, template, self.job.messages)
-        return fit_conversation(
+        ids, _ = fit_conversation(
             self.job.messages,
             lambda messages: self._tokens(runner, template, messages),
             runner.n_ctx,
         )
+        return ids
 
     def _tokens(
         self, runner: _Runner, template: str | None, messages: tuple[dict[str, Any], ...]
@@ -867,16 +884,27 @@ class _Generation:
             if not prompt_tokens:
                 return Fail("the prompt is empty after tokenization", status=400)
             n_ctx = runner.n_ctx
-            if len(prompt_tokens) >= n_ctx and not job.truncate:
-                return Fail(PROMPT_TOO_LONG, status=400)
-            keep = num_keep(self.options, n_ctx)
-            # One slot must stay free for the answer's first token, as llama-server requires.
-            prompt_tokens = cut_prompt(prompt_tokens, max(n_ctx - 1, 1), min(keep, n_ctx - 2))
+            if job.truncation.legacy or job.truncate:
+                # Legacy: one slot must stay free for the answer's first token, as llama-server
+                # requires, so the cut is to num_ctx - 1. Current: Ollama's cut to about half.
+                prompt_tokens = fit_prompt(
+                    prompt_tokens,
+                    num_ctx=n_ctx,
+                    options=self.options,
+                    truncation=job.truncation,
+                    truncate=job.truncate,
+                    shift=job.shift,
+                    adds_bos=runner.adds_bos,
+                    room=1,
+                )
+            # else (current, truncate false): sent whole; llama-server refuses an over-long one
             num_predict = int(self.options.get("num_predict") or -1)
             limit = answer_limit(num_predict, n_ctx)
             if not job.shift:  # a full window ends the answer
                 limit = min(limit, max(n_ctx - len(prompt_tokens), 1))
             request = self._request(prompt_tokens, limit)
+        except PromptTooLong as refused:
+            return Fail(str(refused), status=400)
         except ValueError as error:  # _BadRequest, a bad format
             return Fail(str(error), status=400)
         self._start(request)
@@ -895,7 +923,9 @@ class _Generation:
                 if started:
                     return Fail(f"an error was encountered while running the model: {message}")
                 status = _error_status(chunk)
-                return Fail(message, status=400 if status == 400 else 500)
+                if status == 400:  # Ollama passes llama-server's body on as the error text
+                    return Fail(json.dumps(chunk, separators=(",", ":")), status=400)
+                return Fail(message, status=500)
             choice = chunk["choices"][0]
             text = choice.get("text") or ""
             logprobs = _logprobs(choice.get("logprobs"), top=getattr(job, "top_logprobs", 0))

@@ -13,19 +13,37 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from .decoding import LOAD_TIME_OPTIONS, parse_parameters, validate_options
+from ..common.gotime import MAX_DURATION, SECOND
+from .context import DEFAULT_NUM_CTX
+from .decoding import LOAD_TIME_OPTIONS, keep_alive_ns, parse_parameters, validate_options
 from .engine import Engine, ModelCard
-from .gotime import MAX_DURATION, SECOND
 
 log = logging.getLogger(__name__)
 
 DEFAULT_KEEP_ALIVE = 5 * 60 * SECOND
-DEFAULT_NUM_CTX = 4096
+
+
+def default_keep_alive(env: str | None = None) -> int:
+    """``OLLAMA_KEEP_ALIVE`` as Ollama reads it (a duration, or bare seconds), else 5 minutes."""
+    value = (os.environ.get("OLLAMA_KEEP_ALIVE", "") if env is None else env).strip()
+    if not value:
+        return DEFAULT_KEEP_ALIVE
+    try:
+        return keep_alive_ns(int(value))
+    except ValueError:
+        pass
+    try:
+        return keep_alive_ns(value)
+    except ValueError:
+        log.warning("invalid OLLAMA_KEEP_ALIVE %r: using 5m", value)
+        return DEFAULT_KEEP_ALIVE
+
 _RUNNER_DEFAULTS: dict[str, Any] = {
     "num_ctx": DEFAULT_NUM_CTX,
     "num_batch": 512,
@@ -36,17 +54,20 @@ _RUNNER_DEFAULTS: dict[str, Any] = {
 }
 
 
-def model_options(card: ModelCard, request_options: dict[str, Any]) -> dict[str, Any]:
+def model_options(
+    card: ModelCard, request_options: dict[str, Any], default_num_ctx: int = DEFAULT_NUM_CTX
+) -> dict[str, Any]:
     """The options a job runs with: Modelfile parameters, overridden by the request's.
 
     A parameter of the wrong type (a created model's ``{"num_predict": "3"}``) raises
     :class:`~ollama_magic.server.decoding.OptionError`, as Ollama's scheduler does.
 
     ``num_ctx`` is always set, clamped as Ollama's scheduler does: at least 4 (2048 for vision
-    models), at most the model's trained context length.
+    models), at most the model's trained context length. ``default_num_ctx`` is the server's
+    (``OLLAMA_CONTEXT_LENGTH``, else 4096).
     """
     options = {**validate_options(parse_parameters(card.parameters)), **request_options}
-    num_ctx = options.get("num_ctx", DEFAULT_NUM_CTX)
+    num_ctx = options.get("num_ctx", default_num_ctx)
     num_ctx = max(num_ctx, 2048 if "vision" in card.capabilities else 4)
     if card.context_length > 0:
         num_ctx = min(num_ctx, card.context_length)
@@ -75,7 +96,8 @@ class LoadedModel:
 class Scheduler:
     """Loaded models with reference counts and keep-alive expiry."""
 
-    def __init__(self) -> None:
+    def __init__(self, default_keep_alive_ns: int = DEFAULT_KEEP_ALIVE) -> None:
+        self.default_keep_alive_ns = default_keep_alive_ns
         self._cond = threading.Condition(threading.RLock())
         self._loaded: dict[str, LoadedModel] = {}
         self._closed = False
@@ -101,13 +123,21 @@ class Scheduler:
             self._thread = None
 
     def acquire(
-        self, engine: Engine, card: ModelCard, options: dict[str, Any], keep_alive_ns: int
+        self,
+        engine: Engine,
+        card: ModelCard,
+        options: dict[str, Any],
+        keep_alive_ns: int | None,
+        shift: bool = True,
     ) -> LoadedModel:
         """Lease ``card``'s model for one request, loading or reloading it first if needed.
 
-        The engine's ``load`` error propagates (the request then fails with a 500).
+        ``keep_alive_ns`` None (the request had none) keeps a loaded model's stored value, as
+        Ollama does, so a model loaded "forever" stays; a fresh load then takes the default.
+        A different ``shift`` reloads, like a load-time option. The engine's ``load`` error
+        propagates (the request then fails with a 500).
         """
-        runner = _runner_key(options)
+        runner = (*_runner_key(options), shift)
         with self._cond:
             self._expire_locked(time.monotonic())
             entry = self._loaded.get(card.name)
@@ -119,10 +149,12 @@ class Scheduler:
                 entry = None
             if entry is None:
                 engine.load(card.base or card.name, options)
-                entry = LoadedModel(engine, card, runner, options["num_ctx"], keep_alive_ns)
+                stored = self.default_keep_alive_ns if keep_alive_ns is None else keep_alive_ns
+                entry = LoadedModel(engine, card, runner, options["num_ctx"], stored)
                 self._loaded[card.name] = entry
             entry.leases += 1
-            entry.keep_alive_ns = keep_alive_ns
+            if keep_alive_ns is not None:
+                entry.keep_alive_ns = keep_alive_ns
             return entry
 
     def release(self, entry: LoadedModel) -> None:

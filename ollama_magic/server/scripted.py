@@ -34,9 +34,18 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
+from ..common.stops import StopFilter
 from . import tokenizer
+from .context import (
+    DEFAULT_NUM_CTX,
+    LEGACY_PROMPT_TOO_LONG,
+    PromptTooLong,
+    Truncation,
+    answer_limit,
+    fit_conversation,
+    fit_prompt,
+)
 from .engine import (
-    PROMPT_TOO_LONG,
     ChatJob,
     Done,
     Drop,
@@ -46,15 +55,9 @@ from .engine import (
     ModelCard,
     Pause,
     Token,
-    answer_limit,
-    cut_prompt,
-    fit_conversation,
-    num_keep,
 )
 from .prompting import render_chat, render_generate, think_on
-from .scheduler import DEFAULT_NUM_CTX
 from .schema import synthesize
-from .stops import StopFilter
 
 FAIL_MESSAGE = "an error was encountered while running the model: scripted failure"
 
@@ -64,6 +67,9 @@ TEMPLATE = (
     "{{ else }}<|user|>{{ .Prompt }}\n<|assistant|>{{ .Response }}\n{{ end }}"
 )
 """The template of every scripted model: readable tags, FIM when a suffix is given."""
+
+EMBEDDING_LENGTH = 64
+"""Width of the scripted embeddings (and the cards' ``embedding_length``)."""
 
 LICENSE = "Scripted test model from ollama-magic. No weights; Apache-2.0 like the package."
 
@@ -304,6 +310,7 @@ def _card(
         license=LICENSE,
         modified_at=datetime(2025, 1, 1, 12, tzinfo=timezone.utc) + timedelta(days=day),
         model_info={"general.basename": name, "general.parameter_count": 4_000_000},
+        embedding_length=EMBEDDING_LENGTH,
     )
 
 
@@ -347,10 +354,12 @@ def _library() -> list[_Model]:
     ]
 
 
-def _token(kind: str, text: str, wire_split: int) -> Token:
+def _token(
+    kind: str, text: str, wire_split: int, logprobs: tuple[dict[str, Any], ...] = ()
+) -> Token:
     if kind == "thinking":
-        return Token(thinking=text, wire_split=wire_split)
-    return Token(response=text, wire_split=wire_split)
+        return Token(thinking=text, wire_split=wire_split, logprobs=logprobs)
+    return Token(response=text, wire_split=wire_split, logprobs=logprobs)
 
 
 def _num_ctx(options: dict[str, Any]) -> int:
@@ -358,9 +367,53 @@ def _num_ctx(options: dict[str, Any]) -> int:
     return num_ctx if isinstance(num_ctx, int) and num_ctx > 0 else DEFAULT_NUM_CTX
 
 
-def _cut(ids: list[int], options: dict[str, Any]) -> list[int]:
-    num_ctx = _num_ctx(options)
-    return cut_prompt(ids, num_ctx, num_keep(options, num_ctx))
+def _fit(
+    ids: list[int], options: dict[str, Any], truncation: Truncation, truncate: bool, shift: bool
+) -> list[int]:
+    """The prompt cut (or refused: PromptTooLong) as the selected Ollama era does; the scripted
+    tokenizer adds no BOS."""
+    return fit_prompt(
+        ids,
+        num_ctx=_num_ctx(options),
+        options=options,
+        truncation=truncation,
+        truncate=truncate,
+        shift=shift,
+    )
+
+
+_ALTERNATIVES = (" the", " a", ",", ".", " and", " of", " to", "\n", " is", " in", " it", " I")
+_ALTERNATIVES += (" that", " you", " for", " on", " with", " as", " this", " be", " at", " or")
+
+
+def _token_logprob(piece: str) -> float:
+    """A stable log probability for a token: from its hash, in (-4, -0.001]."""
+    return -round(0.001 + (zlib.crc32(piece.encode()) % 4000) / 1000, 6)
+
+
+def _logprob_entry(piece: str, top: int) -> dict[str, Any]:
+    """Ollama's per-token ``logprobs`` entry for a scripted token, the same every time: its
+    ``top_logprobs`` are the token itself and ``top − 1`` common tokens, most likely first."""
+
+    def entry(text: str, logprob: float) -> dict[str, Any]:
+        out: dict[str, Any] = {"token": text, "logprob": logprob}
+        if text:
+            out["bytes"] = list(text.encode())
+        return out
+
+    chosen = _token_logprob(piece)
+    shaped = entry(piece, chosen)
+    if top > 0:
+        seed = zlib.crc32(piece.encode())
+        others = [alt for alt in _ALTERNATIVES if alt != piece]
+        start = seed % len(others)
+        picks = (others[start:] + others[:start])[: top - 1]
+        alternatives = [(piece, chosen)] + [
+            (alt, round(chosen - 0.25 * (rank + 1) - (zlib.crc32(alt.encode()) % 100) / 1000, 6))
+            for rank, alt in enumerate(picks)
+        ]
+        shaped["top_logprobs"] = [entry(text, lp) for text, lp in alternatives]
+    return shaped
 
 
 def _limit(options: dict[str, Any]) -> int:
@@ -379,6 +432,7 @@ def _stream(
     wire_split: int,
     fail_after: int | None,
     generated: list[int],
+    top_logprobs: int | None = None,
 ) -> Generator[Event, None, str]:
     """Yield the tokens of ``pieces`` with the common knobs applied; return the done reason.
 
@@ -399,8 +453,9 @@ def _stream(
             yield pause
         count += 1
         generated.append(token_id(piece))
+        logprobs = () if top_logprobs is None else (_logprob_entry(piece, top_logprobs),)
         if filters is None:
-            yield _token(kind, piece, wire_split)
+            yield _token(kind, piece, wire_split, logprobs)
         else:
             if last_kind and kind != last_kind:
                 rest = filters[last_kind].flush()
@@ -412,7 +467,7 @@ def _stream(
                 if text:
                     yield _token(kind, text, wire_split)
                 return "stop"
-            yield _token(kind, text, wire_split)
+            yield _token(kind, text, wire_split, logprobs)
         if fail_after is not None and count >= fail_after:
             return "fail"
         if limit is not None and count >= limit:
@@ -461,11 +516,21 @@ class ScriptedEngine:
         started = time.perf_counter_ns()
         prefix = tokenizer.decode(job.context) if job.context else ""
         ids = tokenizer.encode(prefix + render_generate(job))
-        if not job.truncate and len(ids) > _num_ctx(job.options):
-            return iter([Fail(PROMPT_TOO_LONG, status=400)])
-        prompt_ids = _cut(ids, job.options)
+        try:
+            prompt_ids = _fit(ids, job.options, job.truncation, job.truncate, job.shift)
+        except PromptTooLong as refused:
+            return iter([Fail(str(refused), status=400)])
         seen = self._seen(job.card, prompt_ids, job.prompt, job.think, job.images, job.options)
-        return self._run(job.card, seen, prompt_ids, job.format, job.options, started, raw=job.raw)
+        return self._run(
+            job.card,
+            seen,
+            prompt_ids,
+            job.format,
+            job.options,
+            started,
+            raw=job.raw,
+            top_logprobs=job.top_logprobs,
+        )
 
     def chat(self, job: ChatJob) -> Iterator[Event]:
         started = time.perf_counter_ns()
@@ -474,12 +539,13 @@ class ScriptedEngine:
 
         num_ctx = _num_ctx(job.options)
         if job.truncate:
-            ids = fit_conversation(job.messages, encode, num_ctx)
+            ids, _ = fit_conversation(job.messages, encode, num_ctx)
         else:
             ids = encode(job.messages)
-            if len(ids) > num_ctx:
-                return iter([Fail(PROMPT_TOO_LONG, status=400)])
-        prompt_ids = _cut(ids, job.options)
+        try:
+            prompt_ids = _fit(ids, job.options, job.truncation, job.truncate, job.shift)
+        except PromptTooLong as refused:
+            return iter([Fail(str(refused), status=400)])
         last_user: dict[str, Any] = next(
             (m for m in reversed(job.messages) if m.get("role") == "user"), {}
         )
@@ -487,25 +553,43 @@ class ScriptedEngine:
         seen = self._seen(
             job.card, prompt_ids, last_user.get("content", ""), job.think, images, job.options
         )
-        return self._run(job.card, seen, prompt_ids, job.format, job.options, started, chat=True)
+        return self._run(
+            job.card,
+            seen,
+            prompt_ids,
+            job.format,
+            job.options,
+            started,
+            chat=True,
+            top_logprobs=job.top_logprobs,
+        )
 
     def embed(self, name: str, inputs: list[str], options: dict[str, Any]) -> list[list[float]]:
         """Bag-of-token vectors (64 dimensions), L2-normalised: equal texts, equal vectors."""
         return self.embed_with_count(name, inputs, options)[0]
 
     def embed_with_count(
-        self, name: str, inputs: list[str], options: dict[str, Any]
+        self, name: str, inputs: list[str], options: dict[str, Any], truncate: bool = True
     ) -> tuple[list[list[float]], int]:
-        """:meth:`embed`, plus how many tokens the inputs have (``prompt_eval_count``)."""
+        """:meth:`embed`, plus how many tokens the inputs have (``prompt_eval_count``).
+
+        An input longer than ``num_ctx`` tokens is cut to that many, or with ``truncate``
+        false refused with Ollama's 400 (:class:`~.context.PromptTooLong`).
+        """
         vectors = []
         count = 0
+        num_ctx = _num_ctx(options)
         for text in inputs:
-            vector = [0.0] * 64
+            vector = [0.0] * EMBEDDING_LENGTH
             pieces = tokenizer.split(text)
+            if len(pieces) > num_ctx:
+                if not truncate:
+                    raise PromptTooLong(LEGACY_PROMPT_TOO_LONG)
+                pieces = pieces[:num_ctx]
             count += len(pieces)
             for piece in pieces:
                 crc = zlib.crc32(piece.strip().lower().encode())
-                vector[crc % 64] += 1.0 if crc & 0x100 else -1.0
+                vector[crc % EMBEDDING_LENGTH] += 1.0 if crc & 0x100 else -1.0
             norm = sum(x * x for x in vector) ** 0.5 or 1.0
             vectors.append([x / norm for x in vector])
         return vectors, count
@@ -540,6 +624,7 @@ class ScriptedEngine:
         *,
         raw: bool = False,
         chat: bool = False,
+        top_logprobs: int | None = None,
     ) -> Iterator[Event]:
         model = self._models[card.base or card.name]
         script = model.script(seen)
@@ -556,6 +641,7 @@ class ScriptedEngine:
             wire_split=model.wire_split,
             fail_after=script.fail_after,
             generated=generated,
+            top_logprobs=top_logprobs,
         )
         if reason == "fail" and script.ending is not None:
             yield script.ending

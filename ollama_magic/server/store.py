@@ -20,12 +20,12 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, Union
 
+from ..common.names import Name, RefError, parse_name, parse_ref
 from .decoding import format_parameters, parse_parameters
 from .engine import Engine, ModelCard
 from .gojson import dumps, kind_of
 from .gotemplate import TemplateError
 from .gotemplate import parse as parse_template
-from .names import Name, RefError, parse_name, parse_ref
 
 MODELS_DIR = "/root/.ollama/models"
 """Where Ollama keeps models on Linux; only error texts and ``show`` mention it."""
@@ -390,8 +390,18 @@ def pull(store: ModelStore, name: Name, speed: float) -> Steps:
     yield Progress("success")
 
 
-def push(store: ModelStore, name: Name, speed: float) -> Steps:
-    """Ollama's PushModel: upload the blobs the registry lacks, then the manifest."""
+UNAUTHORIZED_PUSH = "unauthorized: access denied"
+"""Ollama's error when the registry refuses an upload twice (``errUnauthorized``): no key, or
+a namespace the key does not own. Its CLI shows it as "you are not authorized to push to this
+namespace, create the model under a namespace you own"."""
+
+
+def push(store: ModelStore, name: Name, speed: float, *, authorized: bool = True) -> Steps:
+    """Ollama's PushModel: upload the blobs the registry lacks, then the manifest.
+
+    Not ``authorized``: the registry answers the first blob check with 401 twice, so the push
+    fails right after the manifest is read, with :data:`UNAUTHORIZED_PUSH`.
+    """
     yield Progress("retrieving manifest")
     manifest = store.manifest(name) if name.is_valid() else None
     if manifest is None:
@@ -400,6 +410,8 @@ def push(store: ModelStore, name: Name, speed: float) -> Steps:
             raise ProgressError(f"unqualified name: {name}")
         path = f"{MODELS_DIR}/manifests/{name.host}/{name.namespace}/{name.model}/{name.tag}"
         raise ProgressError(f"open {path}: no such file or directory")
+    if not authorized:
+        raise ProgressError(UNAUTHORIZED_PUSH)
     for layer in manifest.blobs():
         yield from _transfer("pushing", layer, store.in_registry(layer.digest), speed, False)
     yield Progress("pushing manifest")

@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 
+from ollama_magic.server.context import LEGACY
 from ollama_magic.server.engine import ChatJob, Done, Event, Fail, GenerateJob, ModelCard, Token
 from ollama_magic.server.gguf import read_header
 from ollama_magic.server.llama import DEFAULT_MODEL, THINK_MODEL, LlamaEngine
@@ -244,14 +245,34 @@ def test_request_go_template_replaces_the_chat_template(engine: LlamaEngine, car
     assert bare.done.prompt_eval_count < 10  # just the prompt's own tokens
 
 
-def test_a_prompt_longer_than_num_ctx_loses_its_start_like_ollama(
+def test_a_prompt_longer_than_num_ctx_is_cut_to_about_half_like_ollama(
     engine: LlamaEngine, card: ModelCard
 ):
+    """Ollama ≥ 0.30.11: num_keep (4, +1 if the tokenizer adds BOS: not SmolLM2's) tokens
+    plus the last ones, num_ctx − (num_ctx − keep) / 2 in all."""
     options = {"num_ctx": 256, "num_predict": 8}
     run = generate(engine, card, "word " * 400 + "\nSay hello.", options=options)
-    assert run.done.prompt_eval_count == 255  # cut to the window, one slot left for the answer
+    assert run.done.prompt_eval_count == 130  # 256 − (256 − 4) / 2
     assert run.done.context is not None and run.done.context[:4] == whole_start(engine, card)
     refused = generate(engine, card, "word " * 400, options=options, truncate=False)
+    assert isinstance(refused.final, Fail) and refused.final.status == 400
+    body = json.loads(refused.final.message)  # llama-server's own body, passed on as text
+    assert body["error"]["type"] == "exceed_context_size_error"
+    assert "exceeds the available context size (256 tokens)" in body["error"]["message"]
+    no_shift = generate(engine, card, "word " * 400, options=options, shift=False)
+    assert isinstance(no_shift.final, Fail) and no_shift.final.status == 400
+    assert no_shift.final.message.startswith("the prompt is longer than the context length")
+
+
+def test_the_legacy_cut_keeps_the_whole_window(engine: LlamaEngine, card: ModelCard):
+    """Ollama 0.12: cut to the window (here one slot less, which llama-server needs)."""
+    options = {"num_ctx": 256, "num_predict": 8}
+    run = generate(engine, card, "word " * 400 + "\nSay hello.", options=options, truncation=LEGACY)
+    assert run.done.prompt_eval_count == 255
+    assert run.done.context is not None and run.done.context[:4] == whole_start(engine, card)
+    refused = generate(
+        engine, card, "word " * 400, options=options, truncate=False, truncation=LEGACY
+    )
     assert isinstance(refused.final, Fail) and refused.final.status == 400
     assert refused.final.message == "the input length exceeds the context length"
 

@@ -59,6 +59,53 @@ def test_tags_show_real_metadata(url: str, card: ModelCard, gguf_path: Path):
     assert tag["details"]["format"] == "gguf"
     assert tag["details"]["parameter_size"] == "134.52M"
     assert tag["details"]["quantization_level"] == "Q4_1"
+    assert (tag["details"]["context_length"], tag["details"]["embedding_length"]) == (8192, 576)
+    assert tag["capabilities"] == ["completion"]
+
+
+def test_show_lists_the_gguf_tensors(url: str):
+    shown = post(url, "/api/show", {"model": DEFAULT_MODEL}).json()
+    assert len(shown["tensors"]) == 272
+    first = {"name": "token_embd.weight", "type": "Q8_0", "shape": [576, 49152]}
+    assert shown["tensors"][0] == first
+    assert "general.name" not in shown["model_info"]  # Ollama leaves it (and the template) out
+    assert "tokenizer.chat_template" not in shown["model_info"]
+    assert shown["model_info"]["llama.embedding_length"] == 576
+    assert "<|im_start|>" in shown["template"]  # the GGUF's Jinja template (native path)
+
+
+def test_logprobs_over_http(url: str):
+    lines = stream(url, "/api/generate", body(logprobs=True, top_logprobs=3))
+    entries = [entry for line in lines for entry in line.get("logprobs", [])]
+    assert "logprobs" not in lines[-1]
+    assert "".join(entry["token"] for entry in entries) == "".join(
+        line["response"] for line in lines
+    )
+    for entry in entries:
+        assert entry["logprob"] <= 0 and len(entry["top_logprobs"]) == 3
+        assert entry["top_logprobs"][0]["logprob"] >= entry["top_logprobs"][-1]["logprob"]
+    whole = post(
+        url,
+        "/api/chat",
+        {
+            "model": DEFAULT_MODEL,
+            "messages": [{"role": "user", "content": "Hi"}],
+            "options": {"temperature": 0, "num_predict": 5},
+            "logprobs": True,
+            "stream": False,
+        },
+    ).json()
+    assert "".join(entry["token"] for entry in whole["logprobs"]) == whole["message"]["content"]
+
+
+def test_an_over_long_prompt_is_cut_to_about_half_over_http(url: str):
+    options = {"num_ctx": 512, "num_predict": 2}
+    final = stream(url, "/api/generate", body(prompt="word " * 800, options=options))[-1]
+    assert final["prompt_eval_count"] == 258  # 512 − (512 − 4) / 2, and nothing else says so
+    long = body(prompt="word " * 800, options=options, truncate=False)
+    refused = post(url, "/api/generate", long)
+    assert refused.status_code == 400
+    assert "exceed_context_size_error" in refused.json()["error"]
 
 
 def test_show_gives_model_info_and_template(url: str, card: ModelCard):

@@ -16,6 +16,13 @@ def srv() -> Iterator[OllamaServer]:
         yield server
 
 
+@pytest.fixture(scope="session")
+def legacy() -> Iterator[OllamaServer]:
+    """A server that reports and truncates as Ollama 0.12.6 did."""
+    with OllamaServer(version="0.12.6") as server:
+        yield server
+
+
 @pytest.fixture()
 def fresh() -> Iterator[OllamaServer]:
     """A server of its own, for tests that look at loaded models or engine calls."""

@@ -215,3 +215,20 @@ def test_module_serves_smollm2(start_server, gguf_path: Path) -> None:
     body = {"model": DEFAULT_MODEL, "prompt": "Hi", "stream": False, "options": {"num_predict": 3}}
     reply = requests.post(f"{url}/api/generate", json=body, timeout=120).json()
     assert reply["done"] is True and reply["eval_count"] == 3 and reply["response"]
+
+
+def test_module_can_report_and_truncate_as_an_old_ollama(start_server) -> None:
+    _, url = start_server("--ollama-version", "0.12.6")
+    assert requests.get(f"{url}/api/version", timeout=5).json() == {"version": "0.12.6"}
+    prompt = " ".join(f"w{i}" for i in range(50))
+    body = {"model": "reasoner", "prompt": prompt, "options": {"num_ctx": 8}, "stream": False}
+    assert requests.post(f"{url}/api/generate", json=body, timeout=10).json()[
+        "prompt_eval_count"
+    ] == 8  # exactly the window
+    _, current = start_server("--legacy-truncation")
+    assert requests.get(f"{current}/api/version", timeout=5).json() == {"version": "0.32.15"}
+    reply = requests.post(f"{current}/api/generate", json=body, timeout=10).json()
+    assert reply["prompt_eval_count"] == 8
+    _, latest = start_server()
+    reply = requests.post(f"{latest}/api/generate", json=body, timeout=10).json()
+    assert reply["prompt_eval_count"] == 6  # about half

@@ -14,7 +14,7 @@ import pytest
 import requests
 
 from ollama_magic.server import OllamaServer
-from ollama_magic.server.app import _Handler
+from ollama_magic.server.app import Handler
 from ollama_magic.server.engine import Done, Event, GenerateJob, Pause, Token
 
 from .helpers import ProtocolEngine, answer, exchange, parse_response, payload_splits, post
@@ -191,7 +191,7 @@ def test_keep_alive_connections_serve_several_requests(srv: OllamaServer) -> Non
         for model in ("echo", "broken", "echo"):
             reply = session.post(srv.url + "/api/generate", json={"model": model, "prompt": "x"})
             assert reply.status_code == 200
-        assert session.get(srv.url + "/api/version").json() == {"version": "0.12.6"}
+        assert session.get(srv.url + "/api/version").json() == {"version": "0.32.15"}
 
 
 def test_chunked_request_bodies_are_read(srv: OllamaServer) -> None:
@@ -262,7 +262,7 @@ def test_real_bugs_in_the_connection_handler_are_still_printed(
     def broken(self: object) -> bool:
         raise RuntimeError("a bug in request parsing")
 
-    monkeypatch.setattr(_Handler, "parse_request", broken)
+    monkeypatch.setattr(Handler, "parse_request", broken)
     with OllamaServer() as server:
         assert _serve_one_connection(server, _request_that_crashes).wait(5)
     err = capfd.readouterr().err

@@ -7,6 +7,7 @@ import json
 import time
 
 import pytest
+import requests
 from pydantic import BaseModel
 
 from ollama_magic.server import OllamaServer, tokenizer
@@ -275,30 +276,113 @@ def test_stop_strings_cut_the_answer(srv: OllamaServer) -> None:
     )
 
 
-def test_num_ctx_keeps_num_keep_tokens_then_the_end_of_the_prompt(srv: OllamaServer) -> None:
+def test_an_over_long_prompt_is_cut_to_about_half_the_window(srv: OllamaServer) -> None:
+    """Ollama ≥ 0.30.11: num_keep (4) tokens plus the last ones, num_ctx − (num_ctx − 4) / 2."""
     prompt = " ".join(f"w{i}" for i in range(50))
     final = generate(srv, model="reasoner", prompt=prompt, options={"num_ctx": 8})[-1]
-    assert final["prompt_eval_count"] == 8
+    assert final["prompt_eval_count"] == 6  # 8 − (8 − 4) / 2
     lines = generate(srv, model="slow", prompt=prompt, options={"num_ctx": 6, "scripted_delay": 0})
-    assert lines[-1]["prompt_eval_count"] == 6
+    assert lines[-1]["prompt_eval_count"] == 5  # 6 − max((6 − 4) / 2, 1)
     # echo is a vision model: Ollama never gives those less than 2048 tokens of context
     long_prompt = " ".join(f"w{i}" for i in range(2100))
     echo = generate(srv, model="echo", prompt=long_prompt, options={"num_ctx": 8}, stream=False)[0]
-    assert echo["prompt_eval_count"] == 2048
-    # like Ollama's runner: the first num_keep (4) tokens stay, what follows them goes
-    assert echo["response"].startswith("Echo: <|user| w62 w63")
-    assert echo["response"].endswith("<|assistant|>")
+    assert echo["prompt_eval_count"] == 1026  # 4 + 1022: 2048 − (2048 − 4) / 2
+    # the first num_keep (4) tokens stay ("<", "|", "user", "|"), then the end of the prompt
+    assert echo["response"].startswith("Echo: <|user| w1084 w1085")
+    assert echo["response"].endswith(" w2098 w2099\n<|assistant|>")
     options = {"num_ctx": 8, "num_keep": 0}
     kept = generate(srv, model="echo", prompt=long_prompt, options=options, stream=False)
-    assert kept[0]["response"].startswith("Echo:  w")
+    assert kept[0]["prompt_eval_count"] == 1024
+    assert kept[0]["response"].startswith("Echo:  w1082 w1083")
 
 
-def test_truncate_false_refuses_an_over_long_prompt(srv: OllamaServer) -> None:
+def test_the_cut_is_logged_as_ollama_logs_it(srv: OllamaServer, caplog) -> None:
+    prompt = " ".join(f"w{i}" for i in range(50))
+    with caplog.at_level("WARNING", logger="ollama_magic.server"):
+        generate(srv, model="reasoner", prompt=prompt, options={"num_ctx": 8})
+    assert "truncating input prompt limit=6 prompt=61 keep=4 new=6" in caplog.messages
+
+
+def test_num_keep_minus_one_keeps_the_start(srv: OllamaServer) -> None:
+    long_prompt = " ".join(f"w{i}" for i in range(2100))
+    options = {"num_ctx": 8, "num_keep": -1}
+    echo = generate(srv, model="echo", prompt=long_prompt, options=options, stream=False)[0]
+    assert echo["prompt_eval_count"] == 2047  # num_ctx − 1, all from the start
+    assert echo["response"].startswith("Echo: <|user|>w0 w1 w2")
+
+
+def test_truncate_false_passes_on_llama_servers_refusal(srv: OllamaServer) -> None:
     prompt = " ".join(f"w{i}" for i in range(50))
     body = {"model": "reasoner", "prompt": prompt, "options": {"num_ctx": 8}, "truncate": False}
     reply = post(srv, "/api/generate", body)
     assert reply.status_code == 400
+    assert reply.json() == {
+        "error": '{"error":{"code":400,"message":"request (61 tokens) exceeds the available '
+        'context size (8 tokens), try increasing it","type":"exceed_context_size_error",'
+        '"n_prompt_tokens":61,"n_ctx":8}}'
+    }
+    # a prompt that fits is sent whole
+    assert post(srv, "/api/generate", dict(body, options={"num_ctx": 64})).status_code == 200
+
+
+def test_shift_false_refuses_an_over_long_prompt(srv: OllamaServer) -> None:
+    prompt = " ".join(f"w{i}" for i in range(50))
+    for stream in (True, False):
+        body = {"model": "reasoner", "prompt": prompt, "options": {"num_ctx": 8}, "shift": False}
+        reply = post(srv, "/api/generate", dict(body, stream=stream))
+        assert (reply.status_code, reply.json()) == (
+            400,
+            {
+                "error": "the prompt is longer than the context length currently available to "
+                "the model; shorten the prompt, adjust the context length in settings, or use "
+                "a model with a longer context length"
+            },
+        )
+
+
+def test_legacy_server_cuts_to_exactly_num_ctx(legacy: OllamaServer) -> None:
+    """Ollama 0.12 (the Go runner): the first num_keep tokens, then the end, num_ctx in all."""
+    assert requests.get(legacy.url + "/api/version", timeout=5).json() == {"version": "0.12.6"}
+    prompt = " ".join(f"w{i}" for i in range(50))
+    final = generate(legacy, model="reasoner", prompt=prompt, options={"num_ctx": 8})[-1]
+    assert final["prompt_eval_count"] == 8
+    options = {"num_ctx": 6, "scripted_delay": 0}
+    assert generate(legacy, model="slow", prompt=prompt, options=options)[-1][
+        "prompt_eval_count"
+    ] == 6
+    long_prompt = " ".join(f"w{i}" for i in range(2100))
+    echo = generate(legacy, model="echo", prompt=long_prompt, options={"num_ctx": 8}, stream=False)
+    assert echo[0]["prompt_eval_count"] == 2048
+    assert echo[0]["response"].startswith("Echo: <|user| w62 w63")
+    assert echo[0]["response"].endswith("<|assistant|>")
+    options = {"num_ctx": 8, "num_keep": 0}
+    kept = generate(legacy, model="echo", prompt=long_prompt, options=options, stream=False)
+    assert kept[0]["response"].startswith("Echo:  w")
+    # shift false changes nothing about the cut in that era
+    body = {"model": "reasoner", "prompt": prompt, "options": {"num_ctx": 8}, "shift": False}
+    assert ndjson(post(legacy, "/api/generate", body))[-1]["prompt_eval_count"] == 8
+
+
+def test_legacy_server_refuses_with_the_old_text(legacy: OllamaServer) -> None:
+    prompt = " ".join(f"w{i}" for i in range(50))
+    body = {"model": "reasoner", "prompt": prompt, "options": {"num_ctx": 8}, "truncate": False}
+    reply = post(legacy, "/api/generate", body)
+    assert reply.status_code == 400
     assert reply.json() == {"error": "the input length exceeds the context length"}
+    chat = {"model": "echo", "messages": [{"role": "user", "content": prompt}]}
+    chat |= {"options": {"num_ctx": 2048}, "truncate": False, "stream": False}
+    assert post(legacy, "/api/chat", chat).status_code == 200  # fits: 2048 for vision models
+
+
+def test_legacy_truncation_can_be_chosen_apart_from_the_version() -> None:
+    with OllamaServer(legacy_truncation=True) as server:
+        assert requests.get(server.url + "/api/version", timeout=5).json()["version"] == "0.32.15"
+        prompt = " ".join(f"w{i}" for i in range(50))
+        final = generate(server, model="reasoner", prompt=prompt, options={"num_ctx": 8})[-1]
+        assert final["prompt_eval_count"] == 8
+    with OllamaServer(version="0.12.6", legacy_truncation=False) as server:
+        final = generate(server, model="reasoner", prompt=prompt, options={"num_ctx": 8})[-1]
+        assert final["prompt_eval_count"] == 6
 
 
 def test_format_json_wraps_the_answer(srv: OllamaServer) -> None:

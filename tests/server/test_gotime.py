@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from ollama_magic.server.gotime import MAX_DURATION, DurationError, format_time, parse_duration
+from ollama_magic.common.gotime import MAX_DURATION, DurationError, format_time, parse_duration
 
 NS, US, MS, S, M, H = 1, 1_000, 1_000_000, 1_000_000_000, 60_000_000_000, 3_600_000_000_000
 

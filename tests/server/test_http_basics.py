@@ -40,7 +40,7 @@ def test_root_says_ollama_is_running(srv: OllamaServer) -> None:
 def test_version(srv: OllamaServer) -> None:
     reply = requests.get(srv.url + "/api/version", timeout=5)
     assert reply.headers["Content-Type"] == JSON
-    assert reply.content == b'{"version":"0.12.6"}'
+    assert reply.content == b'{"version":"0.32.15"}'
     assert requests.head(srv.url + "/api/version", timeout=5).status_code == 200
     with OllamaServer(version="0.5.0") as old:
         assert requests.get(old.url + "/api/version", timeout=5).json() == {"version": "0.5.0"}
@@ -144,6 +144,8 @@ def test_tags_list_every_scripted_model(srv: OllamaServer) -> None:
         "families": ["scripted"],
         "parameter_size": "4M",
         "quantization_level": "F16",
+        "context_length": 32768,  # trained lengths, since Ollama 0.30
+        "embedding_length": 64,
     }
     assert echo["capabilities"] == ["completion", "insert", "vision"]
     assert models[2]["capabilities"] == ["completion", "thinking"]
@@ -171,6 +173,7 @@ def test_show_describes_a_model(srv: OllamaServer) -> None:
         "general.basename": "thinker",
         "general.parameter_count": 4000000,
         "scripted.context_length": 32768,
+        "scripted.embedding_length": 64,
     }
     assert show["parameters"].splitlines() == [
         "temperature                    0.6",

@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 import requests
 
+from ollama_magic.common.names import parse_name
 from ollama_magic.server import OllamaServer, ScriptedEngine
-from ollama_magic.server.names import parse_name
 from ollama_magic.server.store import CREATE_FROM_MODEL_ONLY, QUANTIZE_UNSUPPORTED, Manifest
 
 from .helpers import exchange, ndjson, post

@@ -10,6 +10,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 from pydantic import BaseModel
 
+from ollama_magic.common.gotime import MAX_DURATION
+from ollama_magic.common.stops import StopFilter
 from ollama_magic.server import tokenizer
 from ollama_magic.server.decoding import (
     GENERATE_REQUEST,
@@ -24,13 +26,11 @@ from ollama_magic.server.decoding import (
 from ollama_magic.server.engine import ChatJob, GenerateJob, ModelCard, Token
 from ollama_magic.server.gojson import decode_first
 from ollama_magic.server.gotemplate import TemplateError, parse
-from ollama_magic.server.gotime import MAX_DURATION
 from ollama_magic.server.llama import _ThinkTokens
 from ollama_magic.server.prompting import render_chat, render_generate
 from ollama_magic.server.scheduler import model_options
 from ollama_magic.server.schema import synthesize
 from ollama_magic.server.scripted import TEMPLATE
-from ollama_magic.server.stops import StopFilter
 
 # -- tokenizer -----------------------------------------------------------------------------------
 

@@ -7,9 +7,9 @@ from dataclasses import replace
 
 import pytest
 
+from ollama_magic.common.names import RefError, parse_name, parse_ref, pull_name
 from ollama_magic.server import ScriptedEngine
 from ollama_magic.server.decoding import format_parameters, parse_parameters
-from ollama_magic.server.names import RefError, parse_name, parse_ref, pull_name
 from ollama_magic.server.scheduler import Scheduler
 from ollama_magic.server.store import (
     ModelStore,

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from ..thinking import held_suffix
+from .thinking import held_suffix
 
 
 class StopFilter:
