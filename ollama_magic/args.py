@@ -19,8 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .common.gotime import parse_duration
 from .fields import MAX_SECONDS, seconds
-from .server.gotime import parse_duration
 
 THINK_LEVELS = ("low", "medium", "high", "max")
 DEFAULT_CONVERSATION = "default"  # the one conversation per notebook that --chat continues

@@ -23,6 +23,7 @@ import uuid
 from collections.abc import Callable
 from typing import Any, Protocol, TextIO
 
+from .common.thinking import TextBuffer
 from .logprobs import tokens_text
 from .progress import Progress
 from .render import (
@@ -35,7 +36,6 @@ from .render import (
     thinking_block,
 )
 from .result import GenerationResult
-from .thinking import TextBuffer
 
 Bundle = dict[str, Any]
 EMPTY: Bundle = {}

@@ -11,11 +11,11 @@ import json
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from .common.thinking import RETRACT, ReasoningSplitter, SplitText, TextBuffer
 from .errors import OllamaError, StreamTruncated, UnexpectedReply
 from .live import Sink
 from .logprobs import TokenLogprob, read_entries
 from .result import ERROR, INTERRUPTED, GenerationResult
-from .thinking import RETRACT, ReasoningSplitter, SplitText, TextBuffer
 
 if TYPE_CHECKING:  # the client imports requests: keep ``%load_ext`` fast
     from .client import OllamaClient, Stream

@@ -165,13 +165,13 @@ def test_use_sets_the_default_model(kernel: Kernel, srv) -> None:
 
 def test_host_and_version(kernel: Kernel, srv) -> None:
     run = kernel.run("%ollama version")
-    assert run.stdout.startswith("ollama-magic ") and f"Ollama 0.12.6 at {srv.url}." in run.stdout
+    assert run.stdout.startswith("ollama-magic ") and f"Ollama 0.32.15 at {srv.url}." in run.stdout
     run = kernel.run("%ollama host http://127.0.0.1:9")
     assert run.ok
     assert run.stdout.startswith("Ollama server: http://127.0.0.1:9 (from %config")
     assert "no answer (connection refused)" in run.stdout
     run = kernel.run(f"%ollama host {srv.url}")
-    assert run.ok and "Ollama 0.12.6" in run.stdout
+    assert run.ok and "Ollama 0.32.15" in run.stdout
     text = error_line(kernel.run("%ollama host http://x:port"))
     assert text.startswith("%ollama host 'http://x:port' is not a server address: the port must")
     kernel.run("%config OllamaMagics.host = ''")

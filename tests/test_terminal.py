@@ -89,7 +89,7 @@ def test_terminal_line_commands_print_aligned_text_and_progress_lines() -> None:
         i for i, line in enumerate(lines) if line.startswith("Created pirate in ")
     )
     assert "Later %%ollama cells use echo." in lines
-    assert any(line.startswith("ollama-magic ") and "Ollama 0.12.6" in line for line in lines)
+    assert any(line.startswith("ollama-magic ") and "Ollama 0.32.15" in line for line in lines)
     assert any(line.startswith("Ollama server: http://127.0.0.1:") for line in lines)
     assert "<table" not in done.stdout and "Traceback" not in done.stdout + done.stderr
     assert "UsageError" not in done.stdout + done.stderr

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ollama_magic.thinking import ReasoningSplitter, SplitText
+from ollama_magic.common.thinking import ReasoningSplitter, SplitText
 
 
 def split(chunks: list[str], thinking: list[str] | None = None) -> tuple[str, str]:

@@ -39,7 +39,7 @@ if TYPE_CHECKING:
 
 
 def __getattr__(name: str) -> Any:
-    """Import the server on first use: the magic imports ``server.gotime`` at ``%load_ext``."""
+    """Import the server on first use: ``%load_ext`` must not pay for it."""
     if name == "ScriptedEngine":
         from .scripted import ScriptedEngine
 

@@ -770,8 +770,8 @@ class _ThinkTokens:
     """The think variant's text as Tokens: the ``<think>`` block to ``thinking``, the rest to
     ``response``.
 
-    :class:`~ollama_magic.thinking.ReasoningSplitter` does the tag work (tags cut across tokens,
-    whitespace after each tag). On top, as Ollama's parser does, whitespace right before
+    :class:`~ollama_magic.common.thinking.ReasoningSplitter` does the tag work (tags cut across
+    tokens, whitespace after each tag). On top, as Ollama's parser does, whitespace right before
     ``</think>`` is dropped: trailing whitespace of the reasoning is held back until more
     reasoning follows it, so ``thinking`` never ends in the grammar's newline.
     """

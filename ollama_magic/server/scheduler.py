@@ -4,7 +4,7 @@ A request leases a model (loading it through its engine if needed, or reloading 
 load-time option such as ``num_ctx`` changed or the model was replaced); rows are keyed by the
 model's own name, while engines load ``card.base`` for copies and created models, once for all
 the names that share it. When the last lease ends, the model expires
-``keep_alive`` later (0: at once; :data:`~ollama_magic.server.gotime.MAX_DURATION`: never). A
+``keep_alive`` later (0: at once; :data:`~ollama_magic.common.gotime.MAX_DURATION`: never). A
 timer thread unloads expired models, and every lease also checks lazily. Engines' ``load`` and
 ``unload`` run under one lock, so an unload never races a load of the same model.
 """
