@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import ollama
 import pytest
 
@@ -9,8 +11,10 @@ from ollama_magic.server import OllamaServer
 
 
 @pytest.fixture()
-def client(srv: OllamaServer) -> ollama.Client:
-    return ollama.Client(host=srv.url)
+def client(srv: OllamaServer) -> Iterator[ollama.Client]:
+    client = ollama.Client(host=srv.url)
+    yield client
+    client._client.close()  # its httpx connections, or they warn when collected
 
 
 def test_version_is_current(client: ollama.Client, srv: OllamaServer) -> None:

@@ -7,6 +7,7 @@ import base64
 import json
 import re
 import struct
+from collections.abc import Iterator
 from typing import Any
 
 import openai
@@ -22,8 +23,9 @@ EFFORT = {"effort": "big"}
 
 
 @pytest.fixture()
-def client(srv: OllamaServer) -> openai.OpenAI:
-    return openai.OpenAI(base_url=srv.url + "/v1", api_key="ollama", max_retries=0)
+def client(srv: OllamaServer) -> Iterator[openai.OpenAI]:
+    with openai.OpenAI(base_url=srv.url + "/v1", api_key="ollama", max_retries=0) as client:
+        yield client
 
 
 def events(body: bytes) -> list[Any]:
