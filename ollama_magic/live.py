@@ -23,12 +23,12 @@ import uuid
 from collections.abc import Callable
 from typing import Any, Protocol, TextIO
 
-from .common.thinking import TextBuffer
 from .logprobs import tokens_text
 from .progress import Progress
 from .render import (
     footer_text,
     html_bundle,
+    live_status,
     live_thinking_piece,
     markdown_html,
     open_fence,
@@ -199,7 +199,7 @@ class LiveDisplay:
         clock: Callable[[], float] = time.monotonic,
         interval: float = 0.055,
         ratio: int = 2,
-        max_wait: float = 0.4,
+        max_wait: float = 0.5,
         slot_seconds: float = 0.75,
         min_slot: int = 60,
         max_slot: int = 2400,
@@ -214,7 +214,10 @@ class LiveDisplay:
         self._min_slot = min_slot
         self._max_slot = max_slot
         self._slots: list[_Slot] = []
-        self._reasoning = TextBuffer()
+        self._status: str | None = None  # the display id of the line that counts tokens
+        self._status_throttle = Throttle(1.0)
+        self._pieces = 0
+        self._first = 0.0
         self._kind = ""  # kind of the current tail: "thinking" or "answer"
         self._tail = ""  # text of the current (last) slot
         self._fence: str | None = None  # code fence the tail starts inside
@@ -224,32 +227,46 @@ class LiveDisplay:
 
     # Sink -------------------------------------------------------------------------------
     def thinking(self, text: str) -> None:
-        if not self._show_thinking:
-            return
-        self._reasoning.write(text)
-        self._append("thinking", text)
+        self._count(text)
+        if self._show_thinking:
+            self._append("thinking", text)
 
     def answer(self, text: str) -> None:
-        if self._kind == "thinking" or (self._kind == "" and len(self._reasoning)):
-            self._collapse_reasoning()
+        # The reasoning stays open above the answer until it is done: it may still be read.
+        self._count(text)
         self._append("answer", text)
 
     def retract(self, reasoning: str) -> None:
         for slot in self._slots:
             self._publisher.update(EMPTY, slot.display_id)
         self._slots.clear()
-        self._reasoning = TextBuffer()
         self._kind, self._tail, self._shown, self._fence = "", "", 0, None
         if self._show_thinking and reasoning:
-            self.thinking(reasoning)
+            self._append("thinking", reasoning)
 
     def finish(self, result: GenerationResult) -> None:
         for slot in self._slots:
             self._publisher.update(EMPTY, slot.display_id)
         self._slots.clear()
+        if self._status is not None:
+            self._publisher.update(EMPTY, self._status)
         self._publisher.final(result_bundle(result, show_thinking=self._show_thinking))
 
     # Internals --------------------------------------------------------------------------
+    def _count(self, text: str) -> None:
+        """One more token (Ollama streams one a chunk): the status line above says how many,
+        refreshed once a second, so the count costs next to nothing."""
+        now = self._clock()
+        if not self._pieces:
+            self._status = uuid.uuid4().hex
+            self._publisher.show(EMPTY, self._status)
+            self._first = now
+        self._pieces += 1
+        if self._status_throttle.take(now) and self._pieces > 1:
+            rate = (self._pieces - 1) / max(now - self._first, 1e-3)
+            line = f"{self._pieces} tokens so far · {rate:.1f} tokens/s"
+            self._publisher.update({"text/html": live_status(line)}, self._status)
+
     def _append(self, kind: str, text: str) -> None:
         now = self._clock()
         if not self._seen:
@@ -322,18 +339,6 @@ class LiveDisplay:
     def _source(self, text: str) -> str:
         """A piece of the answer as Markdown: reopened inside the code block it continues."""
         return f"{self._fence}\n{text}" if self._fence else text
-
-    def _collapse_reasoning(self) -> None:
-        """The answer has started: fold all reasoning into its first slot, closed."""
-        thinking_slots = [s for s in self._slots if s.kind == "thinking"]
-        if thinking_slots:
-            first, *rest = thinking_slots
-            block = thinking_block(self._reasoning.value(), live=False)
-            self._publisher.update(html_bundle(block), first.display_id)
-            for slot in rest:
-                self._publisher.update(EMPTY, slot.display_id)
-        self._kind, self._tail, self._shown = "collapsed", "", 0
-        self._throttle.last = self._clock()
 
 
 class ProgressDisplay:

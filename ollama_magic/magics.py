@@ -41,7 +41,7 @@ from .errors import ModelNotFound, OllamaError
 from .live import FinalOnly, IPythonPublisher, LiveDisplay, NullSink, Sink, TextSink
 from .messages import describe, not_installed, outcome
 from .present import ModelList
-from .result import GenerationResult
+from .result import INTERRUPTED, GenerationResult
 from .session import Pieces, attach_data, chat_pieces, generate_pieces, run
 
 if TYPE_CHECKING:
@@ -245,6 +245,8 @@ class OllamaMagics(Magics):
                 raise UsageError(
                     problem.rstrip(".") + ". This turn is not added to the conversation."
                 )
+            if result.done_reason == INTERRUPTED:
+                return  # not remembered: its footer says so
             tokens = (result.prompt_eval_count or 0) + (result.eval_count or 0)
             conversation.record(body, result.answer, tokens or None)
             self.conversations[conversation.name] = conversation
@@ -271,6 +273,10 @@ class OllamaMagics(Magics):
             self.namespace[call.out] = result
         kept = f" and in {call.out}" if call.out else ""
         problem = outcome(result, error, lambda: lifecycle.installed(client), kept=kept)
+        if result.done_reason == INTERRUPTED:  # the user's own stop: said quietly, if at all
+            if problem:
+                print(problem)
+            return result, None
         if problem is None and note:
             print(note)
         return result, problem

@@ -153,17 +153,16 @@ def outcome(
     went. ``installed`` (the ``/api/tags`` entries) is only asked for when the message names
     installed models (a missing model, a missing capability).
 
-    >>> r = GenerationResult("m", answer="Half an", done_reason=INTERRUPTED)
-    >>> outcome(r, None, list, stopped="Stopped")
-    'Stopped: the partial answer is kept above.'
+    A stop by the user is no failure: under a partial answer its footer says so, and there is
+    nothing to add; with nothing shown, one quiet line says the model had not answered yet.
+
+    >>> outcome(GenerationResult("m", answer="Half an", done_reason=INTERRUPTED), None, list)
+    >>> outcome(GenerationResult("m", done_reason=INTERRUPTED), None, list, stopped="Stopped")
+    'Stopped before the model sent anything.'
     """
     has_partial = bool(result.answer or result.thinking)
     if result.done_reason == INTERRUPTED:
-        return (
-            f"{stopped}: the partial answer is kept above{kept}."
-            if has_partial
-            else f"{stopped} before the model sent anything."
-        )
+        return None if has_partial else f"{stopped} before the model sent anything."
     if error is None:
         return None
     wants_models = isinstance(error, ModelNotFound) or unsupported_capability(error)

@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 import nh3
 
 from .logprobs import tokens_html, tokens_text
+from .result import ERROR, INTERRUPTED
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -397,15 +398,30 @@ def live_thinking_piece(text: str) -> str:
     )
 
 
+def live_status(line: str) -> str:
+    """The line above a streaming answer that counts its tokens (our words only: no wrapper)."""
+    return f"<sub>{html.escape(line, quote=False)}</sub>"
+
+
 def _seconds(nanoseconds: int | None) -> str:
     return f"{(nanoseconds or 0) / 1e9:.2f} s"
 
 
 def stats_parts(result: GenerationResult) -> list[str]:
-    """The footer's facts, then hints that say what to change."""
+    """The footer's facts, then hints that say what to change.
+
+    A stream cut short has no final chunk, so the server's numbers are missing: the footer
+    gives the client's own count so far instead, and says once, calmly, what happened.
+    """
     parts: list[str] = []
+    cut_short = result.done_reason in (INTERRUPTED, ERROR)
     if result.eval_count:
         parts.append(f"{result.eval_count} tokens")
+    elif cut_short and result.streamed_tokens:
+        parts.append(f"{result.streamed_tokens} tokens so far")
+        if result.streamed_seconds > 0 and result.streamed_tokens > 1:
+            rate = (result.streamed_tokens - 1) / result.streamed_seconds
+            parts.append(f"{rate:.1f} tokens/s")
     rate = result.tokens_per_second
     if rate:
         parts.append(f"{rate:.1f} tokens/s")
@@ -413,7 +429,16 @@ def stats_parts(result: GenerationResult) -> list[str]:
         parts.append(f"prompt {result.prompt_eval_count} tokens")
     if result.load_duration:
         parts.append(f"load {_seconds(result.load_duration)}")
-    parts.append(f"done: {result.done_reason or 'unknown'}")
+    if result.done_reason == INTERRUPTED:
+        chat = "messages" in result.request
+        parts.append(
+            "stopped: the answer above is partial"
+            + ("; this turn is not added to the conversation" if chat else "")
+        )
+    elif result.done_reason == ERROR:
+        parts.append("cut short by an error")
+    else:
+        parts.append(f"done: {result.done_reason or 'unknown'}")
     options = result.request.get("options") or {}
     if result.done_reason == "length":
         limit = options.get("num_predict")
@@ -425,10 +450,6 @@ def stats_parts(result: GenerationResult) -> list[str]:
             f"{result.prompt_eval_count} tokens without a word (the model never saw the rest): "
             "raise --num-ctx or shorten the prompt"
         )
-    if result.done_reason == "interrupted":
-        parts.append("interrupted: the answer above is partial")
-    elif result.done_reason == "error":
-        parts.append("failed: the answer above is partial")
     return parts
 
 

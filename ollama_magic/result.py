@@ -54,6 +54,9 @@ class GenerationResult:
     request: dict[str, Any] = field(default_factory=dict, repr=False)
     logprobs: list[TokenLogprob] | None = field(default=None, repr=False)
     num_ctx: int | None = None  # the context window the model ran with, when known
+    # As the client counted them (a chunk of text is a token): what a cut stream still tells.
+    streamed_tokens: int = 0
+    streamed_seconds: float = 0.0
 
     @property
     def prompt_cut(self) -> bool:

@@ -8,6 +8,7 @@ which the sink shows, plus the error for the magic to report.
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -72,12 +73,17 @@ def run(
     received = False
     stream: Stream | None = None
     logprobs: list[TokenLogprob] | None = [] if body.get("logprobs") else None
+    tokens, first, last = 0, 0.0, 0.0
     try:
         stream = client.stream(path, body)
         for chunk in stream:
             received = True
             response, thinking = pieces(chunk)
             raw.write(response)
+            if response or thinking:
+                last = time.monotonic()
+                first = first or last
+                tokens += 1
             if logprobs is not None and "logprobs" in chunk:
                 reasoning = bool(thinking and not response)  # a chunk of reasoning only
                 logprobs += read_entries(chunk["logprobs"], thinking=reasoning)
@@ -111,6 +117,8 @@ def run(
         response=raw.value(),
         request=body,
         logprobs=logprobs,
+        streamed_tokens=tokens,
+        streamed_seconds=last - first,
     )
     if final is not None and (result.prompt_eval_count or 0) >= CUT_CHECK_FROM:
         result.num_ctx = _context_window(client, body)

@@ -99,10 +99,25 @@ def test_first_words_show_at_once() -> None:
     rec, clock = Recorder(), Clock()
     live = LiveDisplay(rec, clock=clock)
     live.answer("Hello")
-    assert [m[0] for m in rec.messages] == ["show", "update"]
-    assert rec.messages[0][2] == {}
+    # the token count's line (empty until a second has passed), then the answer's slot
+    assert [m[0] for m in rec.messages] == ["show", "show", "update"]
+    assert rec.messages[0][2] == {} and rec.messages[1][2] == {}
     wrapper = '<div class="mathjax_ignore om-answer">'
-    assert rec.messages[1][2] == {"text/html": f"{wrapper}<p>Hello</p>\n</div>"}
+    assert rec.messages[2][2] == {"text/html": f"{wrapper}<p>Hello</p>\n</div>"}
+
+
+def test_a_live_line_counts_tokens_once_a_second_and_goes_at_the_end() -> None:
+    rec, clock = Recorder(), Clock()
+    live = LiveDisplay(rec, clock=clock)
+    for _ in range(20):
+        clock.now += 0.125  # 8 tokens a second
+        live.answer("word ")
+    status = rec.messages[0][1]
+    counts = [b["text/html"] for k, d, b in rec.messages if d == status and k == "update"]
+    assert counts == ["<sub>9 tokens so far · 8.0 tokens/s</sub>",
+                      "<sub>17 tokens so far · 8.0 tokens/s</sub>"]  # fmt: skip
+    live.finish(GenerationResult(model="m", answer="word " * 20, done_reason="stop"))
+    assert [b for k, d, b in rec.messages if d == status][-1] == {}
 
 
 @pytest.mark.parametrize("rate", [50, 400, 5000])
@@ -131,7 +146,7 @@ def test_no_second_carries_more_than_20_messages_while_streaming(rate: int) -> N
 
 # This answer is dense in code and escaped tags; at 20 tokens/s and below, each update re-sends a
 # short slot, so its markup weighs more (README, Benchmarks).
-@pytest.mark.parametrize(("rate", "bound"), [(20, 12), (60, 10), (400, 10)])
+@pytest.mark.parametrize(("rate", "bound"), [(20, 13), (60, 10), (400, 10)])
 def test_display_bytes_stay_a_small_multiple_of_the_answer(rate: int, bound: int) -> None:
     answer = long_answer(12_000)
     rec, _ = stream(answer, per_second=rate)
@@ -194,7 +209,7 @@ def test_live_view_shows_the_whole_answer_in_order() -> None:
     assert sections == [str(n) for n in range(len(sections))] and len(sections) > 20
 
 
-def test_reasoning_collapses_when_the_answer_starts() -> None:
+def test_reasoning_stays_open_while_the_answer_streams_then_collapses() -> None:
     rec, clock = Recorder(), Clock()
     live = LiveDisplay(rec, clock=clock)
     live.thinking("Considering <x> ")
@@ -202,8 +217,12 @@ def test_reasoning_collapses_when_the_answer_starts() -> None:
     assert "Thinking…" in first and "&lt;x&gt;" in first
     clock.now += 1
     live.answer("Done.")
-    collapsed = [b for k, _, b in rec.messages if k == "update" and "<details>" in str(b)]
-    assert collapsed and "Thinking (2 words)" in collapsed[-1]["text/html"]
+    shown = [b.get("text/html", "") for b in rec.notebook()]
+    assert any("Considering &lt;x&gt;" in b for b in shown)  # still there to be read
+    assert not any("<details>" in b for b in shown)
+    live.finish(GenerationResult(model="m", thinking="Considering <x>", answer="Done."))
+    (final,) = [b for b in rec.notebook() if b]
+    assert "<summary>Thinking (2 words)</summary>" in final["text/html"]
 
 
 def test_retract_moves_the_answer_into_reasoning() -> None:

@@ -200,10 +200,24 @@ def test_num_keep_moves_the_cut() -> None:
     assert result.prompt_cut
 
 
-@pytest.mark.parametrize(("reason", "mark"), [("interrupted", "interrupted"), ("error", "failed")])
-def test_partial_marks(reason: str, mark: str) -> None:
-    result = GenerationResult(model="m", answer="half", done_reason=reason)
-    assert f"{mark}: the answer above is partial" in result_bundle(result)["text/plain"]
+@pytest.mark.parametrize(
+    ("reason", "request_", "said"),
+    [
+        ("interrupted", {}, "stopped: the answer above is partial"),
+        ("interrupted", {"messages": []}, "partial; this turn is not added to the conversation"),
+        ("error", {}, "cut short by an error"),
+    ],
+)
+def test_a_cut_stream_says_so_once_with_the_count_so_far(
+    reason: str, request_: dict, said: str
+) -> None:
+    result = GenerationResult(
+        model="m", answer="half", done_reason=reason, request=request_,
+        streamed_tokens=11, streamed_seconds=0.5,
+    )
+    footer = result_bundle(result)["text/plain"].splitlines()[-1]
+    assert footer.startswith("[11 tokens so far · 20.0 tokens/s · ") and said in footer
+    assert "done:" not in footer and footer.count("partial") <= 1
 
 
 def test_result_repr_and_rate() -> None:

@@ -136,7 +136,9 @@ def test_output_publisher_ends_with_exactly_the_magics_final_output() -> None:
     assert shown(output) == [shown_text for shown_text in shown(output) if shown_text]
     assert "Thinking…" in shown(output)[0]
     live.answer("The answer.")
-    assert len(output.outputs) == 2 and "<details>" in shown(output)[0]
+    # the token count, the reasoning (open while the answer streams), the answer
+    assert len(output.outputs) == 3 and "tokens so far" in shown(output)[0]
+    assert "Thinking…" in shown(output)[1] and "The answer." in shown(output)[2]
     result = GenerationResult("m", answer="The answer.", thinking="Let me think.")
     result.done_reason = "stop"
     live.finish(result)
@@ -236,8 +238,8 @@ def test_stop_keeps_the_partial_answer_and_closes_the_stream(ollama) -> None:
     assert len(result.answer) < 300  # cut short: 400 tokens would take 20 s
     final = shown(pg.output)[-1]
     assert "This is a slow answer" in final
-    assert "interrupted: the answer above is partial" in final
-    assert message(pg) == "Stopped: the partial answer is kept above."
+    assert "stopped: the answer above is partial" in final  # said once, in the footer
+    assert message(pg) == ""
     (request,) = [r for r in ollama.requests if r.path == "/api/generate"]
     assert request.finished.wait(5) and request.disconnected_at is not None
     assert not pg.generate_button.disabled and pg.stop_button.disabled
@@ -280,7 +282,7 @@ def test_errors_show_in_the_app_and_it_stays_usable(ollama) -> None:
     assert message(pg).startswith("The model failed mid-answer: an error was encountered")
     assert "The partial answer is kept above." in message(pg)
     assert "This answer is" in shown(pg.output)[-1]
-    assert "failed: the answer above is partial" in shown(pg.output)[-1]
+    assert "cut short by an error" in shown(pg.output)[-1]
 
     pg.set(model="echo", keep_alive="1d")
     pg.generate_button.click()
