@@ -17,6 +17,7 @@ The notebook view is built for three constraints at once:
 
 from __future__ import annotations
 
+import re
 import sys
 import time
 import uuid
@@ -38,6 +39,7 @@ from .render import (
 from .result import GenerationResult
 
 Bundle = dict[str, Any]
+_TAG = re.compile(r"<[^>]+>")
 EMPTY: Bundle = {}
 
 
@@ -257,7 +259,7 @@ class LiveDisplay:
         """One more token (Ollama streams one a chunk): the status line above says how many,
         refreshed once a second, so the count costs next to nothing."""
         now = self._clock()
-        if not self._pieces:
+        if self._status is None:
             self._status = uuid.uuid4().hex
             self._publisher.show(EMPTY, self._status)
             self._first = now
@@ -333,7 +335,9 @@ class LiveDisplay:
             fragment = thinking_block(text, live=True) if first else live_thinking_piece(text)
         else:
             fragment = markdown_html(self._source(text), highlight=False)
-        self._publisher.update(html_bundle(fragment), slot.display_id)
+        # A piece with nothing to read yet (a code block just opened) would be a blank box.
+        visible = _TAG.sub("", fragment).strip()
+        self._publisher.update(html_bundle(fragment) if visible else EMPTY, slot.display_id)
         self._shown = len(text)
 
     def _source(self, text: str) -> str:

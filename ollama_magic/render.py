@@ -420,8 +420,8 @@ def stats_parts(result: GenerationResult) -> list[str]:
     elif cut_short and result.streamed_tokens:
         parts.append(f"{result.streamed_tokens} tokens so far")
         if result.streamed_seconds > 0 and result.streamed_tokens > 1:
-            rate = (result.streamed_tokens - 1) / result.streamed_seconds
-            parts.append(f"{rate:.1f} tokens/s")
+            so_far = (result.streamed_tokens - 1) / result.streamed_seconds
+            parts.append(f"{so_far:.1f} tokens/s")
     rate = result.tokens_per_second
     if rate:
         parts.append(f"{rate:.1f} tokens/s")
