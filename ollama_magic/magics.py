@@ -10,6 +10,7 @@ into a ``UsageError``: one line, no traceback, kernel still usable.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from contextlib import closing
 from typing import TYPE_CHECKING, Any
 
@@ -155,7 +156,8 @@ class OllamaMagics(Magics):
     def namespace(self) -> dict[str, Any]:
         """The user's variables."""
         assert self.shell is not None  # a registered magic always has its shell
-        return self.shell.user_ns
+        user_ns: dict[str, Any] = self.shell.user_ns  # untyped in IPython
+        return user_ns
 
     def defaults(self, model: str = "") -> Defaults:
         """What ``%config OllamaMagics`` sets, which flags override; ``model`` if given."""
@@ -313,7 +315,7 @@ class OllamaMagics(Magics):
         return not_installed(error.model, error.url, names, pull=pull)
 
 
-def _install_matcher(completer: Any, complete: Any) -> None:
+def _install_matcher(completer: Any, complete: Callable[[Any], dict[str, Any]]) -> None:
     """Add ``complete`` as an IPython (v2) matcher, replacing one from an earlier load."""
 
     def ollama_matcher(context: Any) -> dict[str, Any]:

@@ -11,7 +11,8 @@ from __future__ import annotations
 import array
 import json
 import re
-from typing import Any
+from collections.abc import Iterable
+from typing import Any, cast
 
 from .errors import StreamError
 from .fields import one_line
@@ -68,8 +69,9 @@ class TokenIds(array.array):  # type: ignore[type-arg]
     ([1, 2, 3], True, [1, 2], 4)
     """
 
-    def __new__(cls, ids: Any = ()) -> TokenIds:
-        return super().__new__(cls, "i", ids)
+    def __new__(cls, ids: Iterable[int] = ()) -> TokenIds:
+        # typeshed's array.__new__ returns array[int], not the subclass it builds.
+        return cast("TokenIds", super().__new__(cls, "i", ids))
 
     def __repr__(self) -> str:
         return repr(self.tolist())
@@ -79,7 +81,7 @@ class TokenIds(array.array):  # type: ignore[type-arg]
             return self.tolist() == list(other)
         return super().__eq__(other)
 
-    __hash__ = None  # type: ignore[assignment]
+    __hash__ = None
 
     def __getitem__(self, index: Any) -> Any:
         item = super().__getitem__(index)

@@ -23,8 +23,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from ..common.goquote import go_quote
 from ..common.gotime import MAX_DURATION, SECOND, DurationError, parse_duration
-from .gojson import GoJSONError, GoNumber, decode_base64, go_quote, kind_of
+from .gojson import GoJSONError, GoNumber, decode_base64, kind_of
 
 _INT64_MIN, _INT64_MAX = -(1 << 63), (1 << 63) - 1
 

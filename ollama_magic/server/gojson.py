@@ -23,7 +23,10 @@ import json
 import math
 import re
 import struct
-from json.decoder import scanstring as _scanstring
+import sys
+
+# typeshed leaves json.decoder.scanstring out: (s, end, strict=True) -> (str, end).
+from json.decoder import scanstring as _scanstring  # type: ignore[attr-defined]
 from json.encoder import encode_basestring as _encode_basestring
 from typing import Any
 
@@ -435,7 +438,7 @@ def decode_base64(text: str) -> bytes:
     ``illegal base64 data at input byte N``.
     """
     compact = text.replace("\n", "").replace("\r", "") if "\n" in text or "\r" in text else text
-    if len(compact) % 4 == 0:
+    if sys.version_info >= (3, 11) and len(compact) % 4 == 0:  # strict_mode is new in 3.11
         try:
             return binascii.a2b_base64(compact, strict_mode=True)
         except binascii.Error:

@@ -677,7 +677,8 @@ class HTTPServer(ConnectionServer):
         )
 
     def serve_connection(self, connection: Connection) -> bool:
-        return self.handler(connection, connection.address, self).kept
+        # BaseHandler.setup() unwraps the Connection to its socket (typeshed wants a socket).
+        return self.handler(connection, connection.address, self).kept  # type: ignore[arg-type]
 
     def server_bind(self) -> None:
         # HTTPServer.server_bind does a reverse DNS lookup (getfqdn), slow on some CI machines.

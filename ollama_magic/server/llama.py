@@ -79,7 +79,7 @@ import secrets
 import sys
 import tempfile
 import threading
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator, Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
@@ -412,7 +412,7 @@ class LlamaEngine:
 
     def __init__(
         self,
-        models: dict[str, str | Path] | None = None,
+        models: Mapping[str, str | Path] | None = None,
         n_threads: int = 1,
         think_demo: str | None = THINK_MODEL,
         parallel: int | None = None,
@@ -641,6 +641,8 @@ class _Prompt:
 
 
 class _GeneratePrompt(_Prompt):
+    job: GenerateJob
+
     def __init__(self, job: GenerateJob) -> None:
         self.job = job
         self.keeps_context = not job.raw
@@ -668,6 +670,8 @@ class _GeneratePrompt(_Prompt):
 
 
 class _ChatPrompt(_Prompt):
+    job: ChatJob
+
     def __init__(self, job: ChatJob, *, go_template: bool = False) -> None:
         self.job = job
         self.go_template = go_template  # the card's template is Go syntax (a created model's)
@@ -698,15 +702,15 @@ class _ChatPrompt(_Prompt):
         conversation = [*job.card.messages, *job.messages]
         if job.card.system and (not job.messages or job.messages[0].get("role") != "system"):
             conversation.insert(0, {"role": "system", "content": job.card.system})
-        messages = []
+        cleaned: list[dict[str, Any]] = []  # without thinking or images
         for message in conversation:
             kept = {k: v for k, v in message.items() if k not in ("thinking", "images")}
             kept.setdefault("content", "")
-            messages.append(kept)
+            cleaned.append(kept)
         if template:
-            text = _render_jinja(runner, template, messages, tools=list(job.tools) or None)
+            text = _render_jinja(runner, template, cleaned, tools=list(job.tools) or None)
         else:  # no chat template in the GGUF: the conversation as plain lines
-            text = "".join(f"{m.get('role', 'user')}: {m['content']}\n" for m in messages)
+            text = "".join(f"{m.get('role', 'user')}: {m['content']}\n" for m in cleaned)
             text += "assistant: "
         return runner.tokenize(text, add_bos=True)
 
@@ -875,7 +879,7 @@ class _Generation:
             request["n_probs"] = max(int(top), 1)  # as Ollama asks llama-server
         return request
 
-    def run(self) -> Iterator[Event]:
+    def run(self) -> Generator[Token, None, Done | Fail]:
         """Yield Tokens; return the final Done or Fail (the caller yields it)."""
         runner = self.runner
         job = self.prompt.job

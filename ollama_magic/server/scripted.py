@@ -382,6 +382,7 @@ def _fit(
     )
 
 
+_ALTERNATIVES: tuple[str, ...]
 _ALTERNATIVES = (" the", " a", ",", ".", " and", " of", " to", "\n", " is", " in", " it", " I")
 _ALTERNATIVES += (" that", " you", " for", " on", " with", " as", " this", " be", " at", " or")
 
