@@ -96,3 +96,19 @@ def test_any_server_reply_draws_safely(value: list[object]) -> None:
     assert all(isinstance(t, TokenLogprob) and t.logprob <= 0 for t in tokens)
     assert unsafe_parts(tokens_html(tokens)) == []
     tokens_text(tokens)
+
+
+def test_a_terminal_gets_the_summary_and_the_least_likely_tokens() -> None:
+    import io
+
+    from ollama_magic.live import TextSink
+
+    out = io.StringIO()
+    sink = TextSink(out)
+    sink.answer("The sky")
+    sink.finish(GenerationResult(model="m", answer="The sky", done_reason="stop",
+                                 logprobs=read_entries(ENTRIES[:2])))  # fmt: skip
+    text = out.getvalue()
+    assert "token probabilities: 2 tokens, mean probability 75%" in text
+    assert "  ' sky' 50%; alternatives: ' sky' 50%, ' sea' 30%" in text
+    assert text.rstrip().endswith("[done: stop]")

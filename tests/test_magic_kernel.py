@@ -277,3 +277,50 @@ def test_interrupt_before_any_answer_says_so(kernel: Kernel, ollama) -> None:
     assert run.ok and run.stdout.strip() == "Interrupted before the model sent anything."
     assert kernel.value("(r.done_reason, r.answer)") == ("interrupted", "")
     assert [o for o in run.notebook_outputs() if o] == []
+
+
+LONG_PROMPT = "The secret word is MANGO. " + " ".join(f"Fact {i} is true." for i in range(600))
+
+
+@pytest.mark.parametrize("version", ["current", "0.12.6"])
+def test_a_cut_prompt_is_never_silent(kernel: Kernel, version: str) -> None:
+    """Current Ollama keeps about half the window and tells the client nothing; 0.12 kept
+    exactly num_ctx. Either way the footer says so, and ``r.prompt_cut`` is true."""
+    from ollama_magic.server import OllamaServer
+
+    options = {} if version == "current" else {"version": version}
+    with OllamaServer(**options) as server:
+        kernel.run(f"long_prompt = {LONG_PROMPT!r}")
+        run = kernel.run(
+            f"%%ollama echo --num-ctx 2048 --num-predict 8 --host {server.url} -o r\n"
+            "{long_prompt}"
+        )
+        assert run.ok, run.error
+        kept = kernel.value("r.prompt_eval_count")
+        assert kept == (2048 if version == "0.12.6" else 2048 - (2048 - 4) // 2)
+        assert kernel.value("(r.prompt_cut, r.num_ctx)") == (True, 2048)
+        footer = [o for o in run.notebook_outputs() if o][-1]["text/plain"]
+        assert f"the prompt was longer than num_ctx=2048, so the server cut it to {kept}" in footer
+        # a prompt that fits says nothing of the kind, and the server's window is asked once
+        server.clear()
+        run = kernel.run(
+            f"%%ollama echo --num-ctx 8192 --num-predict 8 --host {server.url} -o r\n"
+            "{long_prompt}"
+        )
+        assert run.ok and kernel.value("(r.prompt_cut, r.num_ctx)") == (False, 8192)
+        assert "cut it" not in [o for o in run.notebook_outputs() if o][-1]["text/plain"]
+        assert [r.path for r in server.requests].count("/api/ps") == 1
+
+
+def test_logprobs_are_asked_for_kept_and_drawn(kernel: Kernel, ollama) -> None:
+    run = kernel.run("%%ollama echo --logprobs 3 --num-predict 6 -o r\nWhy is the sky blue?")
+    assert run.ok, run.error
+    (body,) = bodies(ollama)
+    assert body["logprobs"] is True and body["top_logprobs"] == 3
+    tokens = kernel.value("[(t.token, len(t.alternatives)) for t in r.logprobs]")
+    assert len(tokens) == 6 and all(n == 3 for _, n in tokens)
+    assert "".join(token for token, _ in tokens) == kernel.value("r.response")
+    final = [o for o in run.notebook_outputs() if o][-1]
+    assert "<summary>Token probabilities</summary>" in final["text/html"]
+    assert final["text/html"].count(" title=") == 6
+    assert "token probabilities: 6 tokens, mean probability" in final["text/plain"]
