@@ -199,8 +199,11 @@ def bench_memory(kernel: Kernel, answer_bytes: int) -> dict[str, float]:
     assert run.ok, run.error
     size = kernel.value("len(big.answer.encode())")
     context = kernel.value("len(big.context or [])")
-    # Streaming ends where the live slots are emptied for the final rendering (see live.py).
-    ends = [m for m in run.of_type("update_display_data") if not m["content"]["data"]]
+    # Streaming ends where the live slots are emptied for the final rendering (see live.py):
+    # the first of the empty updates after the last one that still showed text.
+    updates = run.of_type("update_display_data")
+    shown = [i for i, m in enumerate(updates) if m["content"]["data"]]
+    ends = updates[shown[-1] + 1 :] if shown else []
     end = ends[0]["header"]["date"].timestamp() if ends else float("inf")
     streaming = [rss for t, rss in samples if t < end] or [base]
     return {

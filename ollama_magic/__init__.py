@@ -11,9 +11,15 @@ __all__ = ["__version__", "load_ipython_extension", "unload_ipython_extension"]
 
 def load_ipython_extension(ipython: Any) -> None:
     """``%load_ext ollama_magic``: register ``%%ollama`` (imports stay lazy for a fast load)."""
+    import threading
+
     from .magics import OllamaMagics
+    from .render import warm_up
 
     ipython.register_magics(OllamaMagics)
+    # The Markdown parser is built on a side thread meanwhile: the load stays fast, and the
+    # first answer's first words do not wait for it.
+    threading.Thread(target=warm_up, name="ollama-magic-warm-up", daemon=True).start()
 
 
 def unload_ipython_extension(ipython: Any) -> None:

@@ -285,6 +285,12 @@ def _md(highlight: bool) -> MarkdownIt:
     return _parser(highlight=highlight)
 
 
+def warm_up() -> None:
+    """Build the parsers (and import what they need) before the first answer arrives."""
+    _md(False)
+    _md(True)
+
+
 #: Longer answers are rendered a piece at a time (each reopened inside the code block the last
 #: one ended in, as live pieces are), so a huge answer's parse never holds all its tokens.
 LONG_ANSWER = 128 * 1024
