@@ -175,6 +175,7 @@ class Playground(App[GenerationResult | None]):
             layout=w.Layout(width="18em"),
         )
         self.model_picker.observe(self._model_picked, names="value")
+        self.think.observe(self._think_picked, names="value")
         self.format = w.ToggleButtons(
             options=["none", "json"],
             value="none",
@@ -245,7 +246,8 @@ class Playground(App[GenerationResult | None]):
                 self.controls[key].set(value)
             elif key == "think":
                 self._wanted_think = think_choice(value)
-                self.think.value = self._wanted_think
+                if self._wanted_think in self._think_values():
+                    self.think.value = self._wanted_think
             elif key == "format":
                 self.format.value = value or "none"
             elif key in ("prompt", "system", "keep_alive"):
@@ -332,12 +334,17 @@ class Playground(App[GenerationResult | None]):
     def _think_values(self) -> list[str]:
         return [value for _, value in self.think.options]
 
+    def _think_picked(self, change: dict[str, Any]) -> None:
+        """Remember the user's think choice, to restore it for a model that can think."""
+        if len(self.think.options) > 1:
+            self._wanted_think = change["new"]
+
     def _model_picked(self, change: dict[str, Any] | None = None) -> None:
         """Offer only the think choices the picked model can take."""
         caps = self.caps.get(str(self.model_picker.value or "")) if self.caps else None
         choices = think_choices(caps)
         if tuple(self.think.options) != choices:
-            wanted = self.think.value or self._wanted_think
+            wanted = self._wanted_think
             self.think.options = choices
             self.think.value = wanted if wanted in self._think_values() else ""
         can = caps is None or "thinking" in caps
