@@ -21,8 +21,7 @@ from ollama_magic.progress import Progress
 from ollama_magic.render import result_bundle
 from ollama_magic.result import GenerationResult
 from ollama_magic.server import OllamaServer, ScriptedEngine
-from ollama_magic.widgets import Compare, ModelManager, Playground
-from ollama_magic.widgets import logic
+from ollama_magic.widgets import Compare, ModelManager, Playground, logic
 from ollama_magic.widgets._base import AnswerView, OutputPublisher, option_values
 from ollama_magic.widgets.logic import (
     chart_html,
