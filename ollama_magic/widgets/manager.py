@@ -198,8 +198,17 @@ class ModelManager(App[None]):
         names = [short_name(n) for n in self.models.names if n]
         set_options(self.model_picker, model_choices(names, capabilities(tags)))
         self._enable()
-        with contextlib.suppress(OllamaError):  # the live refresh says so
+        try:
             self.refresh_loaded()
+        except Exception as exc:
+            self._loaded_failed(exc)
+
+    def _loaded_failed(self, exc: Exception) -> None:
+        """The loaded list could not be read: the server is down, or said something odd."""
+        if isinstance(exc, (ConnectionFailed, HostError)):
+            self._server_down(short_error(exc))
+        else:
+            self._error(short_error(exc))
 
     def _server_down(self, text: str) -> None:
         super()._server_down(text)
@@ -246,10 +255,8 @@ class ModelManager(App[None]):
                 continue
             try:
                 self._refresh_loaded(client)
-            except (OllamaError, HostError) as exc:
-                self._server_down(short_error(exc))
             except Exception as exc:
-                self._error(short_error(exc))
+                self._loaded_failed(exc)
 
     # -- load, unload, delete --------------------------------------------------------------
 

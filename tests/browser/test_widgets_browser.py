@@ -362,7 +362,8 @@ def test_model_manager_is_tidy_and_shares_its_models(
         message = mm.locator(".ollama-action-message")
         expect(message).to_contain_text("Loaded haiku in ")  # beside Load, not at the bottom
         expect(mm.locator(".widget-hprogress, .progress").first).to_be_hidden()
-        expect(pg.locator("select").first.locator("option", has_text=re.compile(r"^haiku"))).to_have_count(1)
+        haiku = pg.locator("select").first.locator("option", has_text=re.compile(r"^haiku"))
+        expect(haiku).to_have_count(1)
         # the tables are the notebook's: spaced, striped, one header per column
         cell = mm.locator("table").first.locator("th").first
         padding = cell.evaluate("el => parseFloat(getComputedStyle(el).paddingLeft)")
@@ -378,5 +379,6 @@ def test_model_manager_is_tidy_and_shares_its_models(
         button(mm, "Delete…").click()
         button(mm, "Delete").click()
         expect(mm.locator(".ollama-action-message")).to_have_text("Deleted haiku.")
-        expect(pg.locator("select").first.locator("option", has_text=re.compile(r"^haiku"))).to_have_count(0)
+        haiku = pg.locator("select").first.locator("option", has_text=re.compile(r"^haiku"))
+        expect(haiku).to_have_count(0)
         wnb.execute(15)
