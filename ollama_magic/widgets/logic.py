@@ -91,9 +91,10 @@ CAPABILITY_LABELS = (("thinking", "thinks"), ("vision", "sees images"))
 def capabilities(tags: Sequence[Mapping[str, Any]]) -> dict[str, frozenset[str] | None]:
     """Each installed model's capabilities by short name (``None``: the server does not say).
 
-    >>> capabilities([{"name": "qwen3:latest", "capabilities": ["completion", "thinking"]},
-    ...               {"name": "old:7b"}])
-    {'qwen3': frozenset({'completion', 'thinking'}), 'old:7b': None}
+    >>> caps = capabilities([{"name": "qwen3:latest", "capabilities": ["completion", "thinking"]},
+    ...                      {"name": "old:7b"}])
+    >>> sorted(caps["qwen3"] or ()), caps["old:7b"]
+    (['completion', 'thinking'], None)
     """
     out: dict[str, frozenset[str] | None] = {}
     for model in tags:
