@@ -44,8 +44,16 @@ CAPABILITY_WORDS = {
 _UNSUPPORTED = re.compile(r"does not support (thinking|insert|generate|tools|vision)")
 
 
-def lacking(model: str, capability: str, models: Sequence[Mapping[str, Any]] = ()) -> str:
+def lacking(
+    model: str,
+    capability: str,
+    models: Sequence[Mapping[str, Any]] = (),
+    advice: Mapping[str, str] | None = None,
+) -> str:
     """One line for a model without ``capability``, naming installed models that have it.
+
+    ``advice`` says what to do instead in other words than the magic's flags (an app's own
+    controls), by capability.
 
     >>> print(lacking("echo", "thinking", [{"name": "thinker", "capabilities": ["thinking"]}]))
     ... # doctest: +NORMALIZE_WHITESPACE
@@ -53,6 +61,7 @@ def lacking(model: str, capability: str, models: Sequence[Mapping[str, Any]] = (
     Drop --think, or use a model that has it: thinker.
     """
     words, instead = CAPABILITY_WORDS.get(capability, (f"lacks {capability}", "drop the flag"))
+    instead = (advice or {}).get(capability, instead)
     with_it = [text(m.get("name")) for m in models if capability in texts(m.get("capabilities"))]
     with_it = [name for name in with_it if name][:3]
     said = (
@@ -80,17 +89,18 @@ def describe(
     kept: str | None = None,
     models: Sequence[Mapping[str, Any]] = (),
     model: str = "",
+    advice: Mapping[str, str] | None = None,
 ) -> str:
     """The message for ``error``.
 
     ``kept`` says where a partial answer went (``""``: above; ``" and in r"``: above and in
     ``r``); ``None`` (the default: a command, not a generation) says nothing about one.
     ``models`` (``/api/tags`` entries) lets a missing model or a capability error suggest
-    installed ones.
+    installed ones; ``advice`` is :func:`lacking`'s.
     """
     capability = unsupported_capability(error)
     if capability and model:
-        return lacking(model, capability, models)
+        return lacking(model, capability, models, advice)
     partial = f" The partial answer is kept above{kept}." if kept is not None else ""
     if isinstance(error, ConnectionFailed):
         return (
@@ -145,6 +155,7 @@ def outcome(
     *,
     kept: str = "",
     stopped: str = "Interrupted",
+    advice: Mapping[str, str] | None = None,
 ) -> str | None:
     """What to tell the user after a generation, or ``None`` when it went well.
 
@@ -171,6 +182,7 @@ def outcome(
         kept=kept if has_partial else None,
         models=installed() if wants_models else [],
         model=str(result.request.get("model") or result.model),
+        advice=advice,
     )
 
 

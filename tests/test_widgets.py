@@ -21,8 +21,8 @@ from ollama_magic.progress import Progress
 from ollama_magic.render import result_bundle
 from ollama_magic.result import GenerationResult
 from ollama_magic.server import OllamaServer, ScriptedEngine
-from ollama_magic.widgets import Compare, ModelManager, Playground
-from ollama_magic.widgets._base import AnswerView, OutputPublisher
+from ollama_magic.widgets import Compare, ModelManager, Playground, logic
+from ollama_magic.widgets._base import AnswerView, OutputPublisher, option_values
 from ollama_magic.widgets.logic import (
     chart_html,
     column_body,
@@ -44,12 +44,22 @@ def shown(output: Any) -> list[str]:
     return [o["data"].get("text/html", "") for o in output.outputs]
 
 
+def names(picker: Any) -> list[str]:
+    """A model picker's model names (its options are ``(label, name)`` pairs)."""
+    return option_values(picker.options)
+
+
 def message(app: Any) -> str:
     """The app's message line as text."""
+    return said(app.message)
+
+
+def said(widget: Any) -> str:
+    """An HTML widget's text."""
     import html
     import re
 
-    return html.unescape(re.sub(r"<[^>]+>", "", app.message.value))
+    return html.unescape(re.sub(r"<[^>]+>", "", widget.value))
 
 
 # -- pure parts ------------------------------------------------------------------------------
@@ -177,7 +187,7 @@ def test_updates_resend_the_growing_slot_not_the_whole_answer() -> None:
 
 def test_playground_generates_with_reasoning_shown_as_the_magic_shows_it(ollama) -> None:
     pg = Playground("reasoner", ollama.url, prompt="Why is the sky blue?")
-    assert "reasoner" in pg.model_picker.options and "thinker" in pg.model_picker.options
+    assert "reasoner" in names(pg.model_picker) and "thinker" in names(pg.model_picker)
     assert pg.model_picker.value == "reasoner"
     pg.generate_button.click()
     assert pg.generate_button.disabled and not pg.stop_button.disabled
@@ -262,14 +272,19 @@ def test_stop_before_the_first_token_frees_the_app_at_once(ollama) -> None:
 def test_errors_show_in_the_app_and_it_stays_usable(ollama) -> None:
     pg = Playground("echo", UNUSED, prompt="Hello")
     assert message(pg).startswith("Cannot reach Ollama at http://127.0.0.1:9")
-    pg.generate_button.click()
+    # the server is down: nothing to click but Retry
+    assert pg.generate_button.disabled and pg.retry_button.layout.display is None
+    pg.generate()  # from code it is still one line
     pg.wait(10)
     assert message(pg).startswith("Cannot reach Ollama at http://127.0.0.1:9")
-    assert pg.result.done_reason == "error" and not pg.generate_button.disabled
+    assert pg.result.done_reason == "error"
+    pg.retry_button.click()  # still down: the same one line
+    assert message(pg).startswith("Cannot reach Ollama at http://127.0.0.1:9")
 
     pg.connection.host = ollama.url  # the server is back
-    pg.refresh_button.click()
-    assert message(pg) == "" and "lorem" in pg.model_picker.options
+    pg.retry_button.click()
+    assert message(pg) == "" and "lorem" in names(pg.model_picker)
+    assert not pg.generate_button.disabled and pg.retry_button.layout.display == "none"
     pg.set(model="nosuch")
     pg.generate_button.click()
     pg.wait(10)
@@ -302,10 +317,10 @@ def test_a_bad_host_is_one_line_not_a_traceback() -> None:
     pg = Playground("echo", "http://127.0.0.1:notaport", prompt="Hi")
     said = "Ollama host 'http://127.0.0.1:notaport' is not a server address: the port must be"
     assert message(pg).startswith(said)
-    pg.generate_button.click()
+    assert pg.generate_button.disabled
+    pg.generate()
     pg.wait(5)
     assert message(pg).startswith(said)
-    assert not pg.generate_button.disabled
 
 
 def test_settings_are_checked() -> None:
@@ -335,26 +350,28 @@ def manager(own: OllamaServer) -> Iterator[ModelManager]:
 def test_manager_lists_models_and_loads_and_unloads(own: OllamaServer, manager) -> None:
     assert "echo:latest" in manager.installed.value and "9.5 MB" in manager.installed.value
     assert "completion, thinking" in manager.installed.value  # thinker's capabilities
-    assert manager.model_picker.options[:3] == ("echo", "reasoner", "thinker")
+    assert names(manager.model_picker)[:3] == ["echo", "reasoner", "thinker"]
     assert "No model is loaded" in manager.loaded.value
     manager.model_picker.value = "thinker"
     manager.keep_alive.value = "10m"
     manager.load_button.click()
     manager.wait()
-    assert message(manager).startswith("Loaded thinker in ")
-    assert message(manager).endswith("(9.5 MB in memory); it unloads in 10 min.")
+    assert said(manager.action_message).startswith("Loaded thinker in ")
+    assert said(manager.action_message).endswith("(9.5 MB in memory); it unloads in 10 min.")
+    assert message(manager) == ""
     assert bodies(own) == [{"model": "thinker", "keep_alive": "10m"}]
     assert "thinker:latest" in manager.loaded.value and "in 10 min" in manager.loaded.value
 
     manager.unload_button.click()
     manager.wait()
-    assert message(manager) == "Unloaded thinker (9.5 MB freed)."
+    assert said(manager.action_message) == "Unloaded thinker (9.5 MB freed)."
     assert bodies(own)[-1] == {"model": "thinker", "keep_alive": 0}
     assert "No model is loaded" in manager.loaded.value
 
     manager.keep_alive.value = "soon"
     manager.load_button.click()
     assert message(manager).startswith("--keep-alive soon: ")
+    assert said(manager.action_message) == ""  # the last action's news went
 
 
 def test_manager_shows_what_is_loaded_live(own: OllamaServer, manager) -> None:
@@ -376,8 +393,8 @@ def test_manager_pulls_with_a_bar_and_deletes_after_confirming(own: OllamaServer
     seen = until(lambda: 0 < manager.pull_bar.value < 1 and manager.pull_bar.value)
     manager.wait()
     assert 0 < seen < 1 and manager.pull_bar.value == 1.0
-    assert message(manager).startswith("Pulled haiku: 96.0 MB in ")
-    assert "haiku" in manager.model_picker.options and "haiku:latest" in manager.installed.value
+    assert said(manager.pull_status).startswith("Pulled haiku: 96.0 MB in ")
+    assert "haiku" in names(manager.model_picker) and "haiku:latest" in manager.installed.value
     assert not manager.pull_button.disabled
 
     manager.model_picker.value = "haiku"
@@ -385,19 +402,21 @@ def test_manager_pulls_with_a_bar_and_deletes_after_confirming(own: OllamaServer
     assert manager.confirm.layout.display is None  # asks first
     assert "Delete haiku from" in manager.confirm_text.value
     manager.cancel_button.click()
-    assert manager.confirm.layout.display == "none" and message(manager) == "Nothing deleted."
+    assert manager.pull_bar.layout.display == "none"  # a new action: the old bar went
+    assert manager.confirm.layout.display == "none"
+    assert said(manager.action_message) == "Nothing deleted."
     manager.delete_button.click()
     manager.confirm_button.click()
-    assert message(manager) == "Deleted haiku."
+    assert said(manager.action_message) == "Deleted haiku."
     assert [r.json for r in own.requests if r.path == "/api/delete"] == [{"model": "haiku"}]
-    assert "haiku" not in manager.model_picker.options
+    assert "haiku" not in names(manager.model_picker)
 
 
 def test_manager_pull_errors_and_cancel(own: OllamaServer, manager) -> None:
     manager.pull("nosuch")
     manager.wait()
-    assert message(manager).startswith("Cannot pull nosuch: ")
-    assert "Check the name" in message(manager)
+    assert said(manager.pull_status).startswith("Cannot pull nosuch: ")
+    assert "Check the name" in said(manager.pull_status) and message(manager) == ""
     own.pull_speed = 20_000_000  # about 5 s for haiku: time to cancel
     try:
         manager.pull("haiku")
@@ -406,19 +425,23 @@ def test_manager_pull_errors_and_cancel(own: OllamaServer, manager) -> None:
         manager.wait(5)
     finally:
         own.pull_speed = 150_000_000
-    assert message(manager).startswith("The pull of haiku was cancelled at ")
-    assert "haiku" not in manager.model_picker.options
+    assert said(manager.pull_status).startswith("The pull of haiku was cancelled at ")
+    assert "haiku" not in names(manager.model_picker)
     manager.pull_name.value = "  "
     manager.pull_button.click()
-    assert message(manager) == "Write the name of a model to pull, e.g. llama3.2."
+    assert said(manager.pull_status) == "Write the name of a model to pull, e.g. llama3.2."
 
 
 def test_manager_without_a_server_says_so_and_stops_cleanly() -> None:
     app = ModelManager(UNUSED, interval=0.05)
     try:
         assert message(app).startswith("Cannot reach Ollama at http://127.0.0.1:9")
-        until(lambda: "Cannot reach Ollama" in app.loaded.value)
-        app.load_button.click()  # nothing to pick: one line, no traceback
+        time.sleep(0.3)  # the live refresh fails too, and says nothing more
+        assert message(app).count("Cannot reach Ollama") == 1 and app.loaded.value == ""
+        assert app.body.layout.display == "none"  # no empty lists, no actions
+        assert app.retry_button.layout.display is None
+        assert all(b.disabled for b in (app.load_button, app.unload_button, app.pull_button))
+        app.load_button.click()  # (disabled) nothing to pick: one line, no traceback
         assert message(app) == "ValueError: no model picked: pull one first"
     finally:
         app.close()
@@ -517,6 +540,81 @@ def test_compare_column_errors_stay_in_their_column(ollama) -> None:
     app.columns[0].flags.value = "--chat"
     app.run()
     assert message(app) == "Column 1: --chat: a comparison sends single prompts, not conversations"
+    # a refused run leaves nothing of the last one under the columns
+    assert app.chart.value == "" and app.results == [None, None, None]
+    assert all(c.output.outputs == () and c.message.value == "" for c in app.columns)
+
+
+def test_compare_columns_waiting_their_turn_say_so(ollama) -> None:
+    app = Compare(["slow --num-predict 400", "echo", "echo --seed 1"], ollama.url, prompt="Go.")
+    app.one_at_a_time.value = True
+    app.run()
+    assert message(app.columns[0]) == ""
+    assert message(app.columns[1]) == "waiting for column 1…"
+    assert message(app.columns[2]) == "waiting for column 2…"
+    until(lambda: shown(app.columns[0].output))
+    app.stop()
+    app.wait(5)
+    assert message(app.columns[1]) == "Not run: stopped before its turn."
+
+
+def test_pickers_say_what_models_can_do_and_think_follows(ollama) -> None:
+    pg = Playground("thinker", ollama.url, prompt="Hi")
+    labels = dict((value, label) for label, value in pg.model_picker.options)
+    assert labels["thinker"] == "thinker · thinks" and labels["echo"] == "echo · sees images"
+    assert "high" in [v for _, v in pg.think.options] and not pg.think.disabled
+    pg.think.value = "high"
+    pg.set(model="echo")  # cannot think: only its default
+    assert [v for _, v in pg.think.options] == [""] and pg.think.disabled
+    assert "think" not in pg.body()
+    pg.set(model="thinker")
+    assert pg.think.value == "high"  # the choice comes back with a model that takes it
+    cmp = Compare(["thinker", "echo"], ollama.url)
+    assert ("thinker · thinks", "thinker") in cmp.columns[0].model_picker.options
+
+
+def test_playground_speaks_of_its_own_controls(ollama) -> None:
+    pg = Playground("lorem", ollama.url, prompt="Go on.", num_predict=5)
+    pg.generate()
+    pg.wait(10)
+    footer = shown(pg.output)[-1]
+    assert "raise max tokens (num_predict) under Options" in footer and "--num" not in footer
+    pg.set(model="nosuch-thinker")  # a model the server does not describe: every choice
+    pg.set(model="echo")
+    pg.think.options = logic.THINK_CHOICES  # as if the server did not say it cannot think
+    pg.think.value = "true"
+    pg.generate()
+    pg.wait(10)
+    assert "Set Think to 'model default'" in message(pg) and "--think" not in message(pg)
+
+
+def test_unsent_options_are_visibly_off(ollama) -> None:
+    pg = Playground("echo", ollama.url, temperature=0.3)
+    on, off = pg.controls["temperature"], pg.controls["top_p"]
+    assert not on.field.disabled and on.note.layout.display == "none"
+    assert off.field.disabled and off.note.layout.display is None
+    assert "model default" in off.note.value
+    off.check.value = True
+    assert not off.field.disabled and off.note.layout.display == "none"
+    assert pg.keep_alive.placeholder.startswith("model default")
+
+
+def test_open_apps_share_the_model_list(own: OllamaServer, manager) -> None:
+    pg = Playground(None, own.url)
+    cmp = Compare(None, own.url)
+    try:
+        assert "haiku" not in names(pg.model_picker)
+        manager.pull("haiku")
+        manager.wait()
+        assert "haiku" in names(pg.model_picker)  # no refresh clicked
+        assert "haiku" in names(cmp.columns[0].model_picker)
+        manager.model_picker.value = "haiku"
+        manager.delete()
+        manager.confirm_delete()
+        assert "haiku" not in names(pg.model_picker)
+    finally:
+        pg.close()
+        cmp.close()
 
 
 def test_compare_stop_keeps_partial_answers(ollama) -> None:
@@ -527,7 +625,7 @@ def test_compare_stop_keeps_partial_answers(ollama) -> None:
     app.stop_button.click()
     results = app.wait(5)
     assert all(r.done_reason == "interrupted" and r.answer for r in results)
-    assert message(app) == "Stopped: partial answers are kept above."
+    assert message(app) == ""  # a stop is no failure: each footer says it, once
     assert app.chart.value.count("<rect") >= 2
 
 

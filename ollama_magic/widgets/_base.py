@@ -12,6 +12,7 @@ from __future__ import annotations
 import functools
 import html
 import threading
+import weakref
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import closing
 from typing import Any, Generic, Protocol, TypeVar
@@ -20,7 +21,7 @@ import ipywidgets as w
 
 from .. import lifecycle
 from ..args import ArgsError
-from ..client import HostError, OllamaClient, Stream
+from ..client import HostError, OllamaClient, Stream, resolve_host
 from ..errors import OllamaError
 from ..live import EMPTY, Bundle, LiveDisplay
 from ..messages import describe, outcome
@@ -109,6 +110,40 @@ class Connection:
         with closing(self.client(quick=True)) as client:
             return client.tags()
 
+    def key(self) -> str:
+        """The server, as every app on it names it (a bad host names itself)."""
+        try:
+            return resolve_host(self.host)
+        except Exception:
+            return str(self.host)
+
+    def subscribe(self, listener: ModelListener) -> None:
+        """Have ``listener.models_changed()`` called whenever an app on this server pulls or
+        deletes a model (so every open app shows the same models)."""
+        with _LISTENERS_LOCK:
+            _LISTENERS.setdefault(self.key(), weakref.WeakSet()).add(listener)
+
+    def unsubscribe(self, listener: ModelListener) -> None:
+        with _LISTENERS_LOCK:
+            _LISTENERS.get(self.key(), weakref.WeakSet()).discard(listener)
+
+    def models_changed(self) -> None:
+        """Tell every open app on this server that its models changed (a pull, a delete)."""
+        with _LISTENERS_LOCK:
+            listeners = list(_LISTENERS.get(self.key(), ()))
+        for listener in listeners:
+            listener.models_changed()
+
+
+class ModelListener(Protocol):
+    """An open app that shows a server's models."""
+
+    def models_changed(self) -> None: ...
+
+
+_LISTENERS: dict[str, weakref.WeakSet[Any]] = {}
+_LISTENERS_LOCK = threading.Lock()
+
 
 class AnswerView(w.VBox):
     """Where an app shows an answer: one ``Output`` widget per output the magic would make.
@@ -142,6 +177,19 @@ def _entries(bundle: Bundle) -> tuple[dict[str, Any], ...]:
     return ({"output_type": "display_data", "data": bundle, "metadata": {}},)
 
 
+def reworded(bundle: Bundle, words: Mapping[str, str]) -> Bundle:
+    """``bundle`` with the magic's phrases (``raise --num-predict``) in an app's words."""
+    if not words:
+        return bundle
+    out = {}
+    for mime, value in bundle.items():
+        if isinstance(value, str):
+            for phrase, instead in words.items():
+                value = value.replace(phrase, instead)
+        out[mime] = value
+    return out
+
+
 class OutputPublisher:
     """The magic's :class:`~ollama_magic.live.Publisher`, drawn into an :class:`AnswerView`.
 
@@ -152,8 +200,9 @@ class OutputPublisher:
     emptied slots in one step, where drawing the empty state first would make it flicker.
     """
 
-    def __init__(self, view: AnswerView) -> None:
+    def __init__(self, view: AnswerView, words: Mapping[str, str] | None = None) -> None:
         self._view = view
+        self._words = dict(words or {})
         self._slots: dict[str, w.Output] = {}
         self._emptied: list[w.Output] = []
         self._muted = False
@@ -190,6 +239,7 @@ class OutputPublisher:
     def final(self, bundle: Bundle) -> None:
         if self._muted:
             return
+        bundle = reworded(bundle, self._words)
         last = w.Output(outputs=_entries(bundle))
         gone = set(self._emptied)
         kept = tuple(c for c in self._view.children if c not in gone)
@@ -270,10 +320,13 @@ class Generation:
         on_end: OnEnd,
         *,
         show_thinking: bool = True,
+        words: Mapping[str, str] | None = None,
+        advice: Mapping[str, str] | None = None,
     ) -> None:
         self.connection = connection
         self.body = body
-        self.publisher = OutputPublisher(output)
+        self.publisher = OutputPublisher(output, words)
+        self.advice = advice
         self.show_thinking = show_thinking
         self.stopper = Stopper()
         self.done = threading.Event()
@@ -317,7 +370,13 @@ class Generation:
                 stopped=self.stopper.reason,
             )
             note = attach_data(result) if "format" in self.body else None
-            problem = outcome(result, error, lambda: lifecycle.installed(client), stopped="Stopped")
+            problem = outcome(
+                result,
+                error,
+                lambda: lifecycle.installed(client),
+                stopped="Stopped",
+                advice=self.advice,
+            )
             self._end(result, problem or note, error is not None)
 
     def _failed(self, text: str) -> None:
@@ -357,11 +416,21 @@ class App(w.VBox, Generic[T]):
     also runs, maybe on an app whose constructor failed, always finds the state it stops.
     """
 
+    connection: Connection
+
     def __init__(self, css_class: str) -> None:
+        self.offline = False
         self.message = w.HTML()
         self.message.add_class("ollama-app-message")
+        self.retry_button = w.Button(
+            description="Retry", icon="refresh", tooltip="Ask the server again"
+        )
+        hide(self.retry_button)
+        #: The message line, with Retry while the server does not answer.
+        self.message_line = w.HBox([self.message, self.retry_button])
         super().__init__(layout=w.Layout(width="100%"))
         self.add_class(css_class)
+        self._on_click(self.retry_button, self.refresh)
 
     @property
     def running(self) -> bool:
@@ -380,8 +449,19 @@ class App(w.VBox, Generic[T]):
                 raise TimeoutError(f"{what} did not end in {timeout} s")
         return self._outcome()
 
+    def refresh(self) -> None:
+        """Reload the server's models (what ↻ and Retry do)."""
+        raise NotImplementedError
+
+    def models_changed(self) -> None:
+        """Another app on this server pulled or deleted a model: show the new list."""
+        self._guard(self.refresh)()
+
     def close(self) -> None:
         """Stop what runs, then close the widgets."""
+        connection = getattr(self, "connection", None)
+        if connection is not None:
+            connection.unsubscribe(self)
         self.stop()
         close_parts(self)
         super().close()
@@ -403,6 +483,35 @@ class App(w.VBox, Generic[T]):
     def _on_click(self, button: w.Button, action: Callable[[], Any]) -> None:
         button.on_click(self._guard(lambda _: action()))
 
+    def _tags(self) -> list[dict[str, Any]] | None:
+        """The server's models; ``None`` when it does not answer, said once on the message
+        line with a Retry button while the app's actions wait (see :meth:`_server_down`)."""
+        try:
+            tags = self.connection.tags()
+        except (OllamaError, HostError) as exc:
+            self._server_down(short_error(exc))
+            return None
+        self._server_up()
+        return tags
+
+    def _server_down(self, text: str) -> None:
+        """The server does not answer: one message, Retry, and nothing else to click."""
+        self.offline = True
+        self._error(text)
+        hide(self.retry_button, False)
+        self._enable()
+
+    def _server_up(self) -> None:
+        if not self.offline:
+            return
+        self.offline = False
+        self._say("")
+        hide(self.retry_button)
+        self._enable()
+
+    def _enable(self) -> None:
+        """Enable or disable the app's buttons for its state (busy, server down…)."""
+
     def _say(self, text: str, kind: str = "note") -> None:
         self.message.value = message_html(text, kind)
 
@@ -410,22 +519,34 @@ class App(w.VBox, Generic[T]):
         self._say(text, "error")
 
 
-def model_options(names: Sequence[str], keep: Sequence[str] = ()) -> list[str]:
-    """The picker's names: the server's, plus any asked for that it does not list (so that
-    using one shows the server's own "not installed" message, in the app)."""
-    out = list(names)
+Option = str | tuple[str, str]
+
+
+def option_values(options: Sequence[Any]) -> list[str]:
+    """A picker's values, whether its options are names or ``(label, name)`` pairs."""
+    return [o[1] if isinstance(o, tuple) else str(o) for o in options]
+
+
+def model_options(options: Sequence[Option], keep: Sequence[str] = ()) -> list[Option]:
+    """The picker's options (names or ``(label, name)``): the server's, plus any asked for
+    that it does not list (so that using one shows the server's own "not installed" message,
+    in the app)."""
+    out: list[Option] = [o if isinstance(o, tuple) else (o, o) for o in options]
+    values = option_values(out)
     for name in keep:
-        if name and name not in out:
-            out.append(name)
+        if name and name not in values:
+            out.append((name, name))  # pairs only: ipywidgets reads a mixed list as names
+            values.append(name)
     return out
 
 
-def set_options(picker: w.Dropdown, names: Sequence[str], prefer: str | None = None) -> None:
+def set_options(picker: w.Dropdown, options: Sequence[Option], prefer: str | None = None) -> None:
     """Refill a model picker, keeping its choice when it is still there."""
     current = prefer or picker.value
-    names = list(names)
-    if list(picker.options) != names:
-        picker.options = names
+    options = list(options)
+    names = option_values(options)
+    if tuple(picker.options) != tuple(options):
+        picker.options = options
     if current in names:
         picker.value = current
     elif names and picker.value not in names:

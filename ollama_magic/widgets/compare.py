@@ -15,6 +15,7 @@ from ._base import (
     App,
     Connection,
     Generation,
+    Option,
     Task,
     close_tree,
     message_html,
@@ -24,11 +25,13 @@ from ._base import (
 )
 from .logic import (
     PALETTE,
+    capabilities,
     chart_html,
     column_body,
     column_label,
     compare_metrics,
     generating_models,
+    model_choices,
 )
 
 MIN_COLUMNS, MAX_COLUMNS = 2, 4
@@ -37,10 +40,12 @@ MIN_COLUMNS, MAX_COLUMNS = 2, 4
 class Column:
     """One side of the comparison: a model, its flags, its live answer and its message."""
 
-    def __init__(self, index: int, names: Sequence[str], model: str = "", flags: str = "") -> None:
+    def __init__(
+        self, index: int, choices: Sequence[Option], model: str = "", flags: str = ""
+    ) -> None:
         self.index = index
         self.model_picker = w.Dropdown(
-            options=model_options(names, [model]), layout=w.Layout(width="auto")
+            options=model_options(choices, [model]), layout=w.Layout(width="auto")
         )
         if model:
             self.model_picker.value = model
@@ -51,6 +56,7 @@ class Column:
         )
         self.output = AnswerView(layout=w.Layout(width="auto", overflow="auto"))
         self.message = w.HTML()
+        self.message.add_class("ollama-column-message")
         self.job: Generation | None = None
         colour = PALETTE[index % len(PALETTE)]
         self.box = w.VBox(
@@ -68,6 +74,12 @@ class Column:
     @property
     def result(self) -> GenerationResult | None:
         return self.job.result if self.job is not None else None
+
+    def clear(self) -> None:
+        """Forget the last run: its answer, its message, its result."""
+        self.job = None
+        self.output.clear()
+        self.message.value = ""
 
 
 class Compare(App[list[GenerationResult | None]]):
@@ -103,6 +115,7 @@ class Compare(App[list[GenerationResult | None]]):
             system=system, keep_alive=keep_alive, think=str(think), options=dict(options or {})
         )
         self.names: list[str] = []
+        self.choices: list[Option] = []
         self.columns: list[Column] = []
         self._conductor: threading.Thread | None = None
         self._stopping = False
@@ -115,6 +128,7 @@ class Compare(App[list[GenerationResult | None]]):
             self.add_column(model, flags.strip())
         while len(self.columns) < MIN_COLUMNS:
             self.add_column()
+        self.connection.subscribe(self)
 
     def _build(self, prompt: str, one_at_a_time: bool) -> list[w.Widget]:
         """The prompt, the buttons, the row of columns and the chart, wired to their actions."""
@@ -150,7 +164,7 @@ class Compare(App[list[GenerationResult | None]]):
             self.refresh_button,
             self.one_at_a_time,
         ]
-        return [self.prompt, w.HBox(buttons), self.row, self.message, self.chart]
+        return [self.prompt, w.HBox(buttons), self.row, self.message_line, self.chart]
 
     # -- public ----------------------------------------------------------------------------
 
@@ -160,10 +174,14 @@ class Compare(App[list[GenerationResult | None]]):
 
     def refresh(self) -> None:
         """Reload the installed models into every column's picker."""
-        self.names = generating_models(self.connection.tags())
+        tags = self._tags()
+        if tags is None:
+            return
+        self.names = generating_models(tags)
+        self.choices = list(model_choices(self.names, capabilities(tags)))
         for column in self.columns:
             keep = [str(column.model_picker.value or "")]
-            set_options(column.model_picker, model_options(self.names, keep))
+            set_options(column.model_picker, model_options(self.choices, keep))
         self._say("" if self.names else "The server lists no model that can generate.")
 
     def add_column(self, model: str = "", flags: str = "") -> Column | None:
@@ -173,7 +191,7 @@ class Compare(App[list[GenerationResult | None]]):
         if not model and self.names:  # the next model not shown yet, else the first
             shown = {c.model_picker.value for c in self.columns}
             model = next((n for n in self.names if n not in shown), self.names[0])
-        column = Column(len(self.columns), self.names, model, flags)
+        column = Column(len(self.columns), self.choices, model, flags)
         self.columns.append(column)
         self._layout()
         return column
@@ -190,17 +208,22 @@ class Compare(App[list[GenerationResult | None]]):
         close_tree(column.box)
 
     def run(self) -> None:
-        """What the Run button does: every column's request, in parallel or one at a time."""
+        """What the Run button does: every column's request, in parallel or one at a time.
+
+        The last run's answers and chart go first, even when this run is refused: what shows
+        under the columns is never another run's."""
         if self.running:
             self._say("Still running: press Stop first.", "note")
             return
+        self.chart.value = ""
+        for column in self.columns:
+            column.clear()
         prompt = self.prompt.value
         if not prompt.strip():
             self._say("Write a prompt first.", "error")
             return
         bodies = []
         for column in self.columns:
-            column.message.value = ""
             model = column.model_picker.value
             if not model:
                 self._say(f"Column {column.index + 1}: pick a model.", "error")
@@ -211,10 +234,11 @@ class Compare(App[list[GenerationResult | None]]):
                 self._say(f"Column {column.index + 1}: {exc}", "error")
                 return
         self._say("")
-        self.chart.value = ""
         for column, body in zip(self.columns, bodies, strict=True):
             column.job = Generation(self.connection, body, column.output, self._ender(column))
-            column.output.clear()
+        if self.one_at_a_time.value:
+            for column in self.columns[1:]:
+                column.message.value = message_html(f"waiting for column {column.index}…")
         self._stopping = False
         self._busy(True)
         jobs = [c.job for c in self.columns if c.job is not None]
@@ -242,9 +266,10 @@ class Compare(App[list[GenerationResult | None]]):
     def _conduct(self, jobs: list[Generation]) -> None:
         started: list[Generation] = []
         try:
-            for job in jobs:
+            for column, job in zip(self.columns, jobs, strict=False):
                 if self._stopping:
                     break
+                column.message.value = ""
                 job.start()
                 started.append(job)
                 if self.one_at_a_time.value:
@@ -260,8 +285,6 @@ class Compare(App[list[GenerationResult | None]]):
         results = self.results
         if any(r is not None and (r.answer or r.eval_count) for r in results):
             self.chart.value = chart_html(compare_metrics(labels, results))
-        if self._stopping:
-            self._say("Stopped: partial answers are kept above.", "note")
 
     def _ender(self, column: Column) -> Any:
         def ended(result: GenerationResult, message: str | None, failed: bool) -> None:
@@ -274,7 +297,12 @@ class Compare(App[list[GenerationResult | None]]):
         self._busy(self.running)
 
     def _busy(self, busy: bool) -> None:
-        self.run_button.disabled = busy
+        self._running = busy
+        self._enable()
+
+    def _enable(self) -> None:
+        busy = getattr(self, "_running", False)
+        self.run_button.disabled = busy or self.offline or not self.names
         self.stop_button.disabled = not busy
         self.add_button.disabled = busy or len(self.columns) >= MAX_COLUMNS
         self.remove_button.disabled = busy or len(self.columns) <= MIN_COLUMNS

@@ -84,6 +84,64 @@ def generating_models(tags: Sequence[Mapping[str, Any]]) -> list[str]:
     return [n for n in names if n]
 
 
+#: What a model can do besides generating text, as the model pickers say it.
+CAPABILITY_LABELS = (("thinking", "thinks"), ("vision", "sees images"))
+
+
+def capabilities(tags: Sequence[Mapping[str, Any]]) -> dict[str, frozenset[str] | None]:
+    """Each installed model's capabilities by short name (``None``: the server does not say).
+
+    >>> caps = capabilities([{"name": "qwen3:latest", "capabilities": ["completion", "thinking"]},
+    ...                      {"name": "old:7b"}])
+    >>> sorted(caps["qwen3"] or ()), caps["old:7b"]
+    (['completion', 'thinking'], None)
+    """
+    out: dict[str, frozenset[str] | None] = {}
+    for model in tags:
+        name = short_name(text(model.get("name")))
+        caps = model.get("capabilities")
+        if name:
+            out[name] = frozenset(texts(caps)) if isinstance(caps, list) else None
+    return out
+
+
+def model_label(name: str, caps: frozenset[str] | None) -> str:
+    """A model as its picker shows it: its name, and whether it thinks or sees images.
+
+    >>> model_label("qwen3", frozenset({"completion", "thinking", "vision"}))
+    'qwen3 · thinks · sees images'
+    >>> model_label("echo", None)
+    'echo'
+    """
+    said = [label for capability, label in CAPABILITY_LABELS if capability in (caps or ())]
+    return " · ".join([name, *said])
+
+
+def model_choices(
+    names: Sequence[str], caps: Mapping[str, frozenset[str] | None]
+) -> list[tuple[str, str]]:
+    """A model picker's ``(label, name)`` options.
+
+    >>> model_choices(["qwen3", "echo"], {"qwen3": frozenset({"thinking"})})
+    [('qwen3 · thinks', 'qwen3'), ('echo', 'echo')]
+    """
+    return [(model_label(name, caps.get(name)), name) for name in names]
+
+
+def think_choices(caps: frozenset[str] | None) -> tuple[tuple[str, str], ...]:
+    """The think control's choices for a model: every one when it can think (or the server
+    does not say), else only "model default" (anything else would be refused).
+
+    >>> [v for _, v in think_choices(frozenset({"completion"}))]
+    ['']
+    >>> len(think_choices(frozenset({"thinking"}))) == len(THINK_CHOICES)
+    True
+    """
+    if caps is None or "thinking" in caps:
+        return THINK_CHOICES
+    return THINK_CHOICES[:1]
+
+
 def request_body(
     model: str,
     prompt: str,

@@ -15,7 +15,7 @@ import ipywidgets as w
 
 from .. import lifecycle
 from ..args import keep_alive_value
-from ..client import resolve_host
+from ..client import HostError, resolve_host
 from ..errors import ConnectionFailed, ModelNotFound, OllamaError
 from ..live import Throttle
 from ..messages import describe, transfer_failed
@@ -32,7 +32,7 @@ from ._base import (
     short_error,
     spawn,
 )
-from .logic import transfer_status
+from .logic import capabilities, model_choices, transfer_status
 
 
 class _Installed(ModelList):
@@ -102,6 +102,7 @@ class ModelManager(App[None]):
         self.children = self._build(live)
         self._guard(self._show_title)()
         self._guard(self.refresh)()
+        self.connection.subscribe(self)
         self._watcher.start()
 
     def _build(self, live: bool) -> list[w.Widget]:
@@ -110,7 +111,7 @@ class ModelManager(App[None]):
         self.refresh_button = w.Button(
             description="Refresh", icon="refresh", tooltip="Reload both lists now"
         )
-        self.installed = w.HTML(layout=w.Layout(overflow="auto"))
+        self.installed = _table()
         self.model_picker = w.Dropdown(
             description="Model", options=[], layout=w.Layout(width="20em")
         )
@@ -129,6 +130,9 @@ class ModelManager(App[None]):
         self.confirm_button = w.Button(description="Delete", button_style="danger")
         self.cancel_button = w.Button(description="Cancel")
         self.confirm = w.HBox([self.confirm_text, self.confirm_button, self.cancel_button])
+        #: What a load, unload or delete did, beside its buttons.
+        self.action_message = w.HTML()
+        self.action_message.add_class("ollama-action-message")
         self.pull_name = w.Text(
             description="Pull",
             placeholder="e.g. llama3.2 or qwen3:8b",
@@ -140,7 +144,7 @@ class ModelManager(App[None]):
             value=0.0, min=0.0, max=1.0, bar_style="info", layout=w.Layout(width="20em")
         )
         self.pull_status = w.HTML()
-        self.loaded = w.HTML(layout=w.Layout(overflow="auto"))
+        self.loaded = _table()
         self.live = w.Checkbox(value=live, description="refresh every second", indent=False)
         self.live.observe(self._guard(lambda _: None), names="value")
         for button, action in (
@@ -160,31 +164,60 @@ class ModelManager(App[None]):
         def heading(text: str) -> w.HTML:
             return w.HTML(f"<b>{text}</b>")
 
-        return [
-            w.HBox([self.title, self.refresh_button]),
-            heading("Installed"),
-            self.installed,
-            w.HBox([self.model_picker, self.keep_alive]),
-            w.HBox([self.load_button, self.unload_button, self.delete_button]),
-            self.confirm,
-            heading("Loaded"),
-            self.loaded,
-            self.live,
-            heading("Get a model"),
-            w.HBox([self.pull_name, self.pull_button, self.cancel_pull_button]),
-            w.HBox([self.pull_bar, self.pull_status]),
-            self.message,
-        ]
+        #: Everything that needs the server: hidden while it does not answer.
+        self.body = w.VBox(
+            [
+                heading("Installed"),
+                self.installed,
+                w.HBox([self.model_picker, self.keep_alive]),
+                w.HBox(
+                    [self.load_button, self.unload_button, self.delete_button, self.action_message],
+                    layout=w.Layout(align_items="center"),
+                ),
+                self.confirm,
+                heading("Loaded"),
+                self.loaded,
+                self.live,
+                heading("Get a model"),
+                w.HBox([self.pull_name, self.pull_button, self.cancel_pull_button]),
+                w.HBox([self.pull_bar, self.pull_status], layout=w.Layout(align_items="center")),
+            ]
+        )
+        return [w.HBox([self.title, self.refresh_button]), self.body, self.message_line]
 
     # -- lists -----------------------------------------------------------------------------
 
     def refresh(self) -> None:
-        """Reload the installed models and what is loaded."""
-        with closing(self.connection.client(quick=True)) as client:
-            self.models = _Installed(client.tags())
-            self.installed.value = self.models._repr_html_()
-            set_options(self.model_picker, [short_name(n) for n in self.models.names if n])
-            self._refresh_loaded(client)
+        """Reload the installed models and what is loaded (or say once that the server does
+        not answer, with Retry)."""
+        tags = self._tags()
+        if tags is None:
+            return
+        self.models = _Installed(tags)
+        self.installed.value = self.models._repr_html_()
+        names = [short_name(n) for n in self.models.names if n]
+        set_options(self.model_picker, model_choices(names, capabilities(tags)))
+        self._enable()
+        try:
+            self.refresh_loaded()
+        except Exception as exc:
+            self._loaded_failed(exc)
+
+    def _loaded_failed(self, exc: Exception) -> None:
+        """The loaded list could not be read: the server is down, or said something odd."""
+        if isinstance(exc, (ConnectionFailed, HostError)):
+            self._server_down(short_error(exc))
+        else:
+            self._error(short_error(exc))
+
+    def _server_down(self, text: str) -> None:
+        super()._server_down(text)
+        hide(self.body)
+
+    def _server_up(self) -> None:
+        if self.offline:
+            hide(self.body, False)
+        super()._server_up()
 
     def refresh_loaded(self) -> None:
         """Reload what is loaded (the live refresh does this every ``interval`` seconds)."""
@@ -216,15 +249,20 @@ class ModelManager(App[None]):
                     "note",
                 )
                 continue
+            if self.offline:  # until the server answers again; then everything reloads
+                with contextlib.suppress(Exception):
+                    self.refresh()
+                continue
             try:
                 self._refresh_loaded(client)
             except Exception as exc:
-                self.loaded.value = message_html(short_error(exc), "error")
+                self._loaded_failed(exc)
 
     # -- load, unload, delete --------------------------------------------------------------
 
     def load(self, name: str | None = None) -> None:
         """Load the picked model now, for ``keep_alive`` if given."""
+        self._clear_old()
         name = name or self._picked()
         text = self.keep_alive.value.strip()
         keep_alive = keep_alive_value(text) if text else None
@@ -246,6 +284,7 @@ class ModelManager(App[None]):
     def delete(self, name: str | None = None) -> None:
         """Ask to confirm deleting the picked model; :meth:`confirm_delete` does it."""
         name = name or self._picked()
+        self._clear_old()
         self._pending_delete = name
         self.confirm_text.value = message_html(
             f"Delete {name} from {self.connection_url()}? Its files are removed.", "error"
@@ -259,25 +298,27 @@ class ModelManager(App[None]):
             return
         with closing(self.connection.client(quick=True)) as client:
             lifecycle.delete(client, name)
-        self._say(f"Deleted {name}.", "ok")
-        self.refresh()
+        self._tell(f"Deleted {name}.", "ok")
+        self.connection.models_changed()  # every open app on this server, this one too
 
     def cancel_delete(self) -> None:
         self._pending_delete = ""
         hide(self.confirm)
-        self._say("Nothing deleted.", "note")
+        self._tell("Nothing deleted.", "note")
 
     # -- pull ------------------------------------------------------------------------------
 
     def pull(self, name: str | None = None) -> None:
         """Pull a model in the background, with a progress bar; Cancel stops it."""
         name = (name or self.pull_name.value).strip()
-        if not name:
-            self._say("Write the name of a model to pull, e.g. llama3.2.", "error")
-            return
         if self._pull is not None and self._pull.is_alive():
-            self._say("A pull is already running: wait, or Cancel it.", "note")
+            self._pull_says("A pull is already running: wait, or Cancel it.", "note")
             return
+        if not name:
+            hide(self.pull_bar)
+            self._pull_says("Write the name of a model to pull, e.g. llama3.2.", "error")
+            return
+        self.action_message.value = ""
         stopper = self._pull_stopper = Stopper()
         progress = Progress("pull", name, time.monotonic())
         view = _BarView(self.pull_bar, self.pull_status)
@@ -285,9 +326,9 @@ class ModelManager(App[None]):
         self.pull_bar.bar_style = "info"
         hide(self.pull_bar, False)
         self.pull_status.value = message_html(f"pulling {name}…")
+        self._pulling = True
         self.pull_button.disabled = True
         self.cancel_pull_button.disabled = False
-        self._say("")
 
         def work() -> None:
             try:
@@ -296,23 +337,28 @@ class ModelManager(App[None]):
                         stopper.track(client), "/api/pull", {"model": name}, progress, view
                     )
             finally:
-                self.pull_button.disabled = False
+                self._pulling = False
+                self.pull_button.disabled = self.offline
                 self.cancel_pull_button.disabled = True
             if done.ok:
                 self.pull_bar.bar_style = "success"
-                self._say(progress.summary(time.monotonic()), "ok")
-                self.refresh()
+                self._pull_says(progress.summary(time.monotonic()), "ok")
+                self.connection.models_changed()  # every open app on this server
             elif stopper.stopped:
-                self._say(
+                self._pull_says(
                     f"The pull of {name} was cancelled {progress.stopped()}. "
                     "Pull again to continue.",
                     "note",
                 )
             else:
                 self.pull_bar.bar_style = "danger"
-                self._error(_transfer_message(name, done.error))
+                self._pull_says(_transfer_message(name, done.error), "error")
 
-        self._pull = spawn(work, self._error, name=f"ollama-pull-{name}")
+        def failed(text: str) -> None:
+            self.pull_bar.bar_style = "danger"
+            self._pull_says(text, "error")
+
+        self._pull = spawn(work, failed, name=f"ollama-pull-{name}")
 
     def stop(self) -> None:
         """What the pull's Cancel button does: stop the pull (pulling again continues it)."""
@@ -368,8 +414,9 @@ class ModelManager(App[None]):
         if self._action is not None and self._action.is_alive():
             self._say("Wait for the current action to finish.", "note")
             return
+        self._clear_old()
         self._busy(True)
-        self._say(doing, "note")
+        self._tell(doing, "note")
 
         def job() -> None:
             try:
@@ -377,15 +424,49 @@ class ModelManager(App[None]):
                     text = work(client)
             finally:
                 self._busy(False)
-            self._say(text, "ok")
+            self._tell(text, "ok")
             with contextlib.suppress(OllamaError):  # the live refresh shows it
                 self.refresh_loaded()
 
-        self._action = spawn(job, self._error, name="ollama-action")
+        self._action = spawn(job, lambda text: self._tell(text, "error"), name="ollama-action")
+
+    def _tell(self, text: str, kind: str = "note") -> None:
+        """What a load, unload or delete did, said beside its buttons."""
+        self.action_message.value = message_html(text, kind)
+
+    def _pull_says(self, text: str, kind: str = "note") -> None:
+        """What a pull did, said beside its bar."""
+        self.pull_status.value = message_html(text, kind)
+
+    def _clear_old(self) -> None:
+        """A new action: the last pull's finished bar and line, and old news, go."""
+        if not getattr(self, "_pulling", False):
+            hide(self.pull_bar)
+            self.pull_status.value = ""
+        self.action_message.value = ""
+        if not self.offline:
+            self._say("")
 
     def _busy(self, busy: bool) -> None:
+        self._acting = busy
+        self._enable()
+
+    def _enable(self) -> None:
+        acting = getattr(self, "_acting", False)
+        no_model = not self.model_picker.value
         for button in (self.load_button, self.unload_button, self.delete_button):
-            button.disabled = busy
+            button.disabled = acting or self.offline or no_model
+        self.pull_button.disabled = self.offline or getattr(self, "_pulling", False)
+        self.refresh_button.disabled = self.offline  # Retry does it
+
+
+def _table() -> w.HTML:
+    """Where a list is shown: styled as the notebook styles ``%ollama models`` (spaced,
+    striped, aligned headers)."""
+    table = w.HTML(layout=w.Layout(overflow="auto"))
+    table.add_class("jp-RenderedHTMLCommon")
+    table.add_class("ollama-table")
+    return table
 
 
 def _transfer_message(name: str, error: OllamaError | None) -> str:

@@ -13,6 +13,7 @@ from ._base import (
     Connection,
     Generation,
     Task,
+    hide,
     message_html,
     model_options,
     set_options,
@@ -22,31 +23,48 @@ from .logic import (
     CONTROL_OPTIONS,
     SETTINGS,
     THINK_CHOICES,
+    capabilities,
     generating_models,
+    model_choices,
     request_body,
     think_choice,
+    think_choices,
 )
 
 
 class OptionControl:
     """One request option: a box that says whether it is sent, and its value.
 
-    Unticked, the option is not sent and the model's own default applies; changing the value
-    ticks the box, so moving a slider is enough to use it.
+    Unticked, the option is not sent and the model's own default applies: the value is greyed
+    out (disabled) and "model default" said beside it; ticking the box makes it active.
     """
 
     def __init__(self, name: str, field: w.ValueWidget) -> None:
         self.name = name
         self.field = field
         self.check = w.Checkbox(
-            value=False, description=name, indent=False, layout=w.Layout(width="9.5em")
+            value=False,
+            description=name,
+            indent=False,
+            tooltip=f"Send {name} (unticked: the model's own default applies)",
+            layout=w.Layout(width="9.5em"),
         )
         field.layout.width = "15em"
-        field.observe(self._ticked, names="value")
-        self.box = w.HBox([self.check, field])
+        self.note = w.HTML(message_html("model default", "note"))
+        self.note.add_class("ollama-option-default")
+        field.observe(self._ticked, names="value")  # set from code: it is meant to be sent
+        self.check.observe(self._show, names="value")
+        self.box = w.HBox([self.check, field, self.note])
+        self.box.add_class("ollama-option")
+        self._show()
 
     def _ticked(self, change: dict[str, Any]) -> None:
         self.check.value = True
+
+    def _show(self, change: dict[str, Any] | None = None) -> None:
+        on = bool(self.check.value)
+        self.field.disabled = not on
+        hide(self.note, on)
 
     @property
     def value(self) -> Any:
@@ -58,6 +76,16 @@ class OptionControl:
         else:
             self.field.value = value
             self.check.value = True
+
+
+#: The magic's command-line words in a Playground's footer, in its own controls' words.
+WORDS = {
+    "raise --num-predict": "raise max tokens (num_predict) under Options",
+    "raise --num-ctx": "raise num_ctx under Options",
+}
+
+#: What to do instead when a model lacks a capability, in the Playground's controls.
+ADVICE = {"thinking": "set Think to 'model default'"}
 
 
 def _fields() -> dict[str, w.ValueWidget]:
@@ -98,6 +126,7 @@ class Playground(App[GenerationResult | None]):
     ) -> None:
         self.job: Generation | None = None
         self.result: GenerationResult | None = None
+        self._generating = False
         settings_from(defaults, SETTINGS, "Playground")
         self.connection = Connection(host, timeout=timeout, connect_timeout=connect_timeout)
         self.extra_options: dict[str, Any] = dict(defaults.pop("options", None) or {})
@@ -105,12 +134,17 @@ class Playground(App[GenerationResult | None]):
             if key in self.extra_options:
                 defaults.setdefault(key, self.extra_options.pop(key))
         self.show_thinking = bool(defaults.pop("show_thinking", True))
+        self.caps: dict[str, frozenset[str] | None] = {}
+        self.models_listed = False
         super().__init__("ollama-playground")
         self.children = self._build()
         if model:
             defaults["model"] = model
+        self._wanted_think = think_choice(defaults.pop("think", None))
         self.set(**defaults)
         self._guard(self.refresh)()
+        self.think.value = self._wanted_think if self._wanted_think in self._think_values() else ""
+        self.connection.subscribe(self)
 
     def _build(self) -> list[w.Widget]:
         """The controls, wired to their actions, in the order they are shown."""
@@ -127,13 +161,21 @@ class Playground(App[GenerationResult | None]):
         self.prompt = w.Textarea(placeholder="Prompt", layout=w.Layout(width="auto", height="6em"))
         self.controls = {name: OptionControl(name, field) for name, field in _fields().items()}
         self.keep_alive = w.Text(
-            placeholder="e.g. 10m, -1 (forever), 0",
+            placeholder="model default (e.g. 10m; -1 = forever)",
             description="keep_alive",
-            layout=w.Layout(width="18em"),
+            tooltip="How long the model stays loaded after answering: 10m, 1h, -1 (forever), 0",
+            style={"description_width": "6em"},
+            layout=w.Layout(width="24.5em"),
         )
         self.think = w.Dropdown(
-            options=THINK_CHOICES, value="", description="think", layout=w.Layout(width="16em")
+            options=THINK_CHOICES,
+            value="",
+            description="Think",
+            style={"description_width": "6em"},
+            layout=w.Layout(width="18em"),
         )
+        self.model_picker.observe(self._model_picked, names="value")
+        self.think.observe(self._think_picked, names="value")
         self.format = w.ToggleButtons(
             options=["none", "json"],
             value="none",
@@ -168,19 +210,28 @@ class Playground(App[GenerationResult | None]):
             w.Accordion([options], titles=("Options",), selected_index=None),
             w.HBox([self.generate_button, self.stop_button, self.status]),
             self.output,
-            self.message,
+            self.message_line,
         ]
 
     # -- public ----------------------------------------------------------------------------
 
     def refresh(self) -> None:
-        """Fill the model picker from the server (keeping the current choice)."""
-        names = generating_models(self.connection.tags())
-        set_options(self.model_picker, model_options(names, [self.model_picker.value or ""]))
+        """Fill the model picker from the server (keeping the current choice), each model
+        labelled with what it can do; the think choices follow the picked model."""
+        tags = self._tags()
+        if tags is None:
+            return
+        names = generating_models(tags)
+        self.caps = capabilities(tags)
+        self.models_listed = bool(names)
+        choices = model_options(model_choices(names, self.caps), [self.model_picker.value or ""])
+        set_options(self.model_picker, choices)
+        self._model_picked()
         if not names:
             self._say("The server lists no model that can generate: pull one first.", "note")
         elif not self.running:
             self._say("")
+        self._enable()
 
     def set(self, **values: Any) -> None:
         """Set controls by name (``model``, ``prompt``, ``temperature``…; ``None`` unsets an
@@ -194,7 +245,9 @@ class Playground(App[GenerationResult | None]):
             elif key in self.controls:
                 self.controls[key].set(value)
             elif key == "think":
-                self.think.value = think_choice(value)
+                self._wanted_think = think_choice(value)
+                if self._wanted_think in self._think_values():
+                    self.think.value = self._wanted_think
             elif key == "format":
                 self.format.value = value or "none"
             elif key in ("prompt", "system", "keep_alive"):
@@ -236,7 +289,13 @@ class Playground(App[GenerationResult | None]):
         body = self.body()
         self._say("")
         self.job = Generation(
-            self.connection, body, self.output, self._ended, show_thinking=self.show_thinking
+            self.connection,
+            body,
+            self.output,
+            self._ended,
+            show_thinking=self.show_thinking,
+            words=WORDS,
+            advice=ADVICE,
         )
         self._busy(True)
         self.job.start()
@@ -263,9 +322,39 @@ class Playground(App[GenerationResult | None]):
         self._say(message or "", "error" if failed else "note")
 
     def _busy(self, busy: bool) -> None:
-        self.generate_button.disabled = busy
-        self.stop_button.disabled = not busy
+        self._generating = busy
+        self._enable()
         self.status.value = message_html("Generating…", "note") if busy else ""
+
+    def _enable(self) -> None:
+        busy = getattr(self, "_generating", False)
+        self.generate_button.disabled = busy or self.offline or not self.model_picker.value
+        self.stop_button.disabled = not busy
+
+    def _think_values(self) -> list[str]:
+        return [value for _, value in self.think.options]
+
+    def _think_picked(self, change: dict[str, Any]) -> None:
+        """Remember the user's think choice, to restore it for a model that can think."""
+        if len(self.think.options) > 1:
+            self._wanted_think = change["new"]
+
+    def _model_picked(self, change: dict[str, Any] | None = None) -> None:
+        """Offer only the think choices the picked model can take."""
+        caps = self.caps.get(str(self.model_picker.value or "")) if self.caps else None
+        choices = think_choices(caps)
+        if tuple(self.think.options) != choices:
+            wanted = self._wanted_think
+            self.think.options = choices
+            self.think.value = wanted if wanted in self._think_values() else ""
+        can = caps is None or "thinking" in caps
+        self.think.tooltip = (
+            "How much the model reasons before it answers"
+            if can
+            else f"{self.model_picker.value} cannot think: only its default applies"
+        )
+        self.think.disabled = len(choices) == 1
+        self._enable()
 
 
 __all__ = ["OptionControl", "Playground"]

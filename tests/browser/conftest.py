@@ -75,6 +75,20 @@ WIDGET_CELLS = [
     "%ollama ui compare -m 'reasoner -O scripted_delay=0.004' "
     "-m 'thinker --think low -O scripted_delay=0.008' -o cmp",
     "print([r.done_reason for r in cmp.results])",
+    # 9-16: what a user sees (issue 18), each app in a state that once looked wrong
+    "from ollama_magic.widgets import Compare\n"
+    "cmp3 = Compare(['echo -O scripted_delay=0.05', 'lorem --num-predict 20'],\n"
+    "               prompt='Why is the sky blue?')\ncmp3",
+    "from ollama_magic.widgets import Playground\n"
+    "pg3 = Playground('echo', prompt='Tell me about tides.', num_predict=12)\npg3",
+    "from ollama_magic.widgets import ModelManager, Playground\n"
+    "down = 'http://127.0.0.1:9'  # nothing listens there\n"
+    "pg4 = Playground('echo', down, prompt='Hi')\nmm4 = ModelManager(down)\ndisplay(pg4, mm4)",
+    "pg4.connection.host = mm4.connection.host = None  # the server is back (OLLAMA_HOST)",
+    "mm4.close()",
+    "from ollama_magic.widgets import ModelManager, Playground\n"
+    "mm5 = ModelManager()\npg5 = Playground()\ndisplay(mm5, pg5)",
+    "mm5.close()",
 ]
 
 # The notebook of hostile answers (tests/browser/test_hostile_browser.py): every answer of
