@@ -33,8 +33,8 @@ STAND_INS = {
 
 #: The scripted models' simulated timing in the tutorials (the tests run them unpaced): about a
 #: small model on a laptop, so the footers that teach tokens per second and load time read true.
-SCRIPTED_PACE = 40.0  # generated tokens per second
-SCRIPTED_PROMPT_PACE = 1000.0  # prompt tokens read per second
+SCRIPTED_PACE = 60.0  # generated tokens per second
+SCRIPTED_PROMPT_PACE = 2000.0  # prompt tokens read per second
 SCRIPTED_LOAD_SECONDS = 0.3  # a fresh load
 
 
