@@ -31,6 +31,12 @@ STAND_INS = {
     "lorem": PLAIN_STAND_IN,
 }
 
+#: The scripted models' simulated timing in the tutorials (the tests run them unpaced): about a
+#: small model on a laptop, so the footers that teach tokens per second and load time read true.
+SCRIPTED_PACE = 60.0  # generated tokens per second
+SCRIPTED_PROMPT_PACE = 2000.0  # prompt tokens read per second
+SCRIPTED_LOAD_SECONDS = 0.3  # a fresh load
+
 
 def notebooks(names: list[str] | None = None) -> list[Path]:
     """The tutorial notebooks in reading order (English, then ``zh/``), or the ones named."""
@@ -41,11 +47,15 @@ def notebooks(names: list[str] | None = None) -> list[Path]:
 
 @contextlib.contextmanager
 def local_server() -> Iterator[str]:
-    """A fresh local server with SmolLM2 and the scripted models; yields its URL."""
+    """A fresh local server with SmolLM2 and the paced scripted models; yields its URL."""
     from ollama_magic.server import OllamaServer
     from ollama_magic.server.local import local_engines
 
-    engines, missing = local_engines()
+    engines, missing = local_engines(
+        pace=SCRIPTED_PACE,
+        prompt_pace=SCRIPTED_PROMPT_PACE,
+        load_seconds=SCRIPTED_LOAD_SECONDS,
+    )
     if missing:
         raise RuntimeError(
             f"the tutorials' saved outputs come from SmolLM2, but {missing}. "

@@ -40,7 +40,7 @@ def excluded(cell: nbformat.NotebookNode) -> bool:
 def test_there_are_tutorials() -> None:
     names = [p.name for p in TUTORIALS]
     assert len(names) >= 12, names
-    for number in ("01", "02", "03", "04", "05"):
+    for number in ("01", "02", "03", "04", "05", "06"):
         assert any(p.parent.name == "zh" and p.name.startswith(number) for p in TUTORIALS)
 
 

@@ -31,11 +31,11 @@ Choices, so that the numbers mean something and runs repeat:
   first ``models()`` call (about 0.3 s for 98 MB) and cached.
 * Options passed to llama.cpp's sampler, with Ollama's defaults: ``temperature`` (0.8; 0 is
   greedy), ``top_k`` (40), ``top_p`` (0.9), ``min_p`` (0), ``typical_p``, ``repeat_penalty``
-  (1.1), ``repeat_last_n`` (64; -1: the whole window), ``presence_penalty``,
-  ``frequency_penalty``, ``mirostat*``, ``seed``, ``stop``, ``num_keep``, ``num_predict``
-  (absent or < 0: Ollama's cap of 10 × ``num_ctx``) and ``num_ctx``. ``format`` "json" is
-  llama.cpp's JSON grammar, a schema goes as ``json_schema``. Other options (``num_thread``,
-  ``num_batch``, ...) are ignored.
+  (1.0, off, since Ollama 0.32.10; 1.1 before), ``repeat_last_n`` (64; -1: the whole window),
+  ``presence_penalty``, ``frequency_penalty``, ``mirostat*``, ``seed``, ``stop``, ``num_keep``,
+  ``num_predict`` (absent or < 0: Ollama's cap of 10 × ``num_ctx``) and ``num_ctx``.
+  ``format`` "json" is llama.cpp's JSON grammar, a schema goes as ``json_schema``. Other options
+  (``num_thread``, ``num_batch``, ...) are ignored.
 * Generate jobs use the GGUF's Jinja chat template (system + user, generation prompt added),
   or the request's own ``template`` (Go syntax, via ``gotemplate``), or nothing when ``raw``; a
   ``context`` from an earlier answer is prepended as tokens. The answer's ``context`` is the prompt
@@ -164,7 +164,7 @@ _SAMPLING_DEFAULTS: dict[str, float] = {
     "top_p": 0.9,
     "min_p": 0.0,
     "typical_p": 1.0,
-    "repeat_penalty": 1.1,
+    "repeat_penalty": 1.0,  # Ollama 0.32.10 dropped its old default of 1.1 (commit 6a261db)
     "repeat_last_n": 64,
     "presence_penalty": 0.0,
     "frequency_penalty": 0.0,

@@ -7,10 +7,14 @@ from .engine import Engine
 from .scripted import ScriptedEngine
 
 
-def local_engines() -> tuple[list[Engine], str | None]:
+def local_engines(
+    *, pace: float | None = None, prompt_pace: float | None = None, load_seconds: float = 0.0
+) -> tuple[list[Engine], str | None]:
     """The engines, and why SmolLM2 is missing (``None`` when it is served).
 
-    Building the list loads nothing: llama.cpp reads the GGUF at the first request.
+    Building the list loads nothing: llama.cpp reads the GGUF at the first request. ``pace``,
+    ``prompt_pace`` and ``load_seconds`` give the scripted models a real model's timing (see
+    :class:`~.scripted.ScriptedEngine`); the tutorials use them, tests do not.
     """
     from . import llama
 
@@ -25,5 +29,5 @@ def local_engines() -> tuple[list[Engine], str | None]:
             missing = str(exc)
         else:
             engines.append(llama.LlamaEngine())
-    engines.append(ScriptedEngine())
+    engines.append(ScriptedEngine(pace=pace, prompt_pace=prompt_pace, load_seconds=load_seconds))
     return engines, missing

@@ -13,6 +13,13 @@ real Ollama would ignore as unknown:
     for ``broken`` and ``dropper``: how many tokens to stream before failing (default 5; 0 fails
     before any output, which the server turns into an HTTP error or a silent disconnect).
 
+By default the scripted models answer as fast as the machine allows (thousands of tokens per
+second, no load time), which keeps tests quick. ``ScriptedEngine(pace=40, prompt_pace=800,
+load_seconds=0.3)`` makes them look like a small model on a laptop instead, for the tutorials:
+each generated token waits ``1 / pace`` s (unless the model or the request sets its own
+``scripted_delay``), the prompt is read at ``prompt_pace`` tokens/s, and a fresh load takes
+``load_seconds``. Only the timing fields change; the tokens are the same.
+
 The models: ``echo`` (shows the rendered prompt), ``reasoner`` (inline ``<think>`` like an old
 deepseek-r1 pull), ``thinker`` (the ``thinking`` field, levels low…max), ``chinese`` (UTF-8 split
 across writes), ``slow``, ``lorem`` (endless Markdown, fast), ``broken`` (in-band error) and
@@ -491,13 +498,29 @@ class ScriptedEngine:
     server's default engine.
 
     ``calls`` records every ``("load" | "unload", name)`` the server made, for tests.
+    ``pace``, ``prompt_pace`` and ``load_seconds`` simulate a real model's timing (see the
+    module docstring); all off by default.
     """
 
-    def __init__(self) -> None:
+    def __init__(
+        self,
+        *,
+        pace: float | None = None,
+        prompt_pace: float | None = None,
+        load_seconds: float = 0.0,
+    ) -> None:
+        for name, value in (("pace", pace), ("prompt_pace", prompt_pace)):
+            if value is not None and not value > 0:
+                raise ValueError(f"{name} must be positive, not {value!r}")
+        if not load_seconds >= 0:
+            raise ValueError(f"load_seconds must not be negative, not {load_seconds!r}")
         installed, library = _models(), _library()
         self._models = {model.card.name: model for model in installed + library}
         self._installed = [model.card for model in installed]
         self._library = [model.card for model in library]
+        self.pace = pace
+        self.prompt_pace = prompt_pace
+        self.load_seconds = load_seconds
         self.calls: list[tuple[str, str]] = []
 
     def models(self) -> list[ModelCard]:
@@ -509,6 +532,8 @@ class ScriptedEngine:
 
     def load(self, name: str, options: dict[str, Any]) -> None:
         self.calls.append(("load", name))
+        if self.load_seconds:
+            time.sleep(self.load_seconds)  # a simulated load; the server times it as Ollama does
 
     def unload(self, name: str) -> None:
         self.calls.append(("unload", name))
@@ -630,8 +655,11 @@ class ScriptedEngine:
         model = self._models[card.base or card.name]
         script = model.script(seen)
         pieces = self._pieces(script, fmt, chat=chat)
+        if self.prompt_pace:
+            yield Pause(len(prompt_ids) / self.prompt_pace)
         prompt_ns = max(1, time.perf_counter_ns() - started)
-        delay = options.get("scripted_delay", model.delay)
+        paced = model.delay or (1 / self.pace if self.pace else 0.0)
+        delay = options.get("scripted_delay", paced)
         generated: list[int] = []
         eval_started = time.perf_counter_ns()
         reason = yield from _stream(

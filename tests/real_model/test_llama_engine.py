@@ -357,6 +357,21 @@ def test_logprobs_come_with_the_tokens(engine: LlamaEngine, card: ModelCard):
     assert generate(engine, card, options={"num_predict": 4}).tokens[0].logprobs == ()
 
 
+def test_greedy_draws_the_first_choice_with_no_penalty_by_default(
+    engine: LlamaEngine, card: ModelCard
+):
+    """Ollama 0.32.10 dropped the default repeat_penalty of 1.1 (1.0 is off), so at temperature 0
+    every token is the likeliest one the logprobs list; a penalty makes it otherwise."""
+
+    def first_choices(options: dict[str, Any]) -> list[bool]:
+        run = generate(engine, card, "Name one fruit.", top_logprobs=1, options=options)
+        entries = [entry for token in run.tokens for entry in token.logprobs]
+        return [entry["token"] == entry["top_logprobs"][0]["token"] for entry in entries]
+
+    assert all(first_choices({"num_predict": 24}))
+    assert not all(first_choices({"num_predict": 24, "repeat_penalty": 1.3}))
+
+
 # -- chat ------------------------------------------------------------------------------------
 
 
