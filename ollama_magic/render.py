@@ -448,8 +448,13 @@ def stats_parts(result: GenerationResult) -> list[str]:
     options = result.request.get("options") or {}
     if result.done_reason == "length":
         limit = options.get("num_predict")
-        where = f"num_predict={limit}" if limit is not None else "the token limit"
-        parts.append(f"stopped at {where}: raise --num-predict for a longer answer")
+        short = isinstance(limit, int) and 0 < (result.eval_count or limit) < limit
+        if short:  # not num_predict: the window filled, and the server was told not to shift
+            window = f"num_ctx={result.num_ctx}" if result.num_ctx else "the context window"
+            parts.append(f"the answer filled {window}: raise --num-ctx for a longer answer")
+        else:
+            where = f"num_predict={limit}" if limit is not None else "the token limit"
+            parts.append(f"stopped at {where}: raise --num-predict for a longer answer")
     if result.prompt_cut:
         parts.append(
             f"the prompt was longer than num_ctx={result.num_ctx}, so the server cut it to "

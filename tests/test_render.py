@@ -192,6 +192,17 @@ def test_a_cut_prompt_is_never_silent(num_ctx: int | None, count: int, cut: bool
         assert f"to {count} tokens" in plain and "raise --num-ctx" in plain
 
 
+def test_a_full_window_is_not_blamed_on_num_predict() -> None:
+    """``done_reason: length`` also comes when the context fills with ``shift`` off."""
+    result = GenerationResult(
+        model="m", answer="x", done_reason="length", eval_count=89, num_ctx=128,
+        request={"options": {"num_predict": 500}, "shift": False},
+    )
+    footer = result_bundle(result)["text/plain"]
+    assert "the answer filled num_ctx=128: raise --num-ctx" in footer
+    assert "num-predict" not in footer
+
+
 def test_num_keep_moves_the_cut() -> None:
     result = GenerationResult(
         model="m", prompt_eval_count=4096 - (4096 - 101) // 2, num_ctx=4096,
