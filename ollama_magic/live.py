@@ -313,8 +313,8 @@ class LiveDisplay:
                     self._push(rest)
                 self._throttle.last = now + 2 * self._throttle.interval  # three messages went out
                 return
-        self._push(self._tail)
-        self._throttle.last = now
+        if self._push(self._tail):
+            self._throttle.last = now
 
     def _cut_point(self, limit: int) -> int:
         """Where to close the current slot: after a line break, else a space, else anywhere."""
@@ -328,17 +328,21 @@ class LiveDisplay:
             return at + 1 if at >= 0 else len(tail)
         return 0
 
-    def _push(self, text: str) -> None:
+    def _push(self, text: str) -> bool:
+        """Show ``text`` in the last slot; ``False`` when it has nothing to read yet."""
         slot = self._slots[-1]
         first = len(self._slots) == 1 or self._slots[-2].kind != slot.kind
         if slot.kind == "thinking":
             fragment = thinking_block(text, live=True) if first else live_thinking_piece(text)
         else:
             fragment = markdown_html(self._source(text), highlight=False)
-        # A piece with nothing to read yet (a code block just opened) would be a blank box.
-        visible = _TAG.sub("", fragment).strip()
-        self._publisher.update(html_bundle(fragment) if visible else EMPTY, slot.display_id)
+        # A piece with nothing to read yet ("#", a code block just opened) would be a blank box:
+        # it waits for the next token, which may then go out at once.
+        if not _TAG.sub("", fragment).strip():
+            return False
+        self._publisher.update(html_bundle(fragment), slot.display_id)
         self._shown = len(text)
+        return True
 
     def _source(self, text: str) -> str:
         """A piece of the answer as Markdown: reopened inside the code block it continues."""
