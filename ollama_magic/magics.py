@@ -252,7 +252,7 @@ class OllamaMagics(Magics):
             tokens = (result.prompt_eval_count or 0) + (result.eval_count or 0)
             conversation.record(body, result.answer, tokens or None)
             self.conversations[conversation.name] = conversation
-            window = lifecycle.context_window(client, body)
+            window = result.num_ctx or lifecycle.context_window(client, body)  # asked once
             warning = context_warning(conversation.name, tokens, window)
         if warning:
             print(warning)
