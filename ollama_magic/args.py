@@ -165,7 +165,12 @@ def build_parser(prog: str = "%%ollama") -> argparse.ArgumentParser:
     )
     run = p.add_argument_group("this cell")
     run.add_argument("-o", "--out", metavar="NAME", help="store the result in this variable")
-    run.add_argument("--host", metavar="URL", help="Ollama server (default: $OLLAMA_HOST)")
+    run.add_argument(
+        "--host",
+        action="append",
+        metavar="URL",
+        help="Ollama server (default: $OLLAMA_HOST); repeat it with --map to use several",
+    )
     run.add_argument(
         "--timeout", type=float, metavar="SECONDS", help="longest wait for the next piece"
     )
@@ -174,6 +179,25 @@ def build_parser(prog: str = "%%ollama") -> argparse.ArgumentParser:
     )
     run.add_argument("--hide-thinking", action="store_true", help="do not show the reasoning")
     run.add_argument("-q", "--quiet", action="store_true", help="show nothing; use with -o")
+    batch = p.add_argument_group("over a dataset")
+    batch.add_argument(
+        "--map",
+        metavar="VAR",
+        help="send the prompt once per item of VAR (a list, a pandas Series: {item}; a "
+        "DataFrame: {column}); results in input order, or a copy of the DataFrame with answers",
+    )
+    batch.add_argument(
+        "--parallel",
+        type=int,
+        metavar="N",
+        help="with --map: requests in flight per host (default: %%config OllamaMagics.parallel)",
+    )
+    batch.add_argument(
+        "--no-cache",
+        action="store_true",
+        help="with --map: ask the server for every item, neither reading nor writing the cache "
+        "of finished answers",
+    )
     return p
 
 
@@ -236,6 +260,7 @@ class GenerateCall:
     show_thinking: bool = True
     quiet: bool = False
     system: str | None = None  # chat mode: the -s flag, which becomes the conversation's prompt
+    hosts: list[str] = field(default_factory=list)  # every --host, in order (several: --map only)
 
 
 @dataclass(frozen=True)
@@ -442,12 +467,21 @@ def build_call(
         body=body,
         stream=stream,
         out=identifier(ns.out, "-o/--out") if ns.out else None,
-        host=ns.host,
+        host=_one_host(ns),
+        hosts=list(ns.host or []),
         timeout=None if ns.timeout is None else timeout_value(ns.timeout, "--timeout"),
         schema_model=schema_model,
         show_thinking=defaults.show_thinking and not ns.hide_thinking,
         quiet=ns.quiet,
     )
+
+
+def _one_host(ns: argparse.Namespace) -> str | None:
+    """The cell's ``--host``; several are for ``--map`` only."""
+    hosts = ns.host or []
+    if len(hosts) > 1 and getattr(ns, "map", None) is None:
+        raise ArgsError("--host once per cell; several hosts share the work only with --map VAR")
+    return hosts[-1] if hosts else None
 
 
 def conversation_name(ns: argparse.Namespace) -> str | None:

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from IPython.core.error import UsageError
 from IPython.core.magic import Magics, line_cell_magic, magics_class, no_var_expand
-from traitlets import Bool, Dict, Enum, Float, Unicode
+from traitlets import Bool, Dict, Enum, Float, Int, List, Unicode
 
 from . import lifecycle
 from .args import (
@@ -81,6 +81,21 @@ class OllamaMagics(Magics):
         config=True
     )
     connect_timeout = Float(5.0, help="Seconds to wait for the server to accept.").tag(config=True)
+    hosts = List(
+        Unicode(),
+        help="Servers that share a --map batch, e.g. ['http://gpu1:11434', 'http://gpu2:11434'] "
+        "(--host flags override them); empty means the one configured server.",
+    ).tag(config=True)
+    parallel = Int(
+        0,
+        help="Requests in flight per host in a --map batch; 0 means 2 (Ollama does not say how "
+        "many it serves at once; set it to OLLAMA_NUM_PARALLEL, or higher behind a proxy).",
+    ).tag(config=True)
+    cache_dir = Unicode(
+        "",
+        help="Where --map keeps finished answers (batch.sqlite); empty means "
+        "$OLLAMA_MAGIC_CACHE_DIR, else $XDG_CACHE_HOME/ollama-magic, else ~/.cache/ollama-magic.",
+    ).tag(config=True)
 
     def __init__(self, shell: Any = None, **kwargs: Any) -> None:
         super().__init__(shell, **kwargs)
@@ -139,6 +154,8 @@ class OllamaMagics(Magics):
             )
         except ArgsError as exc:
             raise UsageError(str(exc)) from None
+        if ns.map is not None:
+            return self._map(ns, call, cell)
         try:
             if conversation is not None:
                 self._chat(call, conversation)
@@ -282,6 +299,15 @@ class OllamaMagics(Magics):
         if problem is None and note:
             print(note)
         return result, problem
+
+    def _map(self, ns: Any, call: GenerateCall, cell: str) -> Any:
+        """``--map VAR``: the batch module runs it (see :mod:`ollama_magic.batch`)."""
+        from .batch.cell import AllFailed, run_map
+
+        try:
+            return run_map(self, ns, call, cell, fill=self.interpolate and not ns.literal)
+        except (ArgsError, AllFailed) as exc:
+            raise UsageError(str(exc)) from None
 
     # -- line commands --------------------------------------------------------------------
 

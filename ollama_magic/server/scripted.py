@@ -18,7 +18,9 @@ second, no load time), which keeps tests quick. ``ScriptedEngine(pace=40, prompt
 load_seconds=0.3)`` makes them look like a small model on a laptop instead, for the tutorials:
 each generated token waits ``1 / pace`` s (unless the model or the request sets its own
 ``scripted_delay``), the prompt is read at ``prompt_pace`` tokens/s, and a fresh load takes
-``load_seconds``. Only the timing fields change; the tokens are the same.
+``load_seconds``. Only the timing fields change; the tokens are the same. ``slots=4`` serves at
+most four requests at once, as Ollama with ``OLLAMA_NUM_PARALLEL=4`` does: the others wait
+their turn (a client that hangs up while waiting leaves the queue).
 
 The models: ``echo`` (shows the rendered prompt), ``reasoner`` (inline ``<think>`` like an old
 deepseek-r1 pull), ``thinker`` (the ``thinking`` field, levels low…max), ``chinese`` (UTF-8 split
@@ -34,6 +36,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
+import threading
 import time
 import zlib
 from collections.abc import Callable, Generator, Iterable, Iterator
@@ -498,8 +501,8 @@ class ScriptedEngine:
     server's default engine.
 
     ``calls`` records every ``("load" | "unload", name)`` the server made, for tests.
-    ``pace``, ``prompt_pace`` and ``load_seconds`` simulate a real model's timing (see the
-    module docstring); all off by default.
+    ``pace``, ``prompt_pace``, ``load_seconds`` and ``slots`` simulate a real model's timing
+    and its parallel slots (see the module docstring); all off by default.
     """
 
     def __init__(
@@ -508,7 +511,10 @@ class ScriptedEngine:
         pace: float | None = None,
         prompt_pace: float | None = None,
         load_seconds: float = 0.0,
+        slots: int | None = None,
     ) -> None:
+        if slots is not None and slots < 1:
+            raise ValueError(f"slots must be at least 1, not {slots!r}")
         for name, value in (("pace", pace), ("prompt_pace", prompt_pace)):
             if value is not None and not value > 0:
                 raise ValueError(f"{name} must be positive, not {value!r}")
@@ -521,6 +527,8 @@ class ScriptedEngine:
         self.pace = pace
         self.prompt_pace = prompt_pace
         self.load_seconds = load_seconds
+        self.slots = slots
+        self._free = threading.BoundedSemaphore(slots) if slots is not None else None
         self.calls: list[tuple[str, str]] = []
 
     def models(self) -> list[ModelCard]:
@@ -640,6 +648,31 @@ class ScriptedEngine:
         )
 
     def _run(
+        self,
+        card: ModelCard,
+        seen: _Seen,
+        prompt_ids: list[int],
+        fmt: str | dict[str, Any] | None,
+        options: dict[str, Any],
+        started: int,
+        *,
+        raw: bool = False,
+        chat: bool = False,
+        top_logprobs: int | None = None,
+    ) -> Iterator[Event]:
+        if self._free is not None:
+            while not self._free.acquire(timeout=0.02):  # queued, as in Ollama's scheduler
+                yield Pause(0)  # lets the server notice a client that hung up while waiting
+        try:
+            yield from self._paced(
+                card, seen, prompt_ids, fmt, options, started, raw=raw, chat=chat,
+                top_logprobs=top_logprobs,
+            )
+        finally:
+            if self._free is not None:
+                self._free.release()
+
+    def _paced(
         self,
         card: ModelCard,
         seen: _Seen,
