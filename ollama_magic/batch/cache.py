@@ -77,9 +77,11 @@ class ResultCache:
     def get(self, key: str, request: dict[str, Any]) -> GenerationResult | None:
         """The stored result for ``key`` (its ``request`` set to ``request``), or ``None``."""
         with self._lock:
-            row = self._connect().execute(
-                "SELECT value FROM results WHERE key = ?", (key,)
-            ).fetchone()
+            row = (
+                self._connect()
+                .execute("SELECT value FROM results WHERE key = ?", (key,))
+                .fetchone()
+            )
         if row is None:
             return None
         try:

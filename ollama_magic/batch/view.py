@@ -83,8 +83,7 @@ def html_view(s: Snapshot) -> str:
         cells = []
         for h in s.hosts:
             state = (
-                f"{h.done} done · {h.failed} failed · {h.in_flight} in flight · "
-                f"{h.tokens} tokens"
+                f"{h.done} done · {h.failed} failed · {h.in_flight} in flight · {h.tokens} tokens"
                 if h.alive
                 else f"set aside: {h.error}"
             )
@@ -103,8 +102,10 @@ def summary(s: Snapshot, *, interrupted: bool = False, first_error: str | None =
     """The line printed once at the end.
 
     >>> from ollama_magic.batch.core import HostState
-    >>> summary(Snapshot(3, 2, 1, 1, 0, 40, 2.0, [HostState("h", 2)], 2), first_error="boom")
-    '3 items: 2 done (1 from the cache), 1 failed, in 2.00 s, 20.0 tokens/s. First error: boom'
+    >>> print(summary(Snapshot(3, 2, 1, 1, 0, 40, 2.0, [HostState("h", 2)], 2), first_error="x"))
+    ... # doctest: +NORMALIZE_WHITESPACE
+    3 items: 2 done (1 from the cache), 1 failed, in 2.00 s, 20.0 tokens/s.
+    Run it again to retry the failed ones. First error: x
     """
     parts = [f"{s.done} done" + (f" ({s.cached} from the cache)" if s.cached else "")]
     if s.failed:
@@ -122,9 +123,7 @@ def summary(s: Snapshot, *, interrupted: bool = False, first_error: str | None =
         if not h.alive:
             text += f" {h.url} was set aside: {h.error}."
     if interrupted:
-        text += (
-            " Interrupted: the finished answers are kept; run it again to send only the rest."
-        )
+        text += " Interrupted: the finished answers are kept; run it again to send only the rest."
     elif s.failed:
         text += " Run it again to retry the failed ones."
     if first_error:

@@ -1,0 +1,420 @@
+"""``map_prompt`` and its pieces: the pure core, the SQLite cache, and whole runs against real
+local servers (ordering, DataFrames, failures, interrupt and resume, restart, host failover)."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pytest
+from pydantic import BaseModel
+
+from ollama_magic.batch import BatchResults, map_prompt
+from ollama_magic.batch.cache import ResultCache
+from ollama_magic.batch.core import (
+    Items,
+    Plan,
+    Snapshot,
+    cache_key,
+    host_fault,
+    item_body,
+)
+from ollama_magic.batch.view import NotebookView, TerminalView, html_view, line, summary
+from ollama_magic.errors import ModelNotFound, ResponseError, StreamError, StreamTruncated
+from ollama_magic.result import GenerationResult
+from ollama_magic.server import OllamaServer, ScriptedEngine
+
+from .helpers import bodies, until
+
+# -- the pure core ------------------------------------------------------------------------------
+
+
+def test_items_of_each_kind_and_refusals() -> None:
+    assert Items.of(("a", 1)).rows == [{"item": "a"}, {"item": 1}]
+    assert Items.of(pd.Series(["x", "y"], index=[7, 3])).rows == [{"item": "x"}, {"item": "y"}]
+    frame = pd.DataFrame({"name": ["ann", "bob"], "age": [3, 4]})
+    items = Items.of(frame)
+    assert items.rows == [{"name": "ann", "age": 3}, {"name": "bob", "age": 4}]
+    assert items.frame is frame
+    for bad in ("text", {"a": 1}, 42):
+        with pytest.raises(TypeError, match="not a dataset"):
+            Items.of(bad)
+
+
+def test_item_body_fills_row_fields_first_and_leaves_other_braces() -> None:
+    body = item_body(
+        {"model": "m", "stream": True},
+        'Label {name} ({kind}); JSON: {"x": 1} {missing}',
+        {"name": "ann"},
+        {"kind": "person", "name": "not me"},
+    )
+    assert body == {
+        "model": "m",
+        "stream": True,
+        "prompt": 'Label ann (person); JSON: {"x": 1} {missing}',
+    }
+
+
+def test_cache_key_ignores_host_independent_noise_but_not_options() -> None:
+    base = {"model": "m", "prompt": "p", "options": {"temperature": 0}}
+    key = cache_key("/api/generate", base)
+    assert key == cache_key("/api/generate", {**base, "stream": False, "keep_alive": -1})
+    assert key != cache_key("/api/generate", {**base, "options": {"temperature": 1}})
+    assert key != cache_key("/api/chat", base)
+
+
+def test_host_fault_tells_host_trouble_from_item_trouble() -> None:
+    assert host_fault(StreamTruncated("gone"))
+    assert host_fault(ResponseError(503, "overloaded"))
+    assert host_fault(ModelNotFound("m", "model 'm' not found"))
+    assert not host_fault(ResponseError(400, "prompt too long"))
+    assert not host_fault(ResponseError(500, "model crashed"))
+    assert not host_fault(StreamError("in-band error"))
+
+
+def test_plan_requeues_a_failed_hosts_item_and_loses_items_when_no_host_is_left() -> None:
+    plan = Plan.start(range(4), {"a": 2, "b": 1})
+    assert [plan.take("a"), plan.take("a"), plan.take("a"), plan.take("b")] == [0, 1, None, 2]
+    plan.host_failed(0, "a", "refused")
+    assert plan.take("a") is None  # set aside
+    plan.finish(2, "b", ok=True, tokens=5)
+    assert plan.take("b") == 0  # the failed host's item, before item 3
+    plan.host_failed(1, "a", "refused")
+    plan.host_failed(0, "b", "gone")
+    assert plan.lost == {0: "gone", 1: "gone", 3: "gone"}  # the last host's error
+    assert plan.over
+
+
+def test_snapshot_texts() -> None:
+    plan = Plan.start(range(10), {"http://a:1": 2, "http://b:2": 2})
+    plan.hosts["http://b:2"].error = "cannot connect"
+    snap = Snapshot(10, 6, 1, 2, 2, 500, 5.0, list(plan.hosts.values()), 5)
+    assert line(snap, width=4).startswith("▕███ ▏ 6/10 done · 1 failed · 2 in flight")
+    assert "100.0 tokens/s · 3 s left" in line(snap)
+    assert "http://b:2 set aside" in line(snap)
+    page = html_view(snap)
+    assert "<progress value='7' max='10'" in page and "set aside: cannot connect" in page
+    end = summary(snap)
+    assert end.startswith("10 items: 6 done (2 from the cache), 1 failed, 3 not finished")
+    assert "http://b:2 was set aside: cannot connect." in end
+
+
+def test_host_names_are_escaped_in_the_notebook_view() -> None:
+    plan = Plan.start(range(2), {"http://a:1": 1, "http://<b>:2": 1})
+    page = html_view(Snapshot(2, 0, 0, 0, 0, 0, 0.0, list(plan.hosts.values()), 0))
+    assert "<b>" not in page and "&lt;b&gt;" in page
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, dict[str, Any], str]] = []
+
+    def show(self, bundle: dict[str, Any], display_id: str) -> None:
+        self.calls.append(("show", bundle, display_id))
+
+    def update(self, bundle: dict[str, Any], display_id: str) -> None:
+        self.calls.append(("update", bundle, display_id))
+
+    def final(self, bundle: dict[str, Any]) -> None:
+        self.calls.append(("final", bundle, ""))
+
+
+def test_notebook_view_starts_and_ends_empty_and_is_throttled() -> None:
+    publisher = Recorder()
+    view = NotebookView(publisher, interval=0.5)
+    snap = Snapshot(3, 1, 0, 0, 1, 0, 1.0, [], 1)
+    for now in (0.0, 0.1, 0.2, 0.6):
+        view.update(snap, now)
+    view.close()
+    kinds = [(kind, bool(bundle)) for kind, bundle, _ in publisher.calls]
+    assert kinds == [("show", False), ("update", True), ("update", True), ("update", False)]
+    assert len({did for _, _, did in publisher.calls}) == 1
+
+
+class Tty:
+    def __init__(self) -> None:
+        self.text = ""
+
+    def isatty(self) -> bool:
+        return True
+
+    def write(self, text: str) -> None:
+        self.text += text
+
+    def flush(self) -> None:
+        pass
+
+
+def test_terminal_view_rewrites_one_line() -> None:
+    out = Tty()
+    view = TerminalView(out, interval=0.5)  # type: ignore[arg-type]
+    view.update(Snapshot(3, 1, 0, 0, 1, 0, 1.0, [], 1), 0.0)
+    view.update(Snapshot(3, 2, 0, 0, 1, 0, 1.0, [], 2), 0.1)  # too soon
+    view.update(Snapshot(3, 3, 0, 0, 0, 0, 1.0, [], 3), 0.6)
+    view.close()
+    assert "\n" not in out.text
+    assert out.text.count("\r") == 4  # two lines, then the wipe (one \r before, one after)
+    assert "1/3 done" in out.text and "3/3 done" in out.text and "2/3" not in out.text
+
+
+# -- the cache ----------------------------------------------------------------------------------
+
+
+def test_cache_round_trip_per_model_and_clear(tmp_path: Path) -> None:
+    request = {"model": "m", "prompt": "p"}
+    result = GenerationResult.from_final(
+        "m",
+        {"model": "m", "done": True, "done_reason": "stop", "eval_count": 3, "context": [1, 2]},
+        answer="hi",
+        thinking="hmm",
+        response="<think>hmm</think>hi",
+        request=request,
+        streamed_tokens=3,
+    )
+    with ResultCache(tmp_path) as store:
+        assert store.shares() == [] and not store.path.exists()
+        store.put("k1", result)
+        store.put("k2", GenerationResult("other", answer="x", done_reason="stop", request={}))
+        again = store.get("k1", request)
+        assert again is not None
+        assert (again.answer, again.thinking, again.eval_count, again.context) == (
+            "hi",
+            "hmm",
+            3,
+            [1, 2],
+        )
+        assert again.request is request and again.ok
+        assert store.get("nope", request) is None
+        assert [(s.model, s.count) for s in store.shares()] == [("m", 1), ("other", 1)]
+        assert store.clear("m") == 1
+        assert [s.model for s in store.shares()] == ["other"]
+    with ResultCache(tmp_path) as reopened:  # another process, or a restarted kernel
+        assert reopened.get("k2", {}) is not None
+        assert reopened.clear() == 1
+
+
+def test_a_damaged_cache_row_is_a_miss(tmp_path: Path) -> None:
+    with ResultCache(tmp_path) as store:
+        store.put("k", GenerationResult("m", answer="x", done_reason="stop"))
+        db = store._connect()
+        db.execute("UPDATE results SET value = '{\"model\": 5}'")
+        db.commit()
+        assert store.get("k", {}) is None
+
+
+# -- whole runs against real servers ------------------------------------------------------------
+
+
+@pytest.fixture()
+def paced() -> Iterator[OllamaServer]:
+    """A server whose echo model streams 400 tokens/s with 4 slots, like a small real model."""
+    with OllamaServer(engines=[ScriptedEngine(pace=400, slots=4)]) as server:
+        yield server
+
+
+def generated(server: OllamaServer) -> list[str]:
+    return [b["prompt"] for b in bodies(server)]
+
+
+def test_results_come_back_in_input_order(paced: OllamaServer, tmp_path: Path) -> None:
+    words = [("long " * n).strip() for n in (40, 1, 25, 2, 30, 3, 1, 12)]
+    seen: list[Snapshot] = []
+    results = map_prompt(
+        "Repeat: {item}",
+        words,
+        "echo",
+        hosts=paced.url,
+        parallel=4,
+        cache=tmp_path,
+        display="none",
+        progress=seen.append,
+    )
+    assert isinstance(results, BatchResults)
+    assert [r.answer for r in results] == [
+        f"Echo: <|user|>Repeat: {w}\n<|assistant|>" for w in words
+    ]
+    assert results.errors == [None] * len(words) and not results.failed
+    assert sorted(generated(paced)) == sorted(f"Repeat: {w}" for w in words)
+    assert max(s.in_flight for s in seen) == 4  # the slots were used, never more
+    assert seen[-1].done + seen[-1].in_flight <= len(words)
+
+
+def test_every_flag_applies_to_each_item(ollama: OllamaServer, tmp_path: Path) -> None:
+    map_prompt(
+        "{item}?",
+        ["a", "b"],
+        "echo",
+        hosts=ollama.url,
+        flags="--temperature 0 --num-predict 7 -s Short -k 10m",
+        cache=tmp_path,
+        display="none",
+    )
+    sent = sorted(bodies(ollama), key=lambda b: b["prompt"])  # two in flight: any order
+    for body, item in zip(sent, ["a", "b"], strict=True):
+        assert body == {
+            "model": "echo",
+            "prompt": f"{item}?",
+            "options": {"temperature": 0.0, "num_predict": 7},
+            "system": "Short",
+            "stream": True,
+            "keep_alive": "10m",
+        }
+
+
+class Pet(BaseModel):
+    name: str
+    legs: int
+
+
+def test_dataframe_gets_a_column_per_schema_field(ollama: OllamaServer, tmp_path: Path) -> None:
+    frame = pd.DataFrame({"text": ["a cat", "a bird"], "legs": [4, 2]})
+    out = map_prompt(
+        "Describe {text}",
+        frame,
+        "echo",
+        hosts=ollama.url,
+        format=Pet,
+        cache=tmp_path,
+        display="none",
+    )
+    assert list(out.columns) == ["text", "legs", "name", "legs_2", "error"]
+    assert list(frame.columns) == ["text", "legs"]  # a copy; the input is untouched
+    assert out["error"].tolist() == [None, None]
+    assert out["name"].tolist() == ["name", "name"]  # what the scripted model synthesizes
+    assert all(isinstance(v, int) for v in out["legs_2"])
+    assert bodies(ollama)[0]["format"] == Pet.model_json_schema()
+
+
+def test_invalid_rows_are_marked_and_not_cached(ollama: OllamaServer, tmp_path: Path) -> None:
+    frame = pd.DataFrame({"text": ["a", "b"]})
+    run = dict(
+        hosts=ollama.url, format=Pet, cache=tmp_path, display="none", flags="--num-predict 3"
+    )
+    out = map_prompt("{text}", frame, "echo", **run)
+    assert out["name"].tolist() == [None, None]
+    assert all("not valid for --format" in e for e in out["error"])
+    map_prompt("{text}", frame, "echo", **run)
+    assert len(bodies(ollama)) == 4  # asked again: a bad answer is not kept
+
+
+def test_a_failing_item_keeps_its_error_and_the_rest_go_on(
+    ollama: OllamaServer, tmp_path: Path
+) -> None:
+    items = ["short", "much " * 2100, "fine"]  # echo is a vision model: num_ctx is 2048 at least
+    run = dict(
+        hosts=ollama.url, cache=tmp_path, display="none", flags="--num-ctx 2048 --no-truncate"
+    )
+    results = map_prompt("{item}", items, "echo", **run)
+    assert results.failed == [1]
+    assert "exceeds the available context size" in (results.errors[1] or "")
+    assert results.answers[0] and results.answers[2] and results.answers[1] is None
+    assert "Run it again to retry the failed ones." in results.summary
+    ollama.clear()
+    again = map_prompt("{item}", items, "echo", **run)
+    assert generated(ollama) == ["much " * 2100]  # only the failed item is sent again
+    assert again.failed == [1]
+
+
+def test_a_new_cache_object_answers_everything_without_the_server(
+    ollama: OllamaServer, tmp_path: Path
+) -> None:
+    first = map_prompt(
+        "Hi {item}", ["a", "b", "c"], "echo", hosts=ollama.url, cache=tmp_path, display="none"
+    )
+    ollama.clear()
+    second = map_prompt(
+        "Hi {item}", ["a", "b", "c"], "echo", hosts=ollama.url, cache=tmp_path, display="none"
+    )
+    assert bodies(ollama) == []
+    assert second.answers == first.answers
+    assert second.summary == "3 items: 3 done (3 from the cache)."
+    third = map_prompt(
+        "Hi {item}", ["a", "b", "c"], "echo", hosts=ollama.url, cache=False, display="none"
+    )
+    assert len(bodies(ollama)) == 3 and third.answers == first.answers
+
+
+def test_interrupt_closes_open_streams_and_a_rerun_sends_only_the_rest(tmp_path: Path) -> None:
+    with OllamaServer(engines=[ScriptedEngine(pace=100, slots=2)]) as server:
+        items = [f"item {i} " + "word " * 10 for i in range(10)]
+
+        def stop_after_three(snapshot: Snapshot) -> None:
+            if snapshot.done >= 3:
+                raise KeyboardInterrupt  # what Ctrl-C does, at a known moment
+
+        run = dict(hosts=server.url, parallel=2, cache=tmp_path, display="none")
+        partial = map_prompt("{item}", items, "echo", progress=stop_after_three, **run)
+        assert partial.interrupted
+        finished = [i for i, e in enumerate(partial.errors) if e is None]
+        assert 3 <= len(finished) < 10
+        assert all("interrupted" in (partial.errors[i] or "") for i in partial.failed)
+        records = [r for r in server.requests if r.path == "/api/generate"]
+        assert len(records) <= len(finished) + 2  # nothing sent after the stop
+        for record in records:
+            assert record.finished.wait(5)
+        cut = [r for r in records if r.disconnected_at is not None]
+        assert len(cut) == len(records) - len(finished)  # the streams in flight were closed
+        server.clear()
+        rest = map_prompt("{item}", items, "echo", **run)
+        assert sorted(generated(server)) == sorted(items[i] for i in partial.failed)
+        assert not rest.failed
+        assert rest.answers == [f"Echo: <|user|>{item}\n<|assistant|>" for item in items]
+
+
+def test_a_host_stopped_mid_run_is_set_aside_and_the_other_finishes(tmp_path: Path) -> None:
+    first = OllamaServer(engines=[ScriptedEngine(pace=200, slots=2)]).start()
+    with OllamaServer(engines=[ScriptedEngine(pace=200, slots=2)]) as second:
+        items = [f"item {i} " + "word " * 8 for i in range(24)]
+        stopper = threading.Thread(
+            target=lambda: (until(lambda: len(bodies(first)) >= 3), first.stop())
+        )
+        stopper.start()
+        try:
+            results = map_prompt(
+                "{item}",
+                items,
+                "echo",
+                hosts=[first.url, second.url],
+                parallel=2,
+                cache=tmp_path,
+                display="none",
+            )
+        finally:
+            stopper.join()
+            first.stop()
+        assert not results.failed
+        assert results.answers == [f"Echo: <|user|>{item}\n<|assistant|>" for item in items]
+        assert f"{first.url} was set aside" in results.summary
+        on_first = {b["prompt"] for b in bodies(first)}
+        on_second = {b["prompt"] for b in bodies(second)}
+        assert on_first and on_second and on_first | on_second == set(items)
+        cut = [r for r in first.requests if r.path == "/api/generate" and r.disconnected_at]
+        assert cut, "the stop cut streams in flight, which the other host then answered"
+        assert {r.json["prompt"] for r in cut} <= on_second
+
+
+def test_with_no_host_left_every_item_fails_with_the_reason(tmp_path: Path) -> None:
+    gone = OllamaServer()
+    url = gone.url
+    gone.stop()  # bound, never served: connections are refused
+    results = map_prompt("{item}", ["a", "b"], "echo", hosts=url, cache=tmp_path, display="none")
+    assert results.failed == [0, 1]
+    assert results.errors == ["not sent: every host was set aside"] * 2
+    assert "cannot connect" in results.summary
+
+
+def test_a_missing_model_sets_the_host_aside_once(ollama: OllamaServer, tmp_path: Path) -> None:
+    results = map_prompt(
+        "{item}",
+        list("abcdef"),
+        "nope",
+        hosts=ollama.url,
+        parallel=1,
+        cache=tmp_path,
+        display="none",
+    )
+    assert len(bodies(ollama)) == 1  # not one 404 per item
+    assert "model 'nope' not found" in results.summary and len(results.failed) == 6
