@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
@@ -71,6 +71,28 @@ class _Counter(NullSink):
         self.tokens += 1
 
 
+class _Reused:
+    """A stream whose connection goes back to the pool when it reached its final object."""
+
+    def __init__(self, stream: Stream) -> None:
+        self._stream = stream
+        self._done = False
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        for chunk in self._stream:
+            self._done = self._done or chunk.get("done") is True
+            yield chunk
+
+    def close(self) -> None:
+        if self._done:
+            self._stream.release()
+        else:
+            self._stream.close()
+
+    def abort(self) -> None:
+        self._stream.abort()
+
+
 class _Tracked:
     """A client whose open stream the calling thread can shut down (Ctrl-C)."""
 
@@ -78,11 +100,11 @@ class _Tracked:
         self.client = client
         self.base_url = client.base_url
         self._lock = threading.Lock()
-        self._stream: Stream | None = None
+        self._stream: _Reused | None = None
         self._stopping = False
 
-    def stream(self, path: str, body: dict[str, Any], method: str = "POST") -> Stream:
-        stream = self.client.stream(path, body, method)
+    def stream(self, path: str, body: dict[str, Any], method: str = "POST") -> _Reused:
+        stream = _Reused(self.client.stream(path, body, method))
         with self._lock:
             self._stream = stream
             stop_now = self._stopping
