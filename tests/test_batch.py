@@ -188,7 +188,8 @@ def test_cache_round_trip_per_model_and_clear(tmp_path: Path) -> None:
         )
         assert again.request is request and again.ok
         assert store.get("nope", request) is None
-        assert [(s.model, s.count) for s in store.shares()] == [("m", 1), ("other", 1)]
+        shares = [(s.model, s.count, s.size) for s in store.shares()]
+        assert shares == [("m", 1, len("hi") + len("hmm")), ("other", 1, 1)]
         assert store.clear("m") == 1
         assert [s.model for s in store.shares()] == ["other"]
     with ResultCache(tmp_path) as reopened:  # another process, or a restarted kernel

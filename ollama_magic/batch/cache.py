@@ -51,7 +51,7 @@ class ModelShare:
 
     model: str
     count: int
-    size: int  # bytes of stored JSON
+    size: int  # bytes of answer and reasoning text (UTF-8), the same for the same answers
 
 
 class ResultCache:
@@ -107,8 +107,9 @@ class ResultCache:
             rows = (
                 self._connect()
                 .execute(
-                    "SELECT model, COUNT(*), SUM(LENGTH(value)) FROM results GROUP BY model "
-                    "ORDER BY 3 DESC, 1"
+                    "SELECT model, COUNT(*), SUM(LENGTH(CAST(json_extract(value, '$.answer') "
+                    "AS BLOB)) + LENGTH(CAST(json_extract(value, '$.thinking') AS BLOB))) "
+                    "FROM results GROUP BY model ORDER BY 3 DESC, 1"
                 )
                 .fetchall()
             )

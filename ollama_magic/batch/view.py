@@ -116,8 +116,8 @@ def summary(s: Snapshot, *, interrupted: bool = False, first_error: str | None =
     text = f"{s.total} item{'s' if s.total != 1 else ''}: " + ", ".join(parts)
     if s.finished_here or s.failed:
         text += f", in {s.elapsed:.2f} s"
-        if s.rate:
-            text += f", {s.rate:.1f} tokens/s"
+        if s.tokens and s.elapsed > 0:  # always when tokens came: the line reads the same each run
+            text += f", {s.tokens / s.elapsed:.1f} tokens/s"
     text += "."
     for h in s.hosts:
         if not h.alive:
