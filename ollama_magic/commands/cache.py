@@ -42,8 +42,8 @@ def run_cache(ctx: Context, args: CacheArgs) -> None:
         print(f"{plural(total, 'cached answer')} in {store.path}:")
         width = max(len(s.model) for s in shares)
         for share in shares:
-            text = human_bytes(share.size)
-            print(f"  {share.model.ljust(width)}  {plural(share.count, 'answer'):>12}, {text} of text")
+            answers = plural(share.count, "answer").rjust(12)
+            print(f"  {share.model.ljust(width)}  {answers}, {human_bytes(share.size)} of text")
         print("%ollama cache clear [MODEL] forgets them; --no-cache skips the cache for one cell.")
 
 
