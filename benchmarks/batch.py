@@ -183,22 +183,26 @@ def bench_hosts(items: int, pace: float) -> dict[str, float]:
     return {"one_host_s": one, "two_hosts_s": two, "speedup": one / two}
 
 
-def bench_real(items: int, parallel: int) -> dict[str, float]:
+def bench_real(items: int, parallel: int, rounds: int = 3) -> dict[str, float]:
     from ollama_magic.server.llama import DEFAULT_MODEL
 
     options = {"num_predict": 48, "temperature": 0, "seed": 0}
-    prompts = [f"Write one sentence about the number {i}." for i in range(items)]
+
+    def prompts(tag: str) -> list[str]:  # new prompts each time: no slot reuses a cached prefix
+        return [f"[{tag}] Write one sentence about the number {i}." for i in range(items)]
+
     with server(LLAMA_SERVER, parallel) as url:
-        threaded(url, DEFAULT_MODEL, prompts[:parallel], options, parallel)  # load, warm up
-        rounds = []
-        for _ in range(2):  # alternate, so other load on the machine hits both alike
-            direct_s, direct_tokens = threaded(url, DEFAULT_MODEL, prompts, options, parallel)
-            map_s, results = mapped([url], DEFAULT_MODEL, prompts, options, parallel, cache=False)
-            map_tokens = sum(r.eval_count or 0 for r in results)
-            rounds.append((direct_tokens / direct_s, map_tokens / map_s))
-    direct = max(r[0] for r in rounds)
-    ours = max(r[1] for r in rounds)
-    return {"direct_tok_s": direct, "map_tok_s": ours, "ratio": ours / direct}
+        threaded(url, DEFAULT_MODEL, prompts("warm")[:parallel], options, parallel)  # load it
+        direct, ours = [], []
+        for n in range(rounds):  # alternate, so other load on the machine hits both alike
+            seconds, tokens = threaded(url, DEFAULT_MODEL, prompts(f"d{n}"), options, parallel)
+            direct.append(tokens / seconds)
+            seconds, results = mapped(
+                [url], DEFAULT_MODEL, prompts(f"m{n}"), options, parallel, cache=False
+            )
+            ours.append(sum(r.eval_count or 0 for r in results) / seconds)
+    best_direct, best_ours = max(direct), max(ours)
+    return {"direct_tok_s": best_direct, "map_tok_s": best_ours, "ratio": best_ours / best_direct}
 
 
 def bench_overhead(items: int) -> dict[str, float]:
@@ -250,6 +254,7 @@ def main() -> None:
     parser.add_argument("--overhead-items", type=int, default=500)
     parser.add_argument("--real-items", type=int, default=16)
     parser.add_argument("--skip-real", action="store_true")
+    parser.add_argument("--only", help="run one part: slots, hosts, overhead, memory or real")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     report: dict[str, dict[str, float]] = {}
@@ -262,6 +267,8 @@ def main() -> None:
     if not args.skip_real:
         steps.append(("real", lambda: bench_real(args.real_items, 4)))
     for name, step in steps:
+        if args.only and name != args.only:
+            continue
         report[name] = step()
         if not args.json:
             shown = ", ".join(f"{k} {v:.3g}" for k, v in report[name].items())

@@ -3,6 +3,8 @@ local servers (ordering, DataFrames, failures, interrupt and resume, restart, ho
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -419,3 +421,13 @@ def test_a_missing_model_sets_the_host_aside_once(ollama: OllamaServer, tmp_path
     )
     assert len(bodies(ollama)) == 1  # not one 404 per item
     assert "model 'nope' not found" in results.summary and len(results.failed) == 6
+
+
+def test_the_package_never_imports_pandas() -> None:
+    code = (
+        "import sys, ollama_magic.batch, ollama_magic.batch.cell, ollama_magic.magics\n"
+        "from ollama_magic.batch import map_prompt\n"
+        "assert 'pandas' not in sys.modules, 'pandas imported'\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr

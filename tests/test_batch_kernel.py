@@ -11,7 +11,7 @@ import pytest
 
 from ollama_magic.server import OllamaServer, ScriptedEngine
 
-from .helpers import Kernel, bodies, error_line, until
+from .helpers import Kernel, bodies, error_line, run_ipython, until
 
 CELL = "%%ollama echo --map words -o labels --parallel 2\nLabel: {item}"
 WORDS = "words = [f'word {i} ' + 'pad ' * 12 for i in range(12)]"
@@ -133,3 +133,32 @@ def test_bad_input_is_one_line(kernel: Kernel, cell: str, message: str) -> None:
     assert kernel.run("xs = [1, 2]; text = 'abc'").ok
     assert message in error_line(kernel.run(cell))
     assert kernel.run("1 + 1").ok  # the kernel goes on
+
+
+def test_configured_hosts_share_the_items(ollama: OllamaServer, tmp_path: Path) -> None:
+    with OllamaServer() as other:
+        kernel = start(ollama, tmp_path)
+        try:
+            assert kernel.run(f"%config OllamaMagics.hosts = [{ollama.url!r}, {other.url!r}]").ok
+            assert kernel.run("%config OllamaMagics.parallel = 1").ok
+            assert kernel.run("xs = [f'x{i}' for i in range(12)]").ok
+            run = kernel.run("%%ollama slow --map xs -o out --num-predict 2\n{item}")
+            assert run.ok, run.error
+            assert bodies(ollama) and bodies(other)  # both took a share
+            assert len(bodies(ollama)) + len(bodies(other)) == 12
+            assert kernel.value("out.failed") == []
+        finally:
+            kernel.shutdown()
+
+
+def test_terminal_ipython_prints_only_the_summary(ollama: OllamaServer, tmp_path: Path) -> None:
+    code = (
+        "xs = ['a', 'b']\n"
+        "get_ipython().run_cell_magic('ollama', 'echo --map xs -o r --no-cache', '{item}!')\n"
+        "print(r.answers)\n"
+    )
+    done = run_ipython(code, ollama.url)
+    assert done.returncode == 0, done.stderr
+    assert "2 items: 2 done, in " in done.stdout
+    assert "\r" not in done.stdout  # not a TTY: no live line
+    assert "['Echo: <|user|>a!\\n<|assistant|>', 'Echo: <|user|>b!\\n<|assistant|>']" in done.stdout
