@@ -308,6 +308,8 @@ class OllamaMagics(Magics):
             return run_map(self, ns, call, cell, fill=self.interpolate and not ns.literal)
         except (ArgsError, AllFailed) as exc:
             raise UsageError(str(exc)) from None
+        except KeyboardInterrupt:  # while reading the cache, before anything was sent
+            raise UsageError("Interrupted before any request was sent.") from None
 
     # -- line commands --------------------------------------------------------------------
 
