@@ -6,7 +6,9 @@ from __future__ import annotations
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +27,7 @@ from ollama_magic.batch.core import (
     item_body,
 )
 from ollama_magic.batch.view import NotebookView, TerminalView, html_view, line, summary
+from ollama_magic.client import OllamaClient
 from ollama_magic.errors import ModelNotFound, ResponseError, StreamError, StreamTruncated
 from ollama_magic.result import GenerationResult
 from ollama_magic.server import OllamaServer, ScriptedEngine
@@ -213,8 +216,9 @@ def test_a_damaged_cache_row_is_a_miss(tmp_path: Path) -> None:
 
 @pytest.fixture()
 def paced() -> Iterator[OllamaServer]:
-    """A server whose echo model streams 400 tokens/s with 4 slots, like a small real model."""
-    with OllamaServer(engines=[ScriptedEngine(pace=400, slots=4)]) as server:
+    """A server whose echo model streams 100 tokens/s with 4 slots, like a small real model: a
+    run lasts past the first half-second tick, so a snapshot sees every slot busy."""
+    with OllamaServer(engines=[ScriptedEngine(pace=100, slots=4)]) as server:
         yield server
 
 
@@ -431,3 +435,28 @@ def test_the_package_never_imports_pandas() -> None:
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
+
+
+def test_scripted_slots_queue_requests_beyond_them_as_ollama_does() -> None:
+    """Two slots, three requests of half a second each: the third starts only when one ends."""
+    with OllamaServer(engines=[ScriptedEngine(pace=20, slots=2)]) as server:
+        firsts: list[float] = []
+        lock = threading.Lock()
+
+        def ask(prompt: str) -> None:
+            with closing(OllamaClient(server.url)) as client:
+                body = {"model": "lorem", "prompt": prompt, "options": {"num_predict": 10}}
+                with client.stream("/api/generate", body) as stream:
+                    for i, _ in enumerate(stream):
+                        if i == 0:
+                            with lock:
+                                firsts.append(time.monotonic())
+
+        threads = [threading.Thread(target=ask, args=(f"p{i}",)) for i in range(3)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        firsts.sort()
+        assert firsts[1] - firsts[0] < 0.3  # two slots: two start at once
+        assert firsts[2] - firsts[0] > 0.4  # the third waited for a slot (10 tokens at 20/s)
