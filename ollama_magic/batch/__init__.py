@@ -27,7 +27,7 @@ from .core import (
     item_body,
     schema_fields,
 )
-from .runner import NO_HOST, Job, Runner
+from .runner import NO_HOST, Job, Outcome, Runner
 from .view import View, choose_view, summary
 
 if TYPE_CHECKING:
@@ -137,32 +137,21 @@ class Report:
 
 def execute(batch: Batch, settings: Settings) -> Report:
     """Answer what the cache has, send the rest, collect everything in input order."""
+    clients = _clients(settings)  # every address checked before anything is read or sent
+    originals = {url: host for url, (host, _) in clients.items()}
+    try:
+        keys, found = _lookup(batch, settings.cache)
+    except BaseException:
+        for _, client in clients.values():
+            client.close()
+        raise
     total = len(batch.items)
-    found: dict[int, GenerationResult] = {}
-    keys: list[str] = []
-    if settings.cache is not None:
-        for index in range(total):
-            body = batch.body(index)
-            key = cache_key(batch.path, body)
-            keys.append(key)
-            hit = settings.cache.get(key, body)
-            if hit is not None and batch.check(hit) is None:
-                found[index] = hit
     todo = [i for i in range(total) if i not in found]
     view = settings.view
-    clients: dict[str, OllamaClient] = {}
-    originals: dict[str, str | None] = {}
-    for host in settings.hosts:  # every address checked before anything is sent
-        client = settings.connect(host)
-        if client.base_url in clients:
-            client.close()
-            continue
-        clients[client.base_url] = client
-        originals[client.base_url] = host
 
     def connect(url: str) -> OllamaClient:
         first = clients.pop(url, None)
-        return first if first is not None else settings.connect(originals[url])
+        return first[1] if first is not None else settings.connect(originals[url])
 
     def done(index: int, result: GenerationResult) -> None:
         if settings.cache is not None:
@@ -190,7 +179,7 @@ def execute(batch: Batch, settings: Settings) -> Report:
         if todo:
             outcome = Runner(job, connect).run(tick)
     finally:
-        for unused in clients.values():
+        for _, unused in clients.values():
             unused.close()
         if view is not None:
             view.close()
@@ -199,6 +188,50 @@ def execute(batch: Batch, settings: Settings) -> Report:
     else:
         hosts = [HostState(url, settings.parallel) for url in originals]
         last = Snapshot(total, len(found), 0, len(found), 0, 0, 0.0, hosts, 0)
+    return _collect(batch, found, outcome, last)
+
+
+def _clients(settings: Settings) -> dict[str, tuple[str | None, OllamaClient]]:
+    """One client per distinct server (by its address without a password), with the setting
+    it came from; a bad address raises before anything is sent."""
+    clients: dict[str, tuple[str | None, OllamaClient]] = {}
+    try:
+        for host in settings.hosts:
+            client = settings.connect(host)
+            if client.base_url in clients:
+                client.close()
+            else:
+                clients[client.base_url] = (host, client)
+    except BaseException:
+        for _, client in clients.values():
+            client.close()
+        raise
+    return clients
+
+
+def _lookup(
+    batch: Batch, cache: ResultCache | None
+) -> tuple[list[str], dict[int, GenerationResult]]:
+    """Each item's cache key, and the items the cache already answers (and still fit
+    ``--format``)."""
+    keys: list[str] = []
+    found: dict[int, GenerationResult] = {}
+    if cache is None:
+        return keys, found
+    for index in range(len(batch.items)):
+        body = batch.body(index)
+        key = cache_key(batch.path, body)
+        keys.append(key)
+        hit = cache.get(key, body)
+        if hit is not None and batch.check(hit) is None:
+            found[index] = hit
+    return keys, found
+
+
+def _collect(
+    batch: Batch, found: dict[int, GenerationResult], outcome: Outcome | None, last: Snapshot
+) -> Report:
+    """Every item's result and error in input order; an item nobody finished says so."""
     results_by_index = dict(found)
     errors_by_index: dict[int, str] = {}
     if outcome is not None:
@@ -207,7 +240,7 @@ def execute(batch: Batch, settings: Settings) -> Report:
     results: list[GenerationResult] = []
     errors: list[str | None] = []
     model = str(batch.base.get("model", ""))
-    for index in range(total):
+    for index in range(len(batch.items)):
         result = results_by_index.get(index)
         if result is None:
             result = GenerationResult(model, done_reason=INTERRUPTED, error=NOT_FINISHED)
