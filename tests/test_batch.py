@@ -460,3 +460,22 @@ def test_scripted_slots_queue_requests_beyond_them_as_ollama_does() -> None:
         firsts.sort()
         assert firsts[1] - firsts[0] < 0.3  # two slots: two start at once
         assert firsts[2] - firsts[0] > 0.4  # the third waited for a slot (10 tokens at 20/s)
+
+
+def test_long_prompts_ask_for_the_window_once_per_worker(
+    ollama: OllamaServer, tmp_path: Path
+) -> None:
+    long = "word " * 80  # past the length after which an answer checks whether it was cut
+    results = map_prompt(
+        "{item} " + long,
+        list("abcdef"),
+        "echo",
+        hosts=ollama.url,
+        parallel=2,
+        cache=tmp_path,
+        display="none",
+    )
+    assert not results.failed
+    assert all(r.num_ctx for r in results)  # each knows its window, for .prompt_cut
+    asked = [r for r in ollama.requests if r.path == "/api/ps"]
+    assert 1 <= len(asked) <= 2

@@ -102,6 +102,7 @@ class _Tracked:
         self._lock = threading.Lock()
         self._stream: _Reused | None = None
         self._stopping = False
+        self._ps: list[dict[str, Any]] | OllamaError | None = None
 
     def stream(self, path: str, body: dict[str, Any], method: str = "POST") -> _Reused:
         stream = _Reused(self.client.stream(path, body, method))
@@ -111,6 +112,21 @@ class _Tracked:
         if stop_now:
             stream.abort()
         return stream
+
+    def listing(self, path: str) -> list[dict[str, Any]]:
+        """``/api/ps`` once per worker and run: :func:`~ollama_magic.session.run` asks it after
+        each long prompt (was it cut to fit?), and the window cannot change while every item
+        shares its options. A failure is remembered too (a proxy may not serve ``/api/ps``)."""
+        if path != "/api/ps":
+            return self.client.listing(path)
+        if self._ps is None:
+            try:
+                self._ps = self.client.listing(path)
+            except OllamaError as exc:
+                self._ps = exc
+        if isinstance(self._ps, OllamaError):
+            raise self._ps
+        return self._ps
 
     def forget(self) -> None:
         with self._lock:
