@@ -479,3 +479,26 @@ def test_long_prompts_ask_for_the_window_once_per_worker(
     assert all(r.num_ctx for r in results)  # each knows its window, for .prompt_cut
     asked = [r for r in ollama.requests if r.path == "/api/ps"]
     assert 1 <= len(asked) <= 2
+
+
+def test_a_crash_while_keeping_an_answer_fails_that_item_and_the_run_ends(
+    ollama: OllamaServer,
+) -> None:
+    from ollama_magic.batch.runner import Job, Runner
+
+    def keep(index: int, result: GenerationResult) -> None:
+        if index == 1:
+            raise OSError("disk full")
+
+    job = Job(
+        path="/api/generate",
+        total=3,
+        todo=[0, 1, 2],
+        body=lambda i: {"model": "echo", "prompt": f"p{i}"},
+        hosts=[ollama.url],
+        parallel=2,
+        done=keep,
+    )
+    outcome = Runner(job, lambda url: OllamaClient(url)).run(lambda snapshot: None)
+    assert outcome.errors == {1: "OSError: disk full"}
+    assert sorted(outcome.results) == [0, 1, 2] and not outcome.interrupted

@@ -236,23 +236,35 @@ class Runner:
             index = self._take(url)
             if index is None:
                 return
-            body = self.job.body(index)
-            result, error = run(
-                tracked,  # type: ignore[arg-type]  # an OllamaClient by delegation
-                self.job.path,
-                body,
-                counter,
-                stopped=lambda: STOPPED if self._stop.is_set() else None,
-            )
-            tracked.forget()
-            problem = None
-            if error is None and result.ok:
-                problem = self.job.check(result)
-                if problem is None:
-                    self.job.done(index, result)
+            try:
+                result, error, problem = self._one(index, tracked, counter)
+            except Exception as exc:  # a bug or a full disk must not leave the item running
+                model = str(self.job.body(index).get("model", ""))
+                result, error = GenerationResult(model, done_reason=ERROR, error=str(exc)), None
+                problem = f"{type(exc).__name__}: {exc}"
             with self._cond:
                 self._report(index, url, result, error, problem)
                 self._cond.notify_all()
+
+    def _one(
+        self, index: int, tracked: _Tracked, counter: _Counter
+    ) -> tuple[GenerationResult, OllamaError | None, str | None]:
+        """Send item ``index``; its result, the transport's error, and why a finished answer
+        still fails (``--format``); a good one is handed to ``job.done`` (the cache)."""
+        result, error = run(
+            tracked,  # type: ignore[arg-type]  # an OllamaClient by delegation
+            self.job.path,
+            self.job.body(index),
+            counter,
+            stopped=lambda: STOPPED if self._stop.is_set() else None,
+        )
+        tracked.forget()
+        problem = None
+        if error is None and result.ok:
+            problem = self.job.check(result)
+            if problem is None:
+                self.job.done(index, result)
+        return result, error, problem
 
     def _report(
         self,
