@@ -162,3 +162,18 @@ def test_terminal_ipython_prints_only_the_summary(ollama: OllamaServer, tmp_path
     assert "2 items: 2 done, in " in done.stdout
     assert "\r" not in done.stdout  # not a TTY: no live line
     assert "['Echo: <|user|>a!\\n<|assistant|>', 'Echo: <|user|>b!\\n<|assistant|>']" in done.stdout
+
+
+def test_a_damaged_cache_file_is_one_line(ollama: OllamaServer, tmp_path: Path) -> None:
+    (tmp_path / "batch.sqlite").write_bytes(b"this is not a database, " * 100)
+    kernel = start(ollama, tmp_path)
+    try:
+        assert kernel.run("xs = ['a']").ok
+        message = error_line(kernel.run("%%ollama echo --map xs\n{item}"))
+        assert message.startswith(f"the --map cache {tmp_path / 'batch.sqlite'} cannot be used")
+        assert message.endswith("delete the file, or run with --no-cache")
+        assert "cannot be used" in error_line(kernel.run("%ollama cache"))
+        run = kernel.run("%%ollama echo --map xs --no-cache -o r\n{item}")
+        assert run.ok and kernel.value("r.failed") == []
+    finally:
+        kernel.shutdown()

@@ -15,6 +15,8 @@ import os
 import sqlite3
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -32,6 +34,10 @@ CREATE TABLE IF NOT EXISTS results (
     value TEXT NOT NULL
 )
 """
+
+
+class CacheError(Exception):
+    """The cache file cannot be used (damaged, not a database, locked too long, no space)."""
 
 
 def default_dir(configured: str = "") -> Path:
@@ -63,25 +69,38 @@ class ResultCache:
         self._lock = threading.Lock()
         self._db: sqlite3.Connection | None = None
 
+    @contextmanager
+    def _using(self) -> Iterator[sqlite3.Connection]:
+        """The connection, under the lock; any SQLite failure becomes one :class:`CacheError`
+        naming the file and what to do."""
+        with self._lock:
+            try:
+                yield self._connect()
+            except (sqlite3.Error, OSError) as exc:
+                raise CacheError(
+                    f"the --map cache {self.path} cannot be used ({exc}); delete the file, "
+                    "or run with --no-cache"
+                ) from None
+
     def _connect(self) -> sqlite3.Connection:
         if self._db is None:
             self.directory.mkdir(parents=True, exist_ok=True)
             db = sqlite3.connect(self.path, check_same_thread=False, timeout=10.0)
-            db.execute("PRAGMA journal_mode=WAL")
-            db.execute("PRAGMA synchronous=NORMAL")  # WAL: safe across a crash, no fsync a row
-            db.execute(_SCHEMA)
-            db.commit()
+            try:
+                db.execute("PRAGMA journal_mode=WAL")
+                db.execute("PRAGMA synchronous=NORMAL")  # WAL: crash-safe, no fsync a row
+                db.execute(_SCHEMA)
+                db.commit()
+            except sqlite3.Error:
+                db.close()
+                raise
             self._db = db
         return self._db
 
     def get(self, key: str, request: dict[str, Any]) -> GenerationResult | None:
         """The stored result for ``key`` (its ``request`` set to ``request``), or ``None``."""
-        with self._lock:
-            row = (
-                self._connect()
-                .execute("SELECT value FROM results WHERE key = ?", (key,))
-                .fetchone()
-            )
+        with self._using() as db:
+            row = db.execute("SELECT value FROM results WHERE key = ?", (key,)).fetchone()
         if row is None:
             return None
         try:
@@ -91,8 +110,7 @@ class ResultCache:
 
     def put(self, key: str, result: GenerationResult) -> None:
         value = json.dumps(encode(result), ensure_ascii=False, separators=(",", ":"))
-        with self._lock:
-            db = self._connect()
+        with self._using() as db:
             db.execute(
                 "INSERT OR REPLACE INTO results VALUES (?, ?, ?, ?)",
                 (key, str(result.request.get("model") or result.model), time.time(), value),
@@ -103,24 +121,19 @@ class ResultCache:
         """Count and size per model, largest first; nothing (and no file made) when empty."""
         if not self.path.exists():
             return []
-        with self._lock:
-            rows = (
-                self._connect()
-                .execute(
-                    "SELECT model, COUNT(*), SUM(LENGTH(CAST(json_extract(value, '$.answer') "
-                    "AS BLOB)) + LENGTH(CAST(json_extract(value, '$.thinking') AS BLOB))) "
-                    "FROM results GROUP BY model ORDER BY 3 DESC, 1"
-                )
-                .fetchall()
-            )
+        with self._using() as db:
+            rows = db.execute(
+                "SELECT model, COUNT(*), SUM(LENGTH(CAST(json_extract(value, '$.answer') "
+                "AS BLOB)) + LENGTH(CAST(json_extract(value, '$.thinking') AS BLOB))) "
+                "FROM results GROUP BY model ORDER BY 3 DESC, 1"
+            ).fetchall()
         return [ModelShare(str(m), int(n), int(size or 0)) for m, n, size in rows]
 
     def clear(self, model: str | None = None) -> int:
         """Forget every answer, or one model's; how many were forgotten."""
         if not self.path.exists():
             return 0
-        with self._lock:
-            db = self._connect()
+        with self._using() as db:
             if model is None:
                 cursor = db.execute("DELETE FROM results")
             else:

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from ..args import ArgsError, GenerateCall
 from . import Batch, Settings, execute, output
-from .cache import ResultCache, default_dir
+from .cache import CacheError, ResultCache, default_dir
 from .core import DEFAULT_PARALLEL, Items
 from .view import NoView, View, choose_view
 
@@ -99,6 +99,8 @@ def run_map(
     )
     try:
         report = execute(batch, settings)
+    except CacheError as exc:
+        raise ArgsError(str(exc)) from None
     finally:
         if store is not None:
             store.close()

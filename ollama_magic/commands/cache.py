@@ -6,9 +6,9 @@ import argparse
 from dataclasses import dataclass
 
 from ..args import ArgsError
-from ..batch.cache import ResultCache, default_dir
+from ..batch.cache import CacheError, ResultCache, default_dir
 from ..present import human_bytes
-from .base import MODEL, Args, Context, LineCommand, plural
+from .base import MODEL, Args, CommandFailed, Context, LineCommand, plural
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -28,7 +28,14 @@ def run_cache(ctx: Context, args: CacheArgs) -> None:
             f"%ollama cache {args.action}: write %ollama cache to see it, or "
             "%ollama cache clear [MODEL] to empty it"
         )
-    with ResultCache(default_dir(getattr(ctx, "cache_dir", ""))) as store:
+    try:
+        _show_or_clear(ResultCache(default_dir(getattr(ctx, "cache_dir", ""))), args)
+    except CacheError as exc:
+        raise CommandFailed(str(exc)) from None
+
+
+def _show_or_clear(cache: ResultCache, args: CacheArgs) -> None:
+    with cache as store:
         if args.action == "clear":
             gone = store.clear(args.model)
             whose = f" of {args.model}" if args.model else ""
