@@ -29,6 +29,7 @@ from .args import (
     parse_line,
     timeout_value,
 )
+from .cells import Cells
 from .chat import Conversation, context_warning
 from .commands import (
     Command,
@@ -86,6 +87,7 @@ class OllamaMagics(Magics):
         super().__init__(shell, **kwargs)
         self.last_result: GenerationResult | None = None
         self.conversations: dict[str, Conversation] = {}
+        self.cells = Cells(shell)  # In/Out, the last error, a new cell below
         completer = getattr(shell, "Completer", None)
         if completer is not None and hasattr(completer, "custom_matchers"):
             _install_matcher(completer, self._complete)
@@ -125,6 +127,9 @@ class OllamaMagics(Magics):
     def ollama(self, line: str, cell: str | None = None) -> Any:
         if cell is None:
             return self._command(line)
+        return self._cell(line, cell)
+
+    def _cell(self, line: str, cell: str) -> None:
         try:
             ns = parse_line(line)
             name = conversation_name(ns)
@@ -136,9 +141,12 @@ class OllamaMagics(Magics):
                 self.namespace,
                 defaults,
                 self.last_result.context if self.last_result else None,
+                self.cells.history(),
             )
         except ArgsError as exc:
             raise UsageError(str(exc)) from None
+        if call.fix and not self.cells.ask_fix(call.body):
+            return None
         try:
             if conversation is not None:
                 self._chat(call, conversation)
@@ -208,6 +216,10 @@ class OllamaMagics(Magics):
 
     def in_kernel(self) -> bool:
         return getattr(self.shell, "kernel", None) is not None
+
+    def generate(self, line: str, cell: str) -> None:
+        """``%ollama fix``: a ``%%ollama`` cell run from a line command."""
+        self._cell(line, cell)
 
     # -- cells ----------------------------------------------------------------------------
 
@@ -281,6 +293,8 @@ class OllamaMagics(Magics):
             return result, None
         if problem is None and note:
             print(note)
+        if call.code and problem is None:
+            self.cells.code_below(result, quiet=call.quiet)
         return result, problem
 
     # -- line commands --------------------------------------------------------------------

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..args import ArgsError, split_line
-from . import apps, conversations, models, settings, transfer
+from . import apps, conversations, fix, models, settings, transfer
 from .base import COMMAND, Args, Context, LineCommand
 
 
@@ -57,6 +57,7 @@ COMMANDS: dict[str, LineCommand[Any]] = {
         settings.VERSION,
         conversations.HISTORY,
         conversations.RESET,
+        fix.FIX,
         apps.UI,
         HELP,
     )

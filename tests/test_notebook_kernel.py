@@ -1,0 +1,188 @@
+"""The notebook in the prompt, in a real kernel: ``{In[N]}``/``{Out[N]}``/``{Err}`` references,
+``%ollama fix`` after a real exception, and ``--code``'s new cell (the ``set_next_input``
+payload front ends turn into a cell below; terminal IPython's pre-filled next prompt)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from ollama_magic.server import OllamaServer
+
+from .helpers import CellRun, Kernel, bodies, error_line, magic_kernel, run_ipython
+
+FENCED = "Here is the fix:\n\n```sh\npip install x\n```\n\n```python\nprint('hi {there}')\n```"
+
+
+def count(run: CellRun) -> int:
+    """The execution count of a cell that ran."""
+    assert run.ok, run.error
+    return int(run.reply["content"]["execution_count"])
+
+
+def next_input(run: CellRun) -> list[dict[str, object]]:
+    """The ``set_next_input`` payloads of a cell's reply (what makes a new cell below)."""
+    return [p for p in run.reply["content"].get("payload", []) if p["source"] == "set_next_input"]
+
+
+def test_in_out_and_underscore_references_fill_the_prompt(kernel: Kernel, ollama) -> None:
+    first = count(kernel.run("data = {'a': 1}\n%time y = 2\ndata['a'] + 41"))
+    run = kernel.run(
+        f"%%ollama echo -q\nCell: {{In[{first}]}} gave {{Out[{first}]}}; last {{_}}; "
+        "before {In[-2]}; code {unknown} {} {'a': 1}"
+    )
+    assert run.ok, run.error
+    (body,) = bodies(ollama)
+    source = "data = {'a': 1}\n%time y = 2\ndata['a'] + 41"  # as typed, not as Python
+    assert body["prompt"] == (
+        f"Cell: {source} gave 42; last 42; before {source}; code {{unknown}} {{}} {{'a': 1}}"
+    )
+
+
+def test_a_missing_reference_is_one_line_and_no_request(kernel: Kernel, ollama) -> None:
+    here = count(kernel.run("'no output below'")) + 1
+    message = error_line(kernel.run("%%ollama echo\nExplain {Out[99999]}"))
+    assert message.startswith("{Out[99999]}: no cell 99999 in this session")
+    assert "--literal" in message
+    kernel.run("x = 1")  # a cell with no output
+    message = error_line(kernel.run(f"%%ollama echo\nExplain {{Out[{here + 1}]}}"))
+    assert message.startswith(f"{{Out[{here + 1}]}}: cell {here + 1} has no output")
+    assert bodies(ollama) == []
+    run = kernel.run("%%ollama echo --literal -q\nExplain {Out[99999]} and {Err}")
+    assert run.ok, run.error
+    assert bodies(ollama)[-1]["prompt"] == "Explain {Out[99999]} and {Err}"
+
+
+def test_err_fills_the_last_traceback_without_colours(kernel: Kernel, ollama) -> None:
+    failed = kernel.run("def half(n):\n    return n / 0\n\nhalf(3)")
+    assert failed.error is not None and "\x1b[" in "".join(failed.error["traceback"])
+    run = kernel.run("%%ollama echo -q\nWhy this? {Err}")
+    assert run.ok, run.error
+    prompt = bodies(ollama)[-1]["prompt"]
+    assert prompt.startswith("Why this? Traceback (most recent call last):")
+    assert prompt.endswith("ZeroDivisionError: division by zero")
+    assert "return n / 0" in prompt and "Cell In[" in prompt
+    assert "\x1b" not in prompt and "ipykernel_" not in prompt
+
+
+def test_fix_sends_the_error_and_its_cell_and_streams_the_answer(kernel: Kernel, ollama) -> None:
+    failed = kernel.run("values = [1, 2, 3]\ntotal = sum(values)\nvalues[total]")
+    assert failed.error is not None and failed.error["ename"] == "IndexError"
+    cell = count_of_error(failed)
+    kernel.run("print('a cell that works does not change what fix sees')")
+    run = kernel.run("%ollama fix echo --num-predict 500 -o r")
+    assert run.ok, run.error
+    (body,) = bodies(ollama)
+    prompt = body["prompt"]
+    assert prompt.startswith("A cell of my Jupyter notebook raised an error.")
+    assert f"The cell (In[{cell}]):\n```python\nvalues = [1, 2, 3]\n" in prompt
+    assert f"Cell In[{cell}], line 3" in prompt
+    assert prompt.endswith("IndexError: list index out of range\n```")
+    assert "\x1b" not in prompt
+    assert body["options"] == {"num_predict": 500} and body["stream"] is True
+    assert run.of_type("update_display_data")  # streamed live, as any %%ollama cell
+    assert "Echo:" in run.final_html()
+    assert kernel.value("r.answer.startswith('Echo:')") is True
+    # a usage message is not an error to fix: fix still sees the IndexError
+    error_line(kernel.run("%%ollama echo --bogus\nhi"))
+    run = kernel.run("%%ollama echo --fix -q\nI expected the last value.")
+    assert run.ok, run.error
+    prompt = bodies(ollama)[-1]["prompt"]
+    assert "IndexError" in prompt and prompt.endswith("```\n\nI expected the last value.")
+
+
+def count_of_error(run: CellRun) -> int:
+    return int(run.reply["content"]["execution_count"])
+
+
+def test_code_puts_the_first_python_block_in_a_new_cell(kernel: Kernel, ollama) -> None:
+    run = kernel.run(f"%%ollama echo --code --literal\n{FENCED}")
+    assert run.ok, run.error
+    assert next_input(run) == [
+        {"source": "set_next_input", "text": "print('hi {there}')", "replace": False}
+    ]
+    assert "new cell below, not run" in run.stdout
+    run = kernel.run("%%ollama echo --code\nNo code here.")
+    assert run.ok, run.error
+    assert next_input(run) == []
+    assert run.stdout.strip() == "The answer has no code block, so no cell was added."
+
+
+def test_fix_with_code_puts_the_corrected_cell_below(kernel: Kernel, ollama) -> None:
+    kernel.run("import math\nmath.sqrt(-1)")
+    run = kernel.run("%ollama fix echo --code -q")
+    assert run.ok, run.error
+    # the echo model answers with the prompt, whose first Python block is the cell itself
+    assert [p["text"] for p in next_input(run)] == ["import math\nmath.sqrt(-1)"]
+    assert run.stdout == ""  # -q: the cell is made without a note
+
+
+@pytest.fixture()
+def fresh(server: OllamaServer) -> Iterator[Kernel]:
+    """A kernel of its own, the extension not loaded yet."""
+    kernel = Kernel(env={"OLLAMA_HOST": server.url})
+    try:
+        yield kernel
+    finally:
+        kernel.shutdown()
+
+
+def test_nothing_to_fix_is_one_line_and_no_request(server: OllamaServer) -> None:
+    server.clear()
+    with magic_kernel(server.url) as kernel:
+        run = kernel.run("%ollama fix echo")
+        assert run.ok, run.error
+        assert run.stdout == "Nothing to fix: no cell has raised an error in this session.\n"
+        error_line(kernel.run("%%ollama echo --bogus\nhi"))  # our own usage message
+        run = kernel.run("%%ollama echo --fix\nplease")
+        assert run.stdout.startswith("Nothing to fix")
+        message = error_line(kernel.run("%%ollama echo\nWhat is {Err}?"))
+        assert message.startswith("{Err}: no error has been raised in this session yet")
+    assert bodies(server) == []
+
+
+def test_fix_finds_an_error_raised_before_loading_and_keeps_others_hooks(
+    fresh: Kernel, ollama
+) -> None:
+    hooks = (
+        "import sys\nseen = []\n"
+        "def mine(shell, etype, value, tb, tb_offset=None):\n"
+        "    seen.append(etype.__name__)\n"
+        "get_ipython().set_custom_exc((KeyError,), mine)\n"
+        "hook = sys.excepthook"
+    )
+    assert fresh.run(hooks).ok
+    failed = fresh.run("int('seven')")
+    assert failed.error is not None and failed.error["ename"] == "ValueError"
+    cell = count_of_error(failed)
+    assert fresh.run("%load_ext ollama_magic").ok
+    run = fresh.run("%ollama fix echo -q")
+    assert run.ok, run.error
+    prompt = bodies(ollama)[-1]["prompt"]
+    assert f"The cell (In[{cell}]):\n```python\nint('seven')\n```" in prompt
+    assert "ValueError: invalid literal for int() with base 10: 'seven'" in prompt
+    # the other extension's handler still runs, and nothing replaced the excepthook
+    fresh.run("{}['missing']")
+    assert fresh.value("seen") == ["KeyError"]
+    assert fresh.value("sys.excepthook == hook") is True
+    # unloading stops the watching; loading again starts it
+    assert fresh.run("%reload_ext ollama_magic").ok
+    watching = (
+        "sum('Cells._after_cell' in repr(c) "
+        "for c in get_ipython().events.callbacks['post_run_cell'])"
+    )
+    assert fresh.value(watching) == 1
+    assert fresh.run("%unload_ext ollama_magic").ok
+    assert fresh.value(watching) == 0
+
+
+def test_terminal_ipython_prefills_the_next_prompt(ollama) -> None:
+    code = (
+        f"get_ipython().run_cell({'%%ollama echo --code --literal' + chr(10) + FENCED!r})\n"
+        "print('NEXT=' + repr(get_ipython().rl_next_input))"
+    )
+    done = run_ipython(code, ollama.url)
+    assert done.returncode == 0, done.stderr
+    assert "NEXT=\"print('hi {there}')\"" in done.stdout
+    assert "The answer's code is in the next prompt, not run" in done.stdout
