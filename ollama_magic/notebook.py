@@ -150,12 +150,24 @@ def describe_error(
     """
     lines = traceback.format_exception_only(type(exc), exc)
     summary = strip_ansi(lines[-1] if lines else type(exc).__name__).strip()
-    text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+    shown = traceback.TracebackException(type(exc), exc, _from_cell(exc, cell_name))
+    text = "".join(shown.format())
     for filename in _filenames(exc):
         name = cell_name(filename)
         if name:
             text = text.replace(f'File "{filename}"', name)
     return summary, trim_traceback(strip_ansi(text).rstrip("\n"), budget)
+
+
+def _from_cell(exc: BaseException, cell_name: Callable[[str], str | None]) -> Any:
+    """``exc``'s traceback from its first frame in a cell: the frames before it are IPython
+    running the cell, which its own tracebacks leave out too."""
+    tb = exc.__traceback__
+    while tb is not None:
+        if cell_name(tb.tb_frame.f_code.co_filename):
+            return tb
+        tb = tb.tb_next
+    return exc.__traceback__
 
 
 def _filenames(exc: BaseException) -> list[str]:

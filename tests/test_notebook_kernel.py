@@ -78,6 +78,8 @@ def test_fix_sends_the_error_and_its_cell_and_streams_the_answer(kernel: Kernel,
     assert prompt.startswith("A cell of my Jupyter notebook raised an error.")
     assert f"The cell (In[{cell}]):\n```python\nvalues = [1, 2, 3]\n" in prompt
     assert f"Cell In[{cell}], line 3" in prompt
+    # from the cell on, as IPython shows it: not IPython's own frames that ran the cell
+    assert prompt.count('  File "') == 0 and "interactiveshell" not in prompt
     assert prompt.endswith("IndexError: list index out of range\n```")
     assert "\x1b" not in prompt
     assert body["options"] == {"num_predict": 500} and body["stream"] is True
