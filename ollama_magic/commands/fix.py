@@ -48,7 +48,7 @@ class PassThrough(LineCommand[FixArgs]):
 
 FIX = PassThrough(
     "fix",
-    "explain the last error and correct its cell (the answer streams like %%ollama's)",
+    "explain the last error and correct its cell",
     FixArgs,
     fix_arguments,
     run_fix,
