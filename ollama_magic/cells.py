@@ -14,6 +14,7 @@ import sys
 from typing import Any
 
 from .notebook import CellError, History, describe_error, first_code, fix_prompt
+from .render import open_fence
 from .result import INTERRUPTED, GenerationResult
 
 
@@ -110,6 +111,12 @@ class Cells:
         code = first_code(result.answer)
         if code is None:
             print("The answer has no code block, so no cell was added.")
+            return
+        if result.done_reason == "length" and open_fence(result.answer) is not None:
+            print(
+                "The answer was cut off (num_predict) inside a code block, so no cell was "
+                "added; raise --num-predict."
+            )
             return
         self.put_below(code)
         if not quiet:

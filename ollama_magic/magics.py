@@ -287,14 +287,14 @@ class OllamaMagics(Magics):
             self.namespace[call.out] = result
         kept = f" and in {call.out}" if call.out else ""
         problem = outcome(result, error, lambda: lifecycle.installed(client), kept=kept)
+        if call.code and (problem is None or result.done_reason == INTERRUPTED):
+            self.cells.code_below(result, quiet=call.quiet)  # or one line why not
         if result.done_reason == INTERRUPTED:  # the user's own stop: said quietly, if at all
             if problem:
                 print(problem)
             return result, None
         if problem is None and note:
             print(note)
-        if call.code and problem is None:
-            self.cells.code_below(result, quiet=call.quiet)
         return result, problem
 
     # -- line commands --------------------------------------------------------------------

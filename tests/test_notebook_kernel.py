@@ -4,6 +4,8 @@ payload front ends turn into a cell below; terminal IPython's pre-filled next pr
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -109,6 +111,39 @@ def test_code_puts_the_first_python_block_in_a_new_cell(kernel: Kernel, ollama) 
     assert run.ok, run.error
     assert next_input(run) == []
     assert run.stdout.strip() == "The answer has no code block, so no cell was added."
+
+
+def test_code_of_an_answer_cut_short_is_not_put_below(kernel: Kernel, ollama) -> None:
+    # lorem's Markdown has a Python block after about 140 tokens
+    run = kernel.run("%%ollama lorem --code --num-predict 160\nWrite.")
+    assert run.ok, run.error
+    assert kernel.run("print(1)").ok
+    assert next_input(run) == []
+    assert "cut off (num_predict) inside a code block" in run.stdout
+    run = kernel.run("%%ollama lorem --code --num-predict 260 -q\nWrite.")
+    assert [p["text"] for p in next_input(run)] == [
+        'def compare(a: int, b: int) -> int:\n    """Return -1, 0 or 1, like cmp()."""\n'
+        "    if a < b:\n        return -1\n    return 1 if a > b else 0"
+    ]
+
+    updates = threading.Event()
+
+    def watch(msg: dict) -> None:
+        if msg["msg_type"] == "update_display_data" and msg["content"]["data"]:
+            updates.set()
+
+    def interrupt_after_first_words() -> None:
+        updates.wait(20)
+        time.sleep(0.3)
+        kernel.interrupt()
+
+    threading.Thread(target=interrupt_after_first_words, daemon=True).start()
+    run = kernel.run(
+        f"%%ollama echo --code --literal -O scripted_delay=0.05\n{FENCED}", on_message=watch
+    )
+    assert run.ok, run.error
+    assert next_input(run) == []
+    assert run.stdout.strip() == "The answer was cut short, so no cell was added."
 
 
 def test_fix_with_code_puts_the_corrected_cell_below(kernel: Kernel, ollama) -> None:
