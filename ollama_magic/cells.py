@@ -43,12 +43,12 @@ class Cells:
         source = getattr(info, "raw_cell", "") or ""
         self._last = (error, getattr(result, "execution_count", None), source)
 
-    def history(self) -> History:
+    def history(self, *, with_error: bool = True) -> History:
         """The cells as typed (``%%ollama`` lines, not the Python they become), their outputs
-        and the last error's text."""
+        and (``with_error``) the last error's text."""
         inputs = self._inputs() or list(self.shell.user_ns.get("In", []))
         outputs = self.shell.user_ns.get("Out", {})
-        error = self.last_error()
+        error = self.last_error() if with_error else None
         return History(
             inputs=inputs,
             outputs=outputs if isinstance(outputs, dict) else {},

@@ -141,7 +141,7 @@ class OllamaMagics(Magics):
                 self.namespace,
                 defaults,
                 self.last_result.context if self.last_result else None,
-                self.cells.history(),
+                self.cells.history(with_error="{Err}" in cell),
             )
         except ArgsError as exc:
             raise UsageError(str(exc)) from None

@@ -94,6 +94,12 @@ def test_fix_sends_the_error_and_its_cell_and_streams_the_answer(kernel: Kernel,
     assert run.ok, run.error
     prompt = bodies(ollama)[-1]["prompt"]
     assert "IndexError" in prompt and prompt.endswith("```\n\nI expected the last value.")
+    # in a conversation, the fix request is the next user message
+    run = kernel.run("%ollama fix --chat echo --conversation fixes -q")
+    assert run.ok, run.error
+    (chat,) = bodies(ollama, "/api/chat")
+    assert chat["messages"][-1]["role"] == "user"
+    assert chat["messages"][-1]["content"].startswith("A cell of my Jupyter notebook raised")
 
 
 def count_of_error(run: CellRun) -> int:
