@@ -4,15 +4,18 @@ payload front ends turn into a cell below; terminal IPython's pre-filled next pr
 
 from __future__ import annotations
 
+import contextlib
+import os
 import threading
 import time
 from collections.abc import Iterator
 
 import pytest
 
+from ollama_magic.notebook import strip_ansi
 from ollama_magic.server import OllamaServer
 
-from .helpers import CellRun, Kernel, bodies, error_line, magic_kernel, run_ipython
+from .helpers import IPYTHON, CellRun, Kernel, bodies, error_line, magic_kernel
 
 FENCED = "Here is the fix:\n\n```sh\npip install x\n```\n\n```python\nprint('hi {there}')\n```"
 
@@ -221,11 +224,33 @@ def test_fix_finds_an_error_raised_before_loading_and_keeps_others_hooks(
 
 
 def test_terminal_ipython_prefills_the_next_prompt(ollama) -> None:
-    code = (
-        f"get_ipython().run_cell({'%%ollama echo --code --literal' + chr(10) + FENCED!r})\n"
-        "print('NEXT=' + repr(get_ipython().rl_next_input))"
+    """A real terminal IPython on a pty: after a --code cell, the next prompt holds the code."""
+    pexpect = pytest.importorskip("pexpect")
+    child = pexpect.spawn(
+        IPYTHON[0],
+        [*IPYTHON[1:], "--no-autoindent", "--no-confirm-exit"],
+        env=dict(os.environ, OLLAMA_HOST=ollama.url, TERM="xterm"),
+        encoding="utf-8",
+        timeout=30,
+        dimensions=(40, 200),
     )
-    done = run_ipython(code, ollama.url)
-    assert done.returncode == 0, done.stderr
-    assert "NEXT=\"print('hi {there}')\"" in done.stdout
-    assert "The answer's code is in the next prompt, not run" in done.stdout
+    try:
+        child.expect(r"In \[1\]:")
+        for line in ["%%ollama echo --code --literal", *FENCED.splitlines(), "", ""]:
+            child.send(line + "\r")
+            time.sleep(0.05)
+        child.expect(r"The answer's code is in the next prompt, not run")
+        child.expect(r"In \[2\]:")
+        drawn = child.buffer  # the prompt line as drawn: the code, its brackets highlighted
+        deadline = time.monotonic() + 5
+        while "print('hi {there}')" not in strip_ansi(drawn) and time.monotonic() < deadline:
+            with contextlib.suppress(pexpect.TIMEOUT):
+                drawn += child.read_nonblocking(4096, timeout=0.5)
+        assert "print('hi {there}')" in strip_ansi(drawn)  # typed in for you, not run
+        child.sendcontrol("c")
+        child.send("exit\r")
+        child.expect(pexpect.EOF)
+    finally:
+        child.close(force=True)
+    (body,) = bodies(ollama)
+    assert body["prompt"] == FENCED
