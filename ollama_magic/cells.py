@@ -13,7 +13,14 @@ from __future__ import annotations
 import sys
 from typing import Any
 
-from .notebook import CellError, History, describe_error, first_code, fix_prompt
+from .notebook import (
+    CellError,
+    History,
+    describe_error,
+    first_code,
+    fit_to_window,
+    fix_prompt,
+)
 from .render import open_fence
 from .result import INTERRUPTED, GenerationResult
 
@@ -99,6 +106,9 @@ class Cells:
         if error is None:
             print("Nothing to fix: no cell has raised an error in this session.")
             return False
+        options = body.get("options") or {}
+        num_ctx = options.get("num_ctx") if isinstance(options, dict) else None
+        error = fit_to_window(error, num_ctx if isinstance(num_ctx, int) else None)
         body["prompt"] = fix_prompt(error, str(body.get("prompt", "")))
         return True
 

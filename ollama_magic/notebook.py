@@ -220,6 +220,29 @@ def fence(text: str, info: str = "") -> str:
     return f"{ticks}{info}\n{text.rstrip(chr(10))}\n{ticks}"
 
 
+#: The context window assumed when a fix request sets none (Ollama's default since 0.6).
+DEFAULT_WINDOW = 4096
+
+
+def fit_to_window(error: CellError, num_ctx: int | None = None) -> CellError:
+    """``error`` trimmed so its fix request takes at most about half the model's window (at
+    about four characters a token), leaving the rest for the answer: the traceback to its last
+    frames (at most a third of that), the cell's source to its first characters.
+
+    >>> long = CellError("E: x", "Traceback\\n" + "  frame\\n" * 400 + "E: x", 1, "x = 1\\n" * 900)
+    >>> small = fit_to_window(long, 512)
+    >>> len(small.traceback) <= 1024 // 3, small.traceback.endswith("E: x")
+    (True, True)
+    >>> len(small.traceback + small.source) < 1024 + 30, small.source.endswith("characters]")
+    (True, True)
+    """
+    window = (num_ctx if num_ctx and num_ctx > 0 else DEFAULT_WINDOW) * 2
+    tb_budget = min(TRACEBACK_CHARS, window // 3)
+    traceback_text = trim_traceback(error.traceback, tb_budget)
+    source = shorten(error.source, max(window - len(traceback_text), 200))
+    return CellError(error.summary, traceback_text, error.cell, source)
+
+
 def fix_prompt(error: CellError, words: str = "") -> str:
     """The request of ``%ollama fix``: what broke and where, then the corrected cell in one
     Python block (which ``--code`` puts in a new cell). ``words`` are the user's own.

@@ -97,6 +97,17 @@ def test_fix_sends_the_error_and_its_cell_and_streams_the_answer(kernel: Kernel,
     assert run.ok, run.error
     prompt = bodies(ollama)[-1]["prompt"]
     assert "IndexError" in prompt and prompt.endswith("```\n\nI expected the last value.")
+    # a small window: the request takes about half of it (4 characters a token)
+    kernel.run(  # 40 chained exceptions: a long traceback
+        "cause = None\nfor step in range(40):\n    try:\n"
+        "        raise ValueError(f'step {step}') from cause\n"
+        "    except ValueError as error:\n        cause = error\nraise cause"
+    )
+    run = kernel.run("%ollama fix echo --num-ctx 1024 -q")
+    assert run.ok, run.error
+    prompt = bodies(ollama)[-1]["prompt"]
+    assert prompt.endswith("ValueError: step 39\n```") and "earlier lines left out]" in prompt
+    assert 600 < len(prompt) < 1024 * 2
     # in a conversation, the fix request is the next user message
     run = kernel.run("%ollama fix --chat echo --conversation fixes -q")
     assert run.ok, run.error
