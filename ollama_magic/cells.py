@@ -60,7 +60,18 @@ class Cells:
             inputs=inputs,
             outputs=outputs if isinstance(outputs, dict) else {},
             error=error.traceback if error else None,
+            shown=self._plain_text,
         )
+
+    def _plain_text(self, value: Any) -> str:
+        """``value`` as its ``Out[N]`` showed it; its ``repr`` if that formatter fails."""
+        formatter = getattr(self.shell, "display_formatter", None)
+        plain = getattr(formatter, "formatters", {}).get("text/plain")
+        try:
+            text = plain(value) if plain is not None else None
+        except Exception:  # a broken _repr_pretty_ of the user's: fall back, do not fail
+            text = None
+        return text if isinstance(text, str) else repr(value)
 
     def last_error(self) -> CellError | None:
         """The latest exception a cell raised, with that cell's number and source; ``None``

@@ -36,11 +36,13 @@ _ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]|\x1b[@-Z\\-_]")
 class History:
     """The session's cells: ``inputs[n]`` is cell n as typed (``inputs[0]`` is empty, as in
     IPython's ``In``), ``outputs`` maps a cell's number to its result, ``error`` is the last
-    error's text or ``None``."""
+    error's text or ``None``; ``shown`` writes a result as the notebook showed it (IPython's
+    plain-text form, so ``{Out[3]}`` reads as ``Out[3]`` did)."""
 
     inputs: Sequence[str] = ()
     outputs: Mapping[int, Any] = field(default_factory=dict)
     error: str | None = None
+    shown: Callable[[Any], str] = repr
 
 
 def fill_references(text: str, namespace: Mapping[str, Any], history: History) -> str:
@@ -94,7 +96,7 @@ def _cell_reference(kind: str, number: int, history: History) -> str:
             f"{ref}: cell {index} has no output (cells with one: {listed}); "
             "use --literal to send the braces as written"
         )
-    return shorten(str(history.outputs[index]), OUT_CHARS)
+    return shorten(history.shown(history.outputs[index]), OUT_CHARS)
 
 
 def shorten(text: str, limit: int) -> str:

@@ -72,7 +72,9 @@ def test_no_error_yet_and_long_outputs() -> None:
         fill_references("{Err}", {}, History(inputs=["", "x"]))
     long = History(inputs=["", "a", "b"], outputs={1: "z" * (OUT_CHARS + 10)})
     text = fill_references("{Out[1]}", {}, long)
-    assert text == "z" * OUT_CHARS + "… [10 more characters]"
+    assert text == "'" + "z" * (OUT_CHARS - 1) + "… [12 more characters]"  # its repr, cut
+    plain = History(inputs=["", "a", "b"], outputs={1: "z"}, shown=str)
+    assert fill_references("{Out[1]}", {}, plain) == "z"
 
 
 def test_build_call_fills_references_only_when_asked() -> None:

@@ -45,6 +45,18 @@ def test_in_out_and_underscore_references_fill_the_prompt(kernel: Kernel, ollama
     )
 
 
+def test_out_reads_as_the_notebook_showed_it(kernel: Kernel, ollama) -> None:
+    kernel.run(
+        "import datetime\nclass Money:\n    def __init__(self, cents): self.cents = cents\n"
+        "    def _repr_pretty_(self, p, cycle): p.text(f'${self.cents / 100:.2f}')"
+    )
+    shown = count(kernel.run("Money(1250), 'tea', datetime.date(2026, 1, 2)"))
+    assert kernel.run(f"%%ollama echo -q\nIt showed {{Out[{shown}]}}").ok
+    assert bodies(ollama)[-1]["prompt"] == (
+        "It showed ($12.50, 'tea', datetime.date(2026, 1, 2))"
+    )
+
+
 def test_a_missing_reference_is_one_line_and_no_request(kernel: Kernel, ollama) -> None:
     here = count(kernel.run("'no output below'")) + 1
     message = error_line(kernel.run("%%ollama echo\nExplain {Out[99999]}"))
