@@ -117,6 +117,7 @@ def test_wheel_installs_alone_loads_and_streams(
     assert "ollama-magic" in installed
     assert not REQUIRED - installed, REQUIRED - installed
     assert not installed & NOT_WITHOUT_EXTRAS, installed & NOT_WITHOUT_EXTRAS
+    assert len(installed) <= 40, sorted(installed)  # 29 with pip itself, in 2026-12
 
     server.clear()
     code = (
