@@ -11,6 +11,7 @@ not errors to fix and are skipped.
 from __future__ import annotations
 
 import sys
+import traceback
 from typing import Any
 
 from .notebook import (
@@ -96,13 +97,14 @@ class Cells:
     def _cell_of(self, exc: BaseException) -> tuple[int | None, str]:
         """The cell whose code is the outermost frame of ``exc``'s traceback: the one run."""
         mapping = getattr(getattr(self.shell, "compile", None), "_filename_map", {})
-        tb = exc.__traceback__
-        while tb is not None:
-            count = mapping.get(tb.tb_frame.f_code.co_filename)
+        files = [frame.f_code.co_filename for frame, _ in traceback.walk_tb(exc.__traceback__)]
+        if isinstance(exc, SyntaxError):  # the cell did not parse: no frame of its own
+            files.append(exc.filename or "")
+        for name in files:
+            count = mapping.get(name)
             if isinstance(count, int):
                 inputs = self._inputs()
                 return count, inputs[count] if 0 < count < len(inputs) else ""
-            tb = tb.tb_next
         return None, ""
 
     def _inputs(self) -> list[str]:

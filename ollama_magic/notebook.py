@@ -163,12 +163,15 @@ def describe_error(
 
 def _from_cell(exc: BaseException, cell_name: Callable[[str], str | None]) -> Any:
     """``exc``'s traceback from its first frame in a cell: the frames before it are IPython
-    running the cell, which its own tracebacks leave out too."""
+    running the cell, which its own tracebacks leave out too. A cell that does not parse has
+    no frame of its own: its ``SyntaxError`` is shown alone, as IPython shows it."""
     tb = exc.__traceback__
     while tb is not None:
         if cell_name(tb.tb_frame.f_code.co_filename):
             return tb
         tb = tb.tb_next
+    if isinstance(exc, SyntaxError) and cell_name(exc.filename or ""):
+        return None
     return exc.__traceback__
 
 
@@ -179,9 +182,12 @@ def _filenames(exc: BaseException) -> list[str]:
     current: BaseException | None = exc
     while current is not None and id(current) not in seen:
         seen.add(id(current))
-        for frame, _ in traceback.walk_tb(current.__traceback__):
-            if frame.f_code.co_filename not in names:
-                names.append(frame.f_code.co_filename)
+        files = [frame.f_code.co_filename for frame, _ in traceback.walk_tb(current.__traceback__)]
+        if isinstance(current, SyntaxError) and current.filename:
+            files.append(current.filename)
+        for name in files:
+            if name not in names:
+                names.append(name)
         current = current.__cause__ or current.__context__
     return names
 

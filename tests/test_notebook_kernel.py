@@ -132,6 +132,19 @@ def count_of_error(run: CellRun) -> int:
     return int(run.reply["content"]["execution_count"])
 
 
+def test_fix_of_a_cell_that_does_not_parse(kernel: Kernel, ollama) -> None:
+    failed = kernel.run("def f(x:\n    return x")
+    assert failed.error is not None and failed.error["ename"] == "SyntaxError"
+    cell = count_of_error(failed)
+    assert kernel.run("%ollama fix echo -q").ok
+    prompt = bodies(ollama)[-1]["prompt"]
+    # as IPython shows it: where, the line, the caret; none of IPython's own frames
+    assert prompt.endswith(
+        f"```text\n  Cell In[{cell}], line 1\n    def f(x:\n         ^\n"
+        "SyntaxError: '(' was never closed\n```"
+    )
+
+
 def test_code_puts_the_first_python_block_in_a_new_cell(kernel: Kernel, ollama) -> None:
     run = kernel.run(f"%%ollama echo --code --literal\n{FENCED}")
     assert run.ok, run.error
