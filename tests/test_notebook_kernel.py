@@ -257,6 +257,15 @@ def test_fix_finds_an_error_raised_before_loading_and_keeps_others_hooks(
     assert fresh.value(watching) == 1
     assert fresh.run("%unload_ext ollama_magic").ok
     assert fresh.value(watching) == 0
+    # a cell that did not parse while unloaded is found by its file
+    failed = fresh.run("def g(:\n    pass")
+    assert failed.error is not None and failed.error["ename"] == "SyntaxError"
+    cell = count_of_error(failed)
+    assert fresh.run("%load_ext ollama_magic").ok
+    assert fresh.run("%ollama fix echo -q").ok
+    prompt = bodies(ollama)[-1]["prompt"]
+    assert f"The cell (In[{cell}]):\n```python\ndef g(:\n    pass\n```" in prompt
+    assert f"  Cell In[{cell}], line 1\n" in prompt
 
 
 def test_terminal_ipython_prefills_the_next_prompt(ollama) -> None:
