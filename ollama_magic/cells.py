@@ -4,8 +4,8 @@ the last error for ``fix``, and a new cell below for ``--code``.
 The last error is watched through IPython's ``post_run_cell`` event, which any number of
 extensions can listen to: no exception hook is installed, so nobody else's is replaced. An
 error raised before the extension was loaded is still found through ``sys.last_value``, which
-IPython sets whenever it shows a traceback. Usage messages (``UsageError``, ours included) are
-not errors to fix and are skipped.
+IPython sets whenever it shows a traceback. Usage messages (``UsageError``, ours included) and
+interrupts (Ctrl-C) are not errors to fix and are skipped.
 """
 
 from __future__ import annotations
@@ -45,7 +45,7 @@ class Cells:
 
     def _after_cell(self, result: Any) -> None:
         error = result.error_in_exec or result.error_before_exec
-        if error is None or _is_usage(error):
+        if error is None or _not_a_bug(error):
             return
         info = getattr(result, "info", None)
         source = getattr(info, "raw_cell", "") or ""
@@ -81,7 +81,7 @@ class Cells:
             exc, count, source = self._last
         else:  # raised before %load_ext: IPython kept it when it showed the traceback
             kept = getattr(sys, "last_value", None)
-            if not isinstance(kept, BaseException) or _is_usage(kept):
+            if not isinstance(kept, BaseException) or _not_a_bug(kept):
                 return None
             exc = kept
             count, source = self._cell_of(exc)
@@ -156,7 +156,8 @@ class Cells:
         self.shell.set_next_input(code, replace=False)
 
 
-def _is_usage(exc: BaseException) -> bool:
+def _not_a_bug(exc: BaseException) -> bool:
+    """A usage message or the user's own stop: nothing in the cell to fix."""
     from IPython.core.error import UsageError
 
-    return isinstance(exc, UsageError)
+    return isinstance(exc, (UsageError, KeyboardInterrupt))

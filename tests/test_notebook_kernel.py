@@ -217,6 +217,8 @@ def test_nothing_to_fix_is_one_line_and_no_request(server: OllamaServer) -> None
         assert run.ok, run.error
         assert run.stdout == "Nothing to fix: no cell has raised an error in this session.\n"
         error_line(kernel.run("%%ollama echo --bogus\nhi"))  # our own usage message
+        stopped = kernel.run("raise KeyboardInterrupt")  # as a Ctrl-C in a loop
+        assert stopped.error is not None and stopped.error["ename"] == "KeyboardInterrupt"
         run = kernel.run("%%ollama echo --fix\nplease")
         assert run.stdout.startswith("Nothing to fix")
         message = error_line(kernel.run("%%ollama echo\nWhat is {Err}?"))
