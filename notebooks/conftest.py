@@ -31,6 +31,21 @@ def pytest_configure(config: pytest.Config) -> None:
         option.nbval, option.nbval_lax = False, True
     elif not option.nbval_sanitize_with:
         option.nbval_sanitize_with = str(Path(__file__).parent / "sanitize.cfg")
+    _store_history()
+
+
+def _store_history() -> None:
+    """Run cells as Jupyter (and ``_tutorial.py``, which saves the outputs) does: numbered,
+    with ``In``/``Out`` kept. nbval sends ``store_history=False``, under which a cell has no
+    number and ``{In[2]}`` in a prompt names nothing (``13-notebook-context``)."""
+    from nbval.kernel import RunningKernel
+
+    def execute_cell_input(self: RunningKernel, cell_input: str, allow_stdin: bool | None = None):
+        return self.kc.execute(
+            cell_input, store_history=True, allow_stdin=allow_stdin, stop_on_error=False
+        )
+
+    RunningKernel.execute_cell_input = execute_cell_input
 
 
 def pytest_report_header(config: pytest.Config) -> str | None:

@@ -25,6 +25,9 @@ def load_ipython_extension(ipython: Any) -> None:
 def unload_ipython_extension(ipython: Any) -> None:
     """``%unload_ext ollama_magic``: remove the magics so ``%reload_ext`` starts clean."""
     magics = ipython.magics_manager.magics
+    registered = ipython.magics_manager.registry.get("OllamaMagics")
+    if registered is not None:
+        registered.cells.close()  # stop watching for errors
     for kind in ("line", "cell"):
         magics[kind].pop("ollama", None)
     ipython.magics_manager.registry.pop("OllamaMagics", None)

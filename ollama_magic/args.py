@@ -17,10 +17,13 @@ import shlex
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .common.gotime import parse_duration
 from .fields import MAX_SECONDS, seconds
+
+if TYPE_CHECKING:
+    from .notebook import History
 
 THINK_LEVELS = ("low", "medium", "high", "max")
 DEFAULT_CONVERSATION = "default"  # the one conversation per notebook that --chat continues
@@ -198,6 +201,18 @@ def build_parser(prog: str = "%%ollama") -> argparse.ArgumentParser:
         help="with --map: ask the server for every item, neither reading nor writing the cache "
         "of finished answers",
     )
+    notebook = p.add_argument_group("notebook ({In[3]}, {Out[3]}, {_} and {Err} fill the body)")
+    notebook.add_argument(
+        "--fix",
+        action="store_true",
+        help="explain the last error and correct its cell; the body, if any, adds your words "
+        "(also: %%ollama fix)",
+    )
+    notebook.add_argument(
+        "--code",
+        action="store_true",
+        help="put the answer's code block (the first Python one) into a new cell below, not run",
+    )
     return p
 
 
@@ -261,6 +276,8 @@ class GenerateCall:
     quiet: bool = False
     system: str | None = None  # chat mode: the -s flag, which becomes the conversation's prompt
     hosts: list[str] = field(default_factory=list)  # every --host, in order (several: --map only)
+    code: bool = False  # --code: the answer's code block goes into a new cell below
+    fix: bool = False  # --fix: the prompt is the last error's fix request (the magic builds it)
 
 
 @dataclass(frozen=True)
@@ -279,12 +296,19 @@ class Defaults:
 _NAME = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
-def fill_prompt(text: str, namespace: Mapping[str, Any]) -> str:
-    """Replace ``{name}`` where ``name`` is a variable; leave every other brace alone.
+def fill_prompt(
+    text: str, namespace: Mapping[str, Any], history: History | None = None
+) -> str:
+    """Replace ``{name}`` where ``name`` is a variable; leave every other brace alone. With the
+    session's ``history``, ``{In[N]}``, ``{Out[N]}`` and ``{Err}`` are filled too.
 
     >>> fill_prompt("Sort {xs} in {lang}: def f(): return {}", {"xs": [3, 1]})
     'Sort [3, 1] in {lang}: def f(): return {}'
     """
+    if history is not None:
+        from .notebook import fill_references
+
+        return fill_references(text, namespace, history)
 
     def swap(match: re.Match[str]) -> str:
         name = match.group(1)
@@ -388,8 +412,13 @@ def build_call(
     namespace: Mapping[str, Any],
     defaults: Defaults,
     previous_context: list[int] | None = None,
+    history: History | None = None,
 ) -> GenerateCall:
-    """Resolve a parsed line and the cell body into the request body and cell settings."""
+    """Resolve a parsed line and the cell body into the request body and cell settings.
+
+    ``history`` (the session's cells) lets the body refer to ``{In[N]}``, ``{Out[N]}`` and
+    ``{Err}``; with ``--fix`` the body is the user's words added to the fix request, which the
+    magic builds (so here the body may be empty)."""
     model = ns.model or defaults.model
     if not model:
         raise ArgsError(
@@ -398,8 +427,10 @@ def build_call(
         )
     chat = conversation_name(ns) is not None
     cell = cell.rstrip("\n")  # IPython ends every cell body with a newline the user never typed
-    prompt = cell if ns.literal or not defaults.interpolate else fill_prompt(cell, namespace)
-    if not prompt.strip():
+    prompt = (
+        cell if ns.literal or not defaults.interpolate else fill_prompt(cell, namespace, history)
+    )
+    if not prompt.strip() and not ns.fix:
         raise ArgsError("the cell is empty: write the prompt below the %%ollama line")
     stream = not ns.no_stream
     body: dict[str, Any] = {"model": model, "prompt": prompt}
@@ -473,6 +504,8 @@ def build_call(
         schema_model=schema_model,
         show_thinking=defaults.show_thinking and not ns.hide_thinking,
         quiet=ns.quiet,
+        code=ns.code,
+        fix=ns.fix,
     )
 
 

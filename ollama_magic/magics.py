@@ -29,6 +29,7 @@ from .args import (
     parse_line,
     timeout_value,
 )
+from .cells import Cells
 from .chat import Conversation, context_warning
 from .commands import (
     Command,
@@ -101,6 +102,7 @@ class OllamaMagics(Magics):
         super().__init__(shell, **kwargs)
         self.last_result: GenerationResult | None = None
         self.conversations: dict[str, Conversation] = {}
+        self.cells = Cells(shell)  # In/Out, the last error, a new cell below
         completer = getattr(shell, "Completer", None)
         if completer is not None and hasattr(completer, "custom_matchers"):
             _install_matcher(completer, self._complete)
@@ -140,6 +142,9 @@ class OllamaMagics(Magics):
     def ollama(self, line: str, cell: str | None = None) -> Any:
         if cell is None:
             return self._command(line)
+        return self._cell(line, cell)
+
+    def _cell(self, line: str, cell: str) -> Any:
         try:
             ns = parse_line(line)
             name = conversation_name(ns)
@@ -151,11 +156,14 @@ class OllamaMagics(Magics):
                 self.namespace,
                 defaults,
                 self.last_result.context if self.last_result else None,
+                self.cells.history(with_error="{Err}" in cell),
             )
         except ArgsError as exc:
             raise UsageError(str(exc)) from None
         if ns.map is not None:
             return self._map(ns, call, cell)
+        if call.fix and not self.cells.ask_fix(call.body):
+            return None
         try:
             if conversation is not None:
                 self._chat(call, conversation)
@@ -226,6 +234,10 @@ class OllamaMagics(Magics):
     def in_kernel(self) -> bool:
         return getattr(self.shell, "kernel", None) is not None
 
+    def generate(self, line: str, cell: str) -> None:
+        """``%ollama fix``: a ``%%ollama`` cell run from a line command."""
+        self._cell(line, cell)
+
     # -- cells ----------------------------------------------------------------------------
 
     def _conversation(self, name: str) -> Conversation:
@@ -292,6 +304,8 @@ class OllamaMagics(Magics):
             self.namespace[call.out] = result
         kept = f" and in {call.out}" if call.out else ""
         problem = outcome(result, error, lambda: lifecycle.installed(client), kept=kept)
+        if call.code and (problem is None or result.done_reason == INTERRUPTED):
+            self.cells.code_below(result, quiet=call.quiet)  # or one line why not
         if result.done_reason == INTERRUPTED:  # the user's own stop: said quietly, if at all
             if problem:
                 print(problem)

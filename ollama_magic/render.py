@@ -347,6 +347,19 @@ def open_fence(source: str) -> str | None:
     return None if closed else f"{last.markup}{last.info}"
 
 
+def code_blocks(text: str) -> list[tuple[str, str]]:
+    """Every code block of ``text`` as the parser sees it: (info string's first word, code).
+
+    >>> code_blocks("x\\n```Python title\\nprint(1)\\n```\\n\\n    indented\\n")
+    [('python', 'print(1)\\n'), ('', 'indented\\n')]
+    """
+    return [
+        ((token.info.split() or [""])[0].lower(), token.content)
+        for token in _md(False).parse(text)
+        if token.type in ("fence", "code_block")
+    ]
+
+
 def escape_text_html(text: str) -> str:
     """Escaped text with line breaks kept."""
     return "<br>\n".join(html.escape(line, quote=False) for line in text.split("\n"))

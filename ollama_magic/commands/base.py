@@ -42,6 +42,10 @@ class Context(Protocol):
 
     def in_kernel(self) -> bool: ...
 
+    def generate(self, line: str, cell: str) -> None:
+        """Run ``cell`` as a ``%%ollama`` cell with this first ``line`` (streamed, shown)."""
+        ...
+
     def client(
         self, host: str | None, timeout: float | None = None, *, setting: str = "--host"
     ) -> OllamaClient:

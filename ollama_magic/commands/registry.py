@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..args import ArgsError, split_line
-from . import apps, cache, conversations, models, settings, transfer
+from . import apps, cache, conversations, fix, models, settings, transfer
 from .base import COMMAND, Args, Context, LineCommand
 
 
@@ -58,6 +58,7 @@ COMMANDS: dict[str, LineCommand[Any]] = {
         conversations.HISTORY,
         conversations.RESET,
         cache.CACHE,
+        fix.FIX,
         apps.UI,
         HELP,
     )
