@@ -1,0 +1,176 @@
+"""A chat turn with tools, end to end: each request streamed by :func:`~.session.run`, the calls
+run by :mod:`ollama_magic.tools`, and both shown as they happen.
+
+The notebook view follows :mod:`ollama_magic.live`'s rule for nbval: every live output starts
+and ends empty, and the final rendering (the calls, collapsed, above the answer) is displayed
+once at the end. A round that ends in tool calls shows no answer of its own: its live text is
+emptied and the calls take its place.
+"""
+
+from __future__ import annotations
+
+import sys
+import uuid
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, TextIO
+
+from .live import EMPTY, Publisher, Sink
+from .render import html_bundle
+from .result import ERROR, INTERRUPTED, GenerationResult
+from .session import chat_pieces, run
+from .tools import ToolCall, ToolTurn, call_html, call_line, chat_with_tools, tool_schema
+
+if TYPE_CHECKING:
+    from .args import GenerateCall
+    from .client import OllamaClient
+    from .errors import OllamaError
+
+
+class CallCollector:
+    """Reads a chat stream's pieces as :func:`~.session.chat_pieces` does, and keeps every
+    ``tool_calls`` entry on the way (Ollama may send them on any chunk)."""
+
+    def __init__(self) -> None:
+        self.raw: list[Any] = []
+
+    def pieces(self, chunk: dict[str, Any]) -> tuple[str, str]:
+        found = chat_pieces(chunk)
+        message = chunk.get("message")
+        if isinstance(message, dict) and message.get("tool_calls") is not None:
+            calls = message["tool_calls"]
+            self.raw.extend(calls if isinstance(calls, list) else [calls])
+        return found
+
+
+class RoundSink:
+    """One request's sink: the answer streams as usual; a round that ends in calls (and is not
+    the last) shows nothing final, and the final one carries the turn's calls."""
+
+    def __init__(
+        self, inner: Sink, collector: CallCollector, earlier: list[ToolCall], last: bool
+    ) -> None:
+        self.inner, self.collector, self.earlier, self.last = inner, collector, earlier, last
+
+    def thinking(self, text: str) -> None:
+        self.inner.thinking(text)
+
+    def answer(self, text: str) -> None:
+        self.inner.answer(text)
+
+    def retract(self, reasoning: str) -> None:
+        self.inner.retract(reasoning)
+
+    def finish(self, result: GenerationResult) -> None:
+        result.tool_calls = list(self.earlier)
+        going_on = self.collector.raw and not self.last and result.done_reason != INTERRUPTED
+        if going_on:
+            clear = getattr(self.inner, "clear", None)
+            if clear is not None:
+                clear()
+        else:
+            self.inner.finish(result)
+
+
+class LiveCalls:
+    """Each call as a live output in the notebook while it runs; emptied at the end, when the
+    final rendering shows them all."""
+
+    def __init__(self, publisher: Publisher) -> None:
+        self._publisher = publisher
+        self._shown: dict[int, str] = {}
+
+    def started(self, call: ToolCall) -> None:
+        display_id = uuid.uuid4().hex
+        self._shown[id(call)] = display_id
+        self._publisher.show(EMPTY, display_id)
+        self._publisher.update(html_bundle(call_html(call)), display_id)
+
+    def finished(self, call: ToolCall) -> None:
+        display_id = self._shown.get(id(call))
+        if display_id is not None:
+            self._publisher.update(html_bundle(call_html(call)), display_id)
+
+    def close(self) -> None:
+        for display_id in self._shown.values():
+            self._publisher.update(EMPTY, display_id)
+        self._shown.clear()
+
+
+class TextCalls:
+    """Calls in a terminal: a line when each starts, one when it ends."""
+
+    def __init__(self, out: TextIO | None = None) -> None:
+        self._out = out or sys.stdout
+
+    def started(self, call: ToolCall) -> None:
+        self._out.write(f"\n→ {call.signature()}\n")
+        self._out.flush()
+
+    def finished(self, call: ToolCall) -> None:
+        self._out.write(f"  {call_line(call)}\n")
+        self._out.flush()
+
+    def close(self) -> None:
+        pass
+
+
+class ConfirmUnavailable(Exception):
+    """``--confirm`` cannot ask: this front end does not answer ``input()``."""
+
+
+def ask(call: ToolCall) -> bool:
+    """``--confirm`` alone: ask with ``input()`` (a text box in Lab, Notebook and VS Code)."""
+    from IPython.core.error import StdinNotImplementedError
+
+    try:
+        answer = input(f"Run {call.signature()}? [y/N] ")
+    except StdinNotImplementedError:
+        raise ConfirmUnavailable from None
+    return answer.strip().lower() in ("y", "yes")
+
+
+def tool_turn(
+    client: OllamaClient,
+    call: GenerateCall,
+    body: dict[str, Any],
+    make_sink: Callable[[], Sink],
+    view: Any,
+    approve: Callable[[ToolCall], bool] | None,
+) -> tuple[GenerationResult, OllamaError | None, ToolTurn]:
+    """Run one chat turn with ``call.tools``; return the final result (with every call in
+    ``tool_calls``), its error and what the loop did."""
+    functions = call.tools or {}
+    body = {**body, "tools": [tool_schema(f) for f in functions.values()]}
+
+    def send(
+        request: dict[str, Any], earlier: list[ToolCall], last: bool
+    ) -> tuple[GenerationResult, OllamaError | None, list[Any]]:
+        collector = CallCollector()
+        sink = RoundSink(make_sink(), collector, earlier, last)
+        result, error = run(client, "/api/chat", request, sink, collector.pieces)
+        result.tool_calls = list(earlier)
+        return result, error, collector.raw
+
+    turn = chat_with_tools(
+        send,
+        body,
+        functions,
+        max_rounds=call.max_tool_rounds,
+        view=view,
+        approve=approve,
+        answered=lambda result: result.done_reason not in (INTERRUPTED, ERROR),
+    )
+    result: GenerationResult | None = turn.result
+    if result is None:  # Ctrl-C during a call: keep what was shown, say where it stopped
+        running = next((c for c in reversed(turn.calls) if c.status == INTERRUPTED), None)
+        where = f" during {running.name}" if running else ""
+        result = GenerationResult(
+            str(body.get("model", "")),
+            done_reason=INTERRUPTED,
+            error=f"interrupted by the user{where}",
+            request=body,
+        )
+        result.tool_calls = list(turn.calls)
+        make_sink().finish(result)
+    result.tool_calls = list(turn.calls)
+    return result, turn.error, turn
