@@ -187,7 +187,7 @@ def resolve_tools(spec: str, namespace: Mapping[str, Any]) -> dict[str, Callable
             if not callable(item) or not getattr(item, "__name__", "").isidentifier():
                 what = type(item).__name__
                 raise ToolError(
-                    f"--tools {name}: a {what} is not a function; give function names "
+                    f"--tools {name}: not a function but a {what}; give function names "
                     "(--tools f,g) or a variable holding a list of functions"
                 )
             found[item.__name__] = item

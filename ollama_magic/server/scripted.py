@@ -24,9 +24,10 @@ The models: ``echo`` (shows the rendered prompt), ``reasoner`` (inline ``<think>
 deepseek-r1 pull), ``thinker`` (the ``thinking`` field, levels low…max), ``chinese`` (UTF-8 split
 across writes), ``slow``, ``lorem`` (endless Markdown, fast), ``broken`` (in-band error) and
 ``dropper`` (connection dropped). Two more are in the library but not installed, so that
-``/api/pull`` has something to fetch: ``haiku`` (a three-line poem on the prompt's topic, 96 MB)
-and ``embedder`` (embeddings only, 45 MB). See :class:`ScriptedEngine` and ``tests/server`` for
-the exact texts.
+``/api/pull`` has something to fetch: ``haiku`` (a three-line poem on the prompt's topic, 96 MB),
+``embedder`` (embeddings only, 45 MB) and ``agent`` (calls the tools a chat message names, with
+the arguments it gives, then answers from their results; 12 MB). See :class:`ScriptedEngine`
+and ``tests/server`` for the exact texts.
 """
 
 from __future__ import annotations
@@ -438,7 +439,6 @@ def _library() -> list[_Model]:
     """Pullable but not installed at first (sizes make a pull's progress bar worth watching)."""
     return [
         _Model(_card("haiku", 10, size=96_000_000), _haiku),
-        _Model(_card("agent", 11, size=12_000_000, template=AGENT_TEMPLATE), _agent),
         _Model(
             _card(
                 "embedder",
@@ -449,6 +449,7 @@ def _library() -> list[_Model]:
             ),
             _echo,  # never runs: the server refuses to generate without "completion"
         ),
+        _Model(_card("agent", 11, size=12_000_000, template=AGENT_TEMPLATE), _agent),
     ]
 
 
@@ -618,7 +619,8 @@ class ScriptedEngine:
         return list(self._installed)
 
     def library(self) -> list[ModelCard]:
-        """Models ``/api/pull`` can install besides :meth:`models` (``haiku``, ``embedder``)."""
+        """Models ``/api/pull`` can install besides :meth:`models` (``haiku``, ``embedder``,
+        ``agent``)."""
         return list(self._library)
 
     def load(self, name: str, options: dict[str, Any]) -> None:
