@@ -273,7 +273,13 @@ class OllamaMagics(Magics):
         approve = ask if call.confirm == "" else call.confirm
         try:
             result, error, turn = tool_turn(
-                client, call, body, lambda: self._sink(call), self._tool_view(call), approve
+                client,
+                body,
+                call.tools or {},
+                lambda: self._sink(call),
+                self._tool_view(call),
+                approve,
+                max_rounds=call.max_tool_rounds,
             )
         except ConfirmUnavailable:
             raise UsageError(

@@ -11,17 +11,25 @@ from __future__ import annotations
 
 import sys
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, TextIO
 
 from .live import EMPTY, Publisher, Sink
 from .render import html_bundle
 from .result import ERROR, INTERRUPTED, GenerationResult
 from .session import chat_pieces, run
-from .tools import ToolCall, ToolTurn, call_html, call_line, chat_with_tools, tool_schema
+from .tools import (
+    DEFAULT_MAX_ROUNDS,
+    ToolCall,
+    ToolTurn,
+    ToolView,
+    call_html,
+    call_line,
+    chat_with_tools,
+    tool_schema,
+)
 
 if TYPE_CHECKING:
-    from .args import GenerateCall
     from .client import OllamaClient
     from .errors import OllamaError
 
@@ -47,9 +55,15 @@ class RoundSink:
     the last) shows nothing final, and the final one carries the turn's calls."""
 
     def __init__(
-        self, inner: Sink, collector: CallCollector, earlier: list[ToolCall], last: bool
+        self,
+        inner: Sink,
+        collector: CallCollector,
+        earlier: list[ToolCall],
+        last: bool,
+        before_final: Callable[[], None] = lambda: None,
     ) -> None:
         self.inner, self.collector, self.earlier, self.last = inner, collector, earlier, last
+        self.before_final = before_final  # empties the live calls: the final shows them all
 
     def thinking(self, text: str) -> None:
         self.inner.thinking(text)
@@ -68,6 +82,7 @@ class RoundSink:
             if clear is not None:
                 clear()
         else:
+            self.before_final()
             self.inner.finish(result)
 
 
@@ -131,23 +146,26 @@ def ask(call: ToolCall) -> bool:
 
 def tool_turn(
     client: OllamaClient,
-    call: GenerateCall,
     body: dict[str, Any],
+    functions: Mapping[str, Callable[..., Any]],
     make_sink: Callable[[], Sink],
-    view: Any,
-    approve: Callable[[ToolCall], bool] | None,
+    view: ToolView,
+    approve: Callable[[ToolCall], bool] | None = None,
+    *,
+    max_rounds: int = DEFAULT_MAX_ROUNDS,
+    stopped: Callable[[], str | None] | None = None,
 ) -> tuple[GenerationResult, OllamaError | None, ToolTurn]:
-    """Run one chat turn with ``call.tools``; return the final result (with every call in
-    ``tool_calls``), its error and what the loop did."""
-    functions = call.tools or {}
+    """Run one chat turn with ``functions`` as tools; return the final result (with every
+    call in ``tool_calls``), its error and what the loop did. ``stopped`` is
+    :func:`~.session.run`'s (an app's Stop button)."""
     body = {**body, "tools": [tool_schema(f) for f in functions.values()]}
 
     def send(
         request: dict[str, Any], earlier: list[ToolCall], last: bool
     ) -> tuple[GenerationResult, OllamaError | None, list[Any]]:
         collector = CallCollector()
-        sink = RoundSink(make_sink(), collector, earlier, last)
-        result, error = run(client, "/api/chat", request, sink, collector.pieces)
+        sink = RoundSink(make_sink(), collector, earlier, last, view.close)
+        result, error = run(client, "/api/chat", request, sink, collector.pieces, stopped=stopped)
         result.tool_calls = list(earlier)
         return result, error, collector.raw
 
@@ -155,7 +173,7 @@ def tool_turn(
         send,
         body,
         functions,
-        max_rounds=call.max_tool_rounds,
+        max_rounds=max_rounds,
         view=view,
         approve=approve,
         answered=lambda result: result.done_reason not in (INTERRUPTED, ERROR),
@@ -171,6 +189,7 @@ def tool_turn(
             request=body,
         )
         result.tool_calls = list(turn.calls)
+        view.close()
         make_sink().finish(result)
     result.tool_calls = list(turn.calls)
     return result, turn.error, turn

@@ -253,3 +253,34 @@ def test_chat_remembers_and_history_renders(nb: Notebook, screenshots: Path) -> 
     expect(history).to_contain_text("And a wave?")
     nb.cell(11).scroll_into_view_if_needed()
     nb.page.locator(".jp-NotebookPanel").screenshot(path=screenshots / "commands-chat.png")
+
+
+def test_tool_calls_show_folded_above_the_answer(nb: Notebook, screenshots: Path) -> None:
+    nb.execute(12)
+    expect(nb.output_area(12)).to_contain_text("Pulled agent")
+    nb.execute(13)
+    nb.execute(14)
+    area = nb.output_area(14)
+    expect(area).to_contain_text("Here is what the tools said")
+    call = area.locator("details").filter(has_text="get_weather(city=")
+    expect(call).to_have_count(1)
+    expect(call.locator("summary")).to_have_text(
+        re.compile(r"✓ get_weather\(city='Paris'\) → Sunny, 18 °C in Paris +\(\d\.\d\d s\)")
+    )
+    answer = area.locator("li", has_text="Sunny, 18 °C in Paris")
+    expect(answer).to_be_visible()
+    call_box, answer_box = call.bounding_box(), answer.bounding_box()
+    assert call_box and answer_box and call_box["y"] + call_box["height"] <= answer_box["y"]
+    # folded: the arguments show only once opened, and fold away again
+    arguments = call.locator("pre").first
+    expect(arguments).to_be_hidden()
+    call.locator("summary").click()
+    expect(arguments).to_be_visible()
+    expect(arguments).to_contain_text('"city": "Paris"')
+    nb.cell(14).screenshot(path=screenshots / "tools-call-open.png")
+    call.locator("summary").click()
+    expect(arguments).to_be_hidden()
+    shown = [o for o in outputs(nb, 14) if o["height"] >= 1]
+    assert len(shown) == 1  # the live call and answer outputs were emptied for the final one
+    nb.execute(15)
+    expect(nb.output_area(15)).to_contain_text("Deleted agent.")
