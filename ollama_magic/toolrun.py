@@ -141,6 +141,8 @@ def ask(call: ToolCall) -> bool:
         answer = input(f"Run {call.signature()}? [y/N] ")
     except StdinNotImplementedError:
         raise ConfirmUnavailable from None
+    except EOFError:  # nobody to answer (stdin closed): no is the safe answer
+        return False
     return answer.strip().lower() in ("y", "yes")
 
 

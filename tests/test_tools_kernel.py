@@ -260,3 +260,44 @@ def test_flag_mistakes_and_a_model_without_tools_are_one_line(kernel: Kernel, sr
     text = error_line(kernel.run("%%ollama agent --tools add --max-tool-rounds 0\nhi"))
     assert "use a whole number from 1 to 100" in text
     until(lambda: kernel.value("6 * 7") == 42)
+
+
+TERMINAL = (
+    "def add(a: int, b: int) -> int:\n"
+    "    return a + b\n"
+    "get_ipython().run_cell_magic('ollama', 'agent --tools add {flags} -o r', "
+    "'Use add(a=2, b=40).')\n"
+    "print('statuses', [c.status for c in r.tool_calls])"
+)
+
+
+@pytest.mark.parametrize(
+    "flags, typed, status",
+    [("", "", "ok"), ("--confirm", "y\n", "ok"), ("--confirm", "", "declined")],
+)
+def test_terminal_shows_calls_as_lines_and_confirm_reads_stdin(
+    agent_server: OllamaServer, flags: str, typed: str, status: str
+) -> None:
+    import os
+    import subprocess
+
+    from .helpers import IPYTHON
+
+    env = dict(os.environ, OLLAMA_HOST=agent_server.url)
+    done = subprocess.run(
+        [*IPYTHON, "-c", TERMINAL.format(flags=flags)],
+        input=typed,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
+    assert done.returncode == 0 and "Traceback" not in done.stdout + done.stderr, done.stderr
+    out = done.stdout
+    assert "→ add(a=2, b=40)" in out
+    if status == "ok":
+        assert "✓ add(a=2, b=40) → 42" in out and "- **add**: 42" in out
+    else:
+        assert "⊘ add(a=2, b=40) → declined" in out
+    assert f"statuses ['{status}']" in out
+    assert ("Run add(a=2, b=40)? [y/N]" in out) == bool(flags)
