@@ -286,6 +286,7 @@ class OllamaMagics(Magics):
                 "--confirm asks with input(), which this front end cannot answer: give it a "
                 "function that decides instead (--confirm FUNC, FUNC(call) -> True or False)."
             ) from None
+        note = attach_data(result, call.schema_model) if "format" in body else None
         if call.out:
             self.namespace[call.out] = result
         kept = f" and in {call.out}" if call.out else ""
@@ -296,6 +297,8 @@ class OllamaMagics(Magics):
             return result, None, []
         if turn.stopped == "limit":
             print(limit_note(turn.wanted, call.max_tool_rounds))
+        elif problem is None and note:
+            print(note)
         return result, problem, turn.steps
 
     def _tool_view(self, call: GenerateCall) -> Any:
