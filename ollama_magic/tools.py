@@ -347,9 +347,14 @@ def run_call(
         return _failed(call, f"bad arguments for {call.name}: {exc}")
     except ValueError:  # a builtin without a readable signature: let the call itself check
         bound = None
-    if approve is not None and not approve(call):
-        call.status, call.content = DECLINED, DECLINED_TEXT
-        return call
+    if approve is not None:
+        try:
+            approved = approve(call)
+        except Exception as exc:  # the user's own --confirm function: its error, not a traceback
+            return _failed(call, f"the confirmation raised {type(exc).__name__}: {exc}")
+        if not approved:
+            call.status, call.content = DECLINED, DECLINED_TEXT
+            return call
     started = clock()
     try:
         value = func(**call.arguments) if bound is None else func(*bound.args, **bound.kwargs)

@@ -128,6 +128,8 @@ def test_run_call_outcomes() -> None:
     assert bad.error == "bad arguments for get_weather: missing a required argument: 'city'"
     declined = run_call(ToolCall("boom", {"n": 1}), functions, approve=lambda call: False)
     assert (declined.status, declined.content) == (DECLINED, DECLINED_TEXT)
+    broken = run_call(ToolCall("boom", {"n": 1}), functions, approve=lambda call: 1 / 0)
+    assert broken.error == "the confirmation raised ZeroDivisionError: division by zero"
     assert run_call(ToolCall("add", {"x": 1}), {"add": lambda x: {"sum": x}}).content == (
         '{"sum": 1}'
     )
