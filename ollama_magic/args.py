@@ -259,7 +259,7 @@ class GenerateCall:
     system: str | None = None  # chat mode: the -s flag, which becomes the conversation's prompt
     tools: dict[str, Any] | None = None  # --tools: {name: function}
     max_tool_rounds: int = 5
-    confirm: Any = None  # --confirm: "" asks with input(), else a function (call) -> bool
+    confirm: Any = None  # --confirm: "" asks (buttons or input()), else a function (call) -> bool
 
 
 @dataclass(frozen=True)

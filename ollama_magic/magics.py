@@ -266,21 +266,22 @@ class OllamaMagics(Magics):
     ) -> tuple[GenerationResult, str | None, list[dict[str, Any]]]:
         """A turn with ``--tools`` (:mod:`ollama_magic.toolrun`): the result, the message for
         what went wrong, and the calls and results to keep in the conversation."""
-        from .toolrun import ConfirmUnavailable, ask, tool_turn
+        from .toolrun import ConfirmUnavailable, confirming, tool_turn
         from .tools import INTERRUPTED as TOOL_STOPPED
         from .tools import limit_note
 
-        approve = ask if call.confirm == "" else call.confirm
+        buttons = self.in_kernel() and self.display != "text"
         try:
-            result, error, turn = tool_turn(
-                client,
-                body,
-                call.tools or {},
-                lambda: self._sink(call),
-                self._tool_view(call),
-                approve,
-                max_rounds=call.max_tool_rounds,
-            )
+            with confirming(call.confirm, buttons) as approve:
+                result, error, turn = tool_turn(
+                    client,
+                    body,
+                    call.tools or {},
+                    lambda: self._sink(call),
+                    self._tool_view(call),
+                    approve,
+                    max_rounds=call.max_tool_rounds,
+                )
         except ConfirmUnavailable:
             raise UsageError(
                 "--confirm asks with input(), which this front end cannot answer: give it a "

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import sys
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, TextIO
 
 from .live import EMPTY, Publisher, Sink
@@ -20,6 +21,7 @@ from .result import ERROR, INTERRUPTED, GenerationResult
 from .session import chat_pieces, run
 from .tools import (
     DEFAULT_MAX_ROUNDS,
+    Approve,
     ToolCall,
     ToolTurn,
     ToolView,
@@ -134,7 +136,8 @@ class ConfirmUnavailable(Exception):
 
 
 def ask(call: ToolCall) -> bool:
-    """``--confirm`` alone: ask with ``input()`` (a text box in Lab, Notebook and VS Code)."""
+    """``--confirm`` alone where there are no buttons: ask with ``input()`` (a terminal; a text
+    box in a notebook)."""
     from IPython.core.error import StdinNotImplementedError
 
     try:
@@ -144,6 +147,32 @@ def ask(call: ToolCall) -> bool:
     except EOFError:  # nobody to answer (stdin closed): no is the safe answer
         return False
     return answer.strip().lower() in ("y", "yes")
+
+
+@contextmanager
+def confirming(confirm: Any, buttons: bool) -> Iterator[Approve | None]:
+    """What ``--confirm`` runs before each call: ``FUNC`` as given; for ``--confirm`` alone,
+    Run / Skip buttons when ``buttons`` (a notebook front end) and the kernel can take their
+    clicks while the cell runs, else :func:`ask`. ``None`` when there is no ``--confirm``.
+
+    The buttons need someone to click them: a front end that runs cells unattended (nbval,
+    nbclient) says so by not allowing ``input()``, and is told so by :func:`ask` as before."""
+    if confirm is None or callable(confirm):
+        yield confirm
+        return
+    from IPython import get_ipython
+
+    kernel = getattr(get_ipython(), "kernel", None)
+    if not buttons or kernel is None or not getattr(kernel, "_allow_stdin", False):
+        yield ask
+        return
+    try:
+        from .widgets.confirm import ButtonConfirm, ui_pump
+    except ImportError:  # no ipywidgets: the text box
+        yield ask
+        return
+    with ui_pump(kernel) as pump:
+        yield ask if pump is None else ButtonConfirm(pump)
 
 
 def tool_turn(

@@ -350,6 +350,10 @@ def run_call(
     if approve is not None:
         try:
             approved = approve(call)
+        except KeyboardInterrupt:  # Ctrl-C while asking: the call never ran
+            call.status = INTERRUPTED
+            call.error = call.content = "interrupted by the user"
+            raise
         except Exception as exc:  # the user's own --confirm function: its error, not a traceback
             return _failed(call, f"the confirmation raised {type(exc).__name__}: {exc}")
         if not approved:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -229,16 +229,125 @@ def answering(kernel: Kernel, reply: str, asked: list[str]) -> threading.Thread:
 
 
 @pytest.mark.parametrize("reply, status", [("y", "ok"), ("n", "declined")])
-def test_confirm_asks_before_each_call(kernel: Kernel, srv, reply: str, status: str) -> None:
+def test_confirm_in_text_mode_asks_with_input(kernel: Kernel, srv, reply: str, status: str) -> None:
     asked: list[str] = []
     thread = answering(kernel, reply, asked)
-    run = kernel.run("%%ollama agent --tools add --confirm -o r\nadd(a=4, b=5)", timeout=30)
+    run = kernel.run(
+        "%config OllamaMagics.display = 'text'\n"
+        "get_ipython().run_cell_magic('ollama', 'agent --tools add --confirm -o r', "
+        "'add(a=4, b=5)')\n"
+        "%config OllamaMagics.display = 'auto'",
+        timeout=30,
+    )
     thread.join(5)
     assert run.ok, run.error
+    assert not run.of_type("comm_open")  # no buttons: text mode asks in the text box
     assert asked == ["Run add(a=4, b=5)? [y/N] "]
     assert kernel.value("r.tool_calls[0].status") == status
     content = chats(srv)[-1]["messages"][-1]["content"]
     assert content == ("9" if reply == "y" else "The user declined to run this call.")
+
+
+WIDGET = "application/vnd.jupyter.widget-view+json"
+
+
+def clicking(kernel: Kernel, *labels: str) -> Callable[[dict[str, Any]], None]:
+    """An ``on_message`` that clicks buttons as a front end does: for each set of buttons
+    the cell shows, a ``comm_msg`` click on the one labelled with the next of ``labels``."""
+    left = list(labels)
+
+    def on_message(msg: dict[str, Any]) -> None:
+        if msg["msg_type"] != "comm_open" or not left:
+            return
+        state = msg["content"]["data"]["state"]
+        if state.get("_model_name") == "ButtonModel" and state.get("description") == left[0]:
+            left.pop(0)
+            click = {"method": "custom", "content": {"event": "click"}}
+            comm = {"comm_id": msg["content"]["comm_id"], "data": click}
+            kernel.kc.shell_channel.send(kernel.kc.session.msg("comm_msg", comm))
+
+    return on_message
+
+
+def decisions(run: CellRun) -> list[str]:
+    """The lines that replaced the buttons, as the saved notebook keeps them."""
+    lines = [o.get("text/plain", "") for o in run.notebook_outputs()]
+    return [line for line in lines if line.startswith("Run ")]
+
+
+@pytest.mark.parametrize("label, status", [("Run", "ok"), ("Skip", "declined")])
+def test_confirm_in_a_notebook_shows_buttons(kernel: Kernel, srv, label: str, status: str) -> None:
+    run = kernel.run(
+        "%%ollama agent --tools add --confirm -o r\nadd(a=4, b=5)",
+        timeout=30,
+        on_message=clicking(kernel, label),
+    )
+    assert run.ok, run.error
+    buttons = [
+        m["content"]["data"]["state"]["description"]
+        for m in run.of_type("comm_open")
+        if m["content"]["data"]["state"]["_model_name"] == "ButtonModel"
+    ]
+    assert buttons == ["Run", "Skip", "Run all remaining"]
+    assert kernel.value("r.tool_calls[0].status") == status
+    content = chats(srv)[-1]["messages"][-1]
+    assert content["role"] == "tool"
+    assert content["content"] == ("9" if label == "Run" else "The user declined to run this call.")
+    said = "run" if label == "Run" else "skipped"
+    assert decisions(run) == [f"Run add(a=4, b=5)? → {said}"]
+    shown = [o for o in run.notebook_outputs() if WIDGET in o]
+    assert shown == []  # no dead buttons in the saved notebook
+    closed = {m["content"]["comm_id"] for m in run.of_type("comm_close")}
+    assert {m["content"]["comm_id"] for m in run.of_type("comm_open")} <= closed
+    assert not run.stdout  # nothing asked with input()
+
+
+def test_run_all_remaining_asks_once_and_a_cell_sent_meanwhile_waits(kernel: Kernel, srv) -> None:
+    queued: list[str] = []
+
+    def click_and_queue(msg: dict[str, Any]) -> None:
+        if not queued and msg["msg_type"] == "comm_open":
+            queued.append(kernel.kc.execute("after = len(r.tool_calls)"))  # sent while asking
+        click(msg)
+
+    click = clicking(kernel, "Run all remaining")
+    run = kernel.run(
+        "%%ollama agent --tools add --confirm -o r\nadd(a=1, b=2) and add(a=3, b=4)",
+        timeout=30,
+        on_message=click_and_queue,
+    )
+    assert run.ok, run.error
+    assert kernel.value("[c.result for c in r.tool_calls]") == [3, 7]
+    assert decisions(run) == ["Run add(a=1, b=2)? → run, and the turn's next calls too"]
+    # the cell sent while the buttons waited ran after this one, as it would have without them
+    assert until(lambda: kernel.value("after")) == 2
+
+
+def test_ctrl_c_while_asking_stops_the_turn(kernel: Kernel, srv) -> None:
+    sent: list[bool] = []
+
+    def interrupt_when_asked(msg: dict[str, Any]) -> None:
+        data = msg["content"].get("data", {})
+        if msg["msg_type"] == "display_data" and WIDGET in data and not sent:
+            sent.append(True)
+            threading.Thread(target=kernel.interrupt).start()
+
+    run = kernel.run(
+        "%%ollama agent --tools add --confirm -o r\nadd(a=4, b=5)",
+        timeout=30,
+        on_message=interrupt_when_asked,
+    )
+    assert run.ok, run.error  # a quiet stop, no traceback
+    assert decisions(run) == ["Run add(a=4, b=5)? → stopped (Ctrl-C)"]
+    text = shown_outputs(run)[-1]["text/plain"]
+    assert "■ add(a=4, b=5) → interrupted by the user" in text
+    assert kernel.value("r.tool_calls[0].status") == "interrupted"
+    assert len(chats(srv)) == 1  # the model never heard of it
+    assert kernel.value("6 * 7") == 42
+
+
+def shown_outputs(run: CellRun) -> list[dict[str, Any]]:
+    return [o for o in run.notebook_outputs() if o]
 
 
 def test_confirm_with_a_function(kernel: Kernel, srv) -> None:
