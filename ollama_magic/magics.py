@@ -284,8 +284,9 @@ class OllamaMagics(Magics):
                 )
         except ConfirmUnavailable:
             raise UsageError(
-                "--confirm asks with input(), which this front end cannot answer: give it a "
-                "function that decides instead (--confirm FUNC, FUNC(call) -> True or False)."
+                "--confirm needs someone to answer, and this front end runs cells unattended: "
+                "give it a function that decides instead (--confirm FUNC, FUNC(call) -> True "
+                "or False)."
             ) from None
         note = attach_data(result, call.schema_model) if "format" in body else None
         if call.out:

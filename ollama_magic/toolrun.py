@@ -22,6 +22,7 @@ from .session import chat_pieces, run
 from .tools import (
     DEFAULT_MAX_ROUNDS,
     Approve,
+    CannotAsk,
     ToolCall,
     ToolTurn,
     ToolView,
@@ -131,8 +132,8 @@ class TextCalls:
         pass
 
 
-class ConfirmUnavailable(Exception):
-    """``--confirm`` cannot ask: this front end does not answer ``input()``."""
+class ConfirmUnavailable(CannotAsk):
+    """``--confirm`` cannot ask: this front end runs cells unattended."""
 
 
 def ask(call: ToolCall) -> bool:
@@ -155,15 +156,18 @@ def confirming(confirm: Any, buttons: bool) -> Iterator[Approve | None]:
     Run / Skip buttons when ``buttons`` (a notebook front end) and the kernel can take their
     clicks while the cell runs, else :func:`ask`. ``None`` when there is no ``--confirm``.
 
-    The buttons need someone to click them: a front end that runs cells unattended (nbval,
-    nbclient) says so by not allowing ``input()``, and is told so by :func:`ask` as before."""
+    Either needs someone to answer: a front end that runs cells unattended (nbval, nbclient)
+    says so by not allowing ``input()`` for the cell (ipykernel keeps that in ``_allow_stdin``),
+    and :class:`ConfirmUnavailable` is raised at once, before the model is asked anything."""
     if confirm is None or callable(confirm):
         yield confirm
         return
     from IPython import get_ipython
 
     kernel = getattr(get_ipython(), "kernel", None)
-    if not buttons or kernel is None or not getattr(kernel, "_allow_stdin", False):
+    if kernel is not None and not getattr(kernel, "_allow_stdin", True):
+        raise ConfirmUnavailable  # before the model is asked anything
+    if not buttons or kernel is None:
         yield ask
         return
     try:

@@ -44,6 +44,10 @@ _SHOWN_VALUE = 300  # characters of one argument or result in a summary line
 _SHOWN_BODY = 4000  # characters of a result in the opened details
 
 
+class CannotAsk(Exception):
+    """Raised by an ``approve`` that has nobody to ask: it ends the turn, not just one call."""
+
+
 class ToolError(ValueError):
     """A ``--tools`` value that names no usable function; the message says what to write."""
 
@@ -327,8 +331,10 @@ def run_call(
     functions: Mapping[str, Callable[..., Any]],
     approve: Approve | None = None,
     clock: Callable[[], float] = time.perf_counter,
+    on_start: Callable[[ToolCall], None] | None = None,
 ) -> ToolCall:
-    """Run one call in this thread and fill in its outcome; return it.
+    """Run one call in this thread and fill in its outcome; return it. ``on_start(call)`` is
+    called once the call is checked and approved, just before the function runs.
 
     An unknown name, arguments that do not fit the signature, a ``no`` from ``approve`` and an
     exception in the function all end the same way: ``content`` says what happened, for the
@@ -354,11 +360,15 @@ def run_call(
             call.status = INTERRUPTED
             call.error = call.content = "interrupted by the user"
             raise
+        except CannotAsk:
+            raise
         except Exception as exc:  # the user's own --confirm function: its error, not a traceback
             return _failed(call, f"the confirmation raised {type(exc).__name__}: {exc}")
         if not approved:
             call.status, call.content = DECLINED, DECLINED_TEXT
             return call
+    if on_start is not None:
+        on_start(call)
     started = clock()
     try:
         value = func(**call.arguments) if bound is None else func(*bound.args, **bound.kwargs)
@@ -443,6 +453,12 @@ def chat_with_tools(
     stops and ``stopped`` is ``"limit"``. A Ctrl-C during a call stops it too (``interrupted``).
     """
     view = view or NullView()
+    running: set[int] = set()
+
+    def start(call: ToolCall) -> None:  # shown once approved: not "running" while asked
+        running.add(id(call))
+        view.started(call)
+
     messages = list(body["messages"])
     calls: list[ToolCall] = []
     steps: list[dict[str, Any]] = []
@@ -466,10 +482,11 @@ def chat_with_tools(
             steps.append(assistant)
             for call in asked:
                 calls.append(call)
-                view.started(call)
                 try:
-                    run_call(call, functions, approve)
+                    run_call(call, functions, approve, on_start=start)
                 finally:
+                    if id(call) not in running:  # it never ran: refused, declined, stopped
+                        view.started(call)
                     view.finished(call)
                 messages.append(call.message())
                 steps.append(call.message())

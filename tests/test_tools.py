@@ -193,3 +193,39 @@ def test_the_loop_stops_at_the_round_limit() -> None:
     turn = chat_with_tools(send, body, {"get_weather": get_weather}, max_rounds=2)
     assert lasts == [False, False, True]
     assert turn.stopped == "limit" and len(turn.calls) == 2 and len(turn.wanted) == 1
+
+
+def test_a_call_shows_as_started_only_once_approved() -> None:
+    events: list[str] = []
+
+    class Log:
+        def started(self, call: ToolCall) -> None:
+            events.append(f"started {call.arguments['city']} {call.status}")
+
+        def finished(self, call: ToolCall) -> None:
+            events.append(f"finished {call.arguments['city']} {call.status}")
+
+        def close(self) -> None:
+            events.append("close")
+
+    def approve(call: ToolCall) -> bool:
+        events.append(f"asked {call.arguments['city']}")
+        if call.arguments["city"] == "Rome":
+            raise KeyboardInterrupt  # Ctrl-C while asked
+        return call.arguments["city"] == "Oslo"
+
+    script = [_reply(("get_weather", {"city": "Oslo"}), ("get_weather", {"city": "Bergen"}),
+                     ("get_weather", {"city": "Rome"}))]
+
+    def send(body: dict[str, Any], earlier: list[ToolCall], last: bool) -> Any:
+        return Answer(""), None, script.pop(0) if script else []
+
+    body = {"model": "m", "messages": [{"role": "user", "content": "hi"}]}
+    turn = chat_with_tools(send, body, {"get_weather": get_weather}, view=Log(), approve=approve)
+    assert events == [
+        "asked Oslo", "started Oslo pending", "finished Oslo ok",  # not "running" while asked
+        "asked Bergen", "started Bergen declined", "finished Bergen declined",
+        "asked Rome", "started Rome interrupted", "finished Rome interrupted",
+        "close",
+    ]
+    assert turn.stopped == INTERRUPTED and turn.result is None

@@ -346,6 +346,18 @@ def test_ctrl_c_while_asking_stops_the_turn(kernel: Kernel, srv) -> None:
     assert kernel.value("6 * 7") == 42
 
 
+def test_confirm_where_nobody_answers_is_one_line(kernel: Kernel, srv) -> None:
+    kernel.kc.allow_stdin = False  # as nbval and nbclient run cells: unattended
+    try:
+        run = kernel.run("%%ollama agent --tools add --confirm\nadd(a=4, b=5)", timeout=30)
+    finally:
+        kernel.kc.allow_stdin = True
+    text = error_line(run)
+    assert "runs cells unattended" in text and "--confirm FUNC" in text
+    assert not run.of_type("comm_open")  # no buttons that nobody would click
+    assert chats(srv) == []  # told before the model is asked anything
+
+
 def shown_outputs(run: CellRun) -> list[dict[str, Any]]:
     return [o for o in run.notebook_outputs() if o]
 

@@ -123,8 +123,8 @@ class ButtonConfirm:
         asked = f"Run {call.signature()}?"
         question = w.HTML(f"<code>{html.escape(asked, quote=False)}</code>")
         buttons = [
-            w.Button(description=RUN, button_style="success", icon="play"),
-            w.Button(description=SKIP, icon="ban"),
+            w.Button(description=RUN, button_style="success"),
+            w.Button(description=SKIP),
             w.Button(description=RUN_ALL, tooltip="Run this call and the turn's next ones"),
         ]
         chosen: list[str] = []

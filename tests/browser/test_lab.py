@@ -282,5 +282,21 @@ def test_tool_calls_show_folded_above_the_answer(nb: Notebook, screenshots: Path
     expect(arguments).to_be_hidden()
     shown = [o for o in outputs(nb, 14) if o["height"] >= 1]
     assert len(shown) == 1  # the live call and answer outputs were emptied for the final one
-    nb.execute(15)
-    expect(nb.output_area(15)).to_contain_text("Deleted agent.")
+
+
+def test_confirm_shows_buttons_and_a_click_runs_the_call(nb: Notebook, screenshots: Path) -> None:
+    before = nb.run(15)
+    area = nb.output_area(15)
+    run = area.get_by_role("button", name="Run", exact=True)
+    expect(run).to_be_visible()  # while the cell runs: it waits for the click
+    expect(area).to_contain_text("Run get_weather(city='Oslo')?")
+    expect(area.get_by_role("button", name="Skip")).to_be_visible()
+    assert nb.state(15)["prompt"] == "[*]:"
+    nb.cell(15).screenshot(path=screenshots / "tools-confirm.png")
+    run.click()
+    nb.wait_done(15, before)
+    expect(area).to_contain_text("Run get_weather(city='Oslo')? → run")
+    expect(area.locator("li", has_text="Sunny, 18 °C in Oslo")).to_be_visible()
+    expect(area.get_by_role("button")).to_have_count(0)  # the buttons gave way to the decision
+    nb.execute(16)
+    expect(nb.output_area(16)).to_contain_text("Deleted agent.")
