@@ -229,3 +229,22 @@ def test_a_call_shows_as_started_only_once_approved() -> None:
         "close",
     ]
     assert turn.stopped == INTERRUPTED and turn.result is None
+
+
+def test_a_kernel_without_a_way_to_take_clicks_gets_no_pump() -> None:
+    pytest.importorskip("ipywidgets")
+    from ollama_magic.widgets.confirm import ui_pump
+
+    class Manager:
+        def get_shell_channel_to_subshell_pair(self, subshell: None) -> Any:
+            return type("Pair", (), {"to_socket": None})()
+
+        def get_subshell_to_shell_channel_socket(self, subshell: None) -> None:
+            return None
+
+    class Odd:  # an ipykernel 7 shaped otherwise: --confirm falls back to input()
+        shell_channel_thread = type("Thread", (), {"manager": Manager()})()
+
+    for kernel in (object(), Odd()):
+        with ui_pump(kernel) as pump:
+            assert pump is None

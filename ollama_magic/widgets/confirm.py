@@ -14,7 +14,7 @@ for the kernel to handle, in order, once the cell is done:
   package for this, which defers cell runs the same way.
 
 Once decided, the buttons are replaced by a line saying what was decided (a saved notebook
-shows "ran" or "skipped", not buttons that no longer do anything).
+shows ``Run add(a=1)? → run`` or ``→ skipped``, not buttons that no longer do anything).
 """
 
 from __future__ import annotations
@@ -37,6 +37,17 @@ Pump = Callable[[float], None]
 RUN, SKIP, RUN_ALL = "Run", "Skip", "Run all remaining"
 _SAID = {RUN: "run", SKIP: "skipped", RUN_ALL: "run, and the turn's next calls too"}
 _COMMS = ("comm_open", "comm_msg", "comm_close")
+_KERNEL_NEEDS = (
+    "session",
+    "io_loop",
+    "log",
+    "shell_main",
+    "shell_handlers",
+    "get_parent",
+    "set_parent",
+    "_get_shell_context_var",
+    "_shell_parent_ident",
+)
 
 
 @contextmanager
@@ -44,8 +55,12 @@ def ui_pump(kernel: Any) -> Iterator[Pump | None]:
     """A :data:`Pump` for this kernel, or ``None`` when it offers no way to make one (then
     ``--confirm`` asks with ``input()``)."""
     thread = getattr(kernel, "shell_channel_thread", None)
-    if thread is not None and hasattr(kernel, "shell_main"):
-        yield _ShellPump(kernel, thread.manager)
+    if thread is not None:  # ipykernel 7, if it is shaped as the pump expects
+        try:
+            shell: Pump | None = _ShellPump(kernel, thread.manager)
+        except (AttributeError, TypeError):
+            shell = None
+        yield shell
         return
     if not hasattr(kernel, "do_one_iteration"):
         yield None
@@ -74,6 +89,9 @@ class _ShellPump:
         self._socket = manager.get_shell_channel_to_subshell_pair(None).to_socket
         self._stream = manager.get_subshell_to_shell_channel_socket(None)
         self._readable = zmq.POLLIN
+        for name in _KERNEL_NEEDS:  # private parts: a kernel without them asks with input()
+            if not hasattr(kernel, name):
+                raise AttributeError(name)
 
     def __call__(self, timeout: float) -> None:
         wait = int(timeout * 1000)
