@@ -29,6 +29,7 @@ STAND_INS = {
     "chinese": PLAIN_STAND_IN,
     "slow": PLAIN_STAND_IN,
     "lorem": PLAIN_STAND_IN,
+    "agent": REASONING_STAND_IN,  # tool calling: qwen3's template takes tools (SmolLM2's does not)
 }
 
 #: The scripted models' simulated timing in the tutorials (the tests run them unpaced): about a

@@ -166,6 +166,27 @@ def build_parser(prog: str = "%%ollama") -> argparse.ArgumentParser:
         help="which conversation (implies --chat; default: one per notebook). -s sets its "
         "system prompt; %%ollama history / reset NAME show or clear it",
     )
+    tools = p.add_argument_group("tool calling (chat mode)")
+    tools.add_argument(
+        "--tools",
+        metavar="F,G",
+        help="Python functions the model may call: names, or a variable holding a list of "
+        "functions (implies --chat). Each call runs here, in the kernel; its result goes back "
+        "to the model until it answers",
+    )
+    tools.add_argument(
+        "--max-tool-rounds",
+        type=int,
+        metavar="N",
+        help="most rounds of tool calls in one turn (default 5)",
+    )
+    tools.add_argument(
+        "--confirm",
+        nargs="?",
+        const="",
+        metavar="FUNC",
+        help="ask before each call (or let FUNC(call) -> bool decide)",
+    )
     run = p.add_argument_group("this cell")
     run.add_argument("-o", "--out", metavar="NAME", help="store the result in this variable")
     run.add_argument(
@@ -278,6 +299,9 @@ class GenerateCall:
     hosts: list[str] = field(default_factory=list)  # every --host, in order (several: --map only)
     code: bool = False  # --code: the answer's code block goes into a new cell below
     fix: bool = False  # --fix: the prompt is the last error's fix request (the magic builds it)
+    tools: dict[str, Any] | None = None  # --tools: {name: function}
+    max_tool_rounds: int = 5
+    confirm: Any = None  # --confirm: "" asks (buttons or input()), else a function (call) -> bool
 
 
 @dataclass(frozen=True)
@@ -493,7 +517,11 @@ def build_call(
     if chat:
         body.pop("system", None)
         system_flag = ns.system
+    tools, rounds, confirm = _tool_settings(ns, namespace)
     return GenerateCall(
+        tools=tools,
+        max_tool_rounds=rounds,
+        confirm=confirm,
         system=system_flag,
         body=body,
         stream=stream,
@@ -517,9 +545,38 @@ def _one_host(ns: argparse.Namespace) -> str | None:
     return hosts[-1] if hosts else None
 
 
+def _tool_settings(
+    ns: argparse.Namespace, namespace: Mapping[str, Any]
+) -> tuple[dict[str, Any] | None, int, Any]:
+    """``--tools``, ``--max-tool-rounds`` and ``--confirm``, checked."""
+    from .tools import DEFAULT_MAX_ROUNDS, ToolError, resolve_tools
+
+    if ns.tools is None:
+        for flag, used in (("--max-tool-rounds", ns.max_tool_rounds), ("--confirm", ns.confirm)):
+            if used is not None:
+                raise ArgsError(f"{flag} goes with --tools: name the functions the model may call")
+        return None, DEFAULT_MAX_ROUNDS, None
+    try:
+        tools = resolve_tools(ns.tools, namespace)
+    except ToolError as exc:
+        raise ArgsError(str(exc)) from None
+    rounds = DEFAULT_MAX_ROUNDS if ns.max_tool_rounds is None else ns.max_tool_rounds
+    if not 1 <= rounds <= 100:
+        raise ArgsError(f"--max-tool-rounds {rounds}: use a whole number from 1 to 100")
+    confirm: Any = ns.confirm
+    if confirm:
+        confirm = namespace.get(confirm)
+        if not callable(confirm):
+            raise ArgsError(
+                f"--confirm {ns.confirm}: no such function; write --confirm alone to be asked, "
+                "or give a function that takes the call and returns True or False"
+            )
+    return tools, rounds, confirm
+
+
 def conversation_name(ns: argparse.Namespace) -> str | None:
     """The conversation a chat-mode cell continues, or ``None`` for a single prompt."""
-    if not ns.chat and ns.conversation is None:
+    if not ns.chat and ns.conversation is None and ns.tools is None:
         return None
     for flag, used in (
         ("--suffix", ns.suffix is not None),

@@ -8,6 +8,7 @@ a word when a conversation outgrows ``num_ctx``, so :func:`context_warning` says
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -28,6 +29,7 @@ class Turn:
     answer: str
     model: str
     images: list[str] = field(default_factory=list)
+    steps: list[dict[str, Any]] = field(default_factory=list)  # tool calls and their results
 
 
 @dataclass
@@ -50,7 +52,9 @@ class Conversation:
             user: dict[str, Any] = {"role": "user", "content": turn.user}
             if turn.images:
                 user["images"] = list(turn.images)
-            out += [user, {"role": "assistant", "content": turn.answer}]
+            out += [user, *turn.steps]
+            if turn.answer or not turn.steps:
+                out.append({"role": "assistant", "content": turn.answer})
         return out
 
     def request(self, generate_body: dict[str, Any], system: str | None = None) -> dict[str, Any]:
@@ -77,13 +81,19 @@ class Conversation:
                 body[key] = generate_body[key]
         return body
 
-    def record(self, body: dict[str, Any], answer: str, tokens: int | None) -> None:
-        """Keep a finished turn (only the answer, never the reasoning) and its system prompt."""
+    def record(
+        self,
+        body: dict[str, Any],
+        answer: str,
+        tokens: int | None,
+        steps: Sequence[dict[str, Any]] = (),
+    ) -> None:
+        """Keep a finished turn (only the answer, never the reasoning) and its system prompt;
+        ``steps`` are the tool calls and results that came before the answer."""
         first, user = body["messages"][0], body["messages"][-1]
         self.system = first["content"] if first.get("role") == "system" else ""
-        self.turns.append(
-            Turn(user["content"], answer, body["model"], list(user.get("images", [])))
-        )
+        images = list(user.get("images", []))
+        self.turns.append(Turn(user["content"], answer, body["model"], images, list(steps)))
         self.model = body["model"]
         self.tokens = tokens
 
@@ -101,7 +111,9 @@ class Conversation:
             lines.append(f"system: {self.system}")
         for turn in self.turns:
             images = f" [{len(turn.images)} image(s)]" if turn.images else ""
-            lines += [f"you: {turn.user}{images}", f"{turn.model}: {turn.answer}"]
+            lines.append(f"you: {turn.user}{images}")
+            lines += [f"  {line}" for line in step_lines(turn.steps)]
+            lines.append(f"{turn.model}: {turn.answer}")
         if not self.turns:
             lines.append("(empty: the next %%ollama --chat cell starts it)")
         return "\n".join(lines)
@@ -114,12 +126,33 @@ class Conversation:
         for turn in self.turns:
             images = f" <i>({len(turn.images)} image(s))</i>" if turn.images else ""
             parts.append(f"<p><b>you:</b>{images} {escape_text_html(turn.user)}</p>")
+            for line in step_lines(turn.steps):
+                parts.append(f"<p><i>{escape_text_html(line)}</i></p>")
             parts.append(f"<p><b>{escape_text_html(turn.model)}:</b></p>")
             parts.append(f"<blockquote>{markdown_html(turn.answer)}</blockquote>")
         if not self.turns:
             empty = "(empty: the next <code>%%ollama --chat</code> cell starts it)"
             parts.append(f"<p><i>{empty}</i></p>")
         return html_bundle(*parts)["text/html"]
+
+
+def step_lines(steps: Sequence[dict[str, Any]]) -> list[str]:
+    """Tool calls and results of a turn, one line each, as ``%ollama history`` shows them.
+
+    >>> step_lines([{"role": "assistant", "tool_calls": [{"function": {"name": "f",
+    ...     "arguments": {"x": 1}}}]}, {"role": "tool", "tool_name": "f", "content": "2"}])
+    ['calls f(x=1)', 'f → 2']
+    """
+    from .tools import read_calls
+
+    lines = []
+    for step in steps:
+        if step.get("role") == "tool":
+            result = " ".join(str(step.get("content", "")).split())
+            lines.append(f"{step.get('tool_name', 'tool')} → {result[:300]}")
+        else:
+            lines += [f"calls {call.signature()}" for call in read_calls(step.get("tool_calls"))]
+    return lines
 
 
 def context_warning(name: str, tokens: int | None, num_ctx: int | None) -> str | None:

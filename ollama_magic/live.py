@@ -247,12 +247,17 @@ class LiveDisplay:
             self._append("thinking", reasoning)
 
     def finish(self, result: GenerationResult) -> None:
+        self.clear()
+        self._publisher.final(result_bundle(result, show_thinking=self._show_thinking))
+
+    def clear(self) -> None:
+        """Empty every live output (a round of tool calls ends without an answer to show)."""
         for slot in self._slots:
             self._publisher.update(EMPTY, slot.display_id)
         self._slots.clear()
         if self._status is not None:
             self._publisher.update(EMPTY, self._status)
-        self._publisher.final(result_bundle(result, show_thinking=self._show_thinking))
+            self._status = None
 
     # Internals --------------------------------------------------------------------------
     def _count(self, text: str) -> None:

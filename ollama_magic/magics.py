@@ -271,7 +271,11 @@ class OllamaMagics(Magics):
             system = self.system  # %config OllamaMagics.system starts a new conversation
         body = conversation.request(call.body, system)
         with closing(self.client(call.host, call.timeout)) as client:
-            result, problem = self._stream(client, call, "/api/chat", body, chat_pieces)
+            steps: list[dict[str, Any]] = []
+            if call.tools:
+                result, problem, steps = self._tool_chat(client, call, body)
+            else:
+                result, problem = self._stream(client, call, "/api/chat", body, chat_pieces)
             if problem:
                 raise UsageError(
                     problem.rstrip(".") + ". This turn is not added to the conversation."
@@ -279,12 +283,66 @@ class OllamaMagics(Magics):
             if result.done_reason == INTERRUPTED:
                 return  # not remembered: its footer says so
             tokens = (result.prompt_eval_count or 0) + (result.eval_count or 0)
-            conversation.record(body, result.answer, tokens or None)
+            conversation.record(body, result.answer, tokens or None, steps)
             self.conversations[conversation.name] = conversation
             window = result.num_ctx or lifecycle.context_window(client, body)  # asked once
             warning = context_warning(conversation.name, tokens, window)
         if warning:
             print(warning)
+
+    def _tool_chat(
+        self, client: OllamaClient, call: GenerateCall, body: dict[str, Any]
+    ) -> tuple[GenerationResult, str | None, list[dict[str, Any]]]:
+        """A turn with ``--tools`` (:mod:`ollama_magic.toolrun`): the result, the message for
+        what went wrong, and the calls and results to keep in the conversation."""
+        from .toolrun import ConfirmUnavailable, confirming, tool_turn
+        from .tools import INTERRUPTED as TOOL_STOPPED
+        from .tools import limit_note
+
+        buttons = self.in_kernel() and self.display != "text"
+        try:
+            with confirming(call.confirm, buttons) as approve:
+                result, error, turn = tool_turn(
+                    client,
+                    body,
+                    call.tools or {},
+                    lambda: self._sink(call),
+                    self._tool_view(call),
+                    approve,
+                    max_rounds=call.max_tool_rounds,
+                )
+        except ConfirmUnavailable:
+            raise UsageError(
+                "--confirm needs someone to answer, and this front end runs cells unattended: "
+                "give it a function that decides instead (--confirm FUNC, FUNC(call) -> True "
+                "or False)."
+            ) from None
+        note = attach_data(result, call.schema_model) if "format" in body else None
+        if call.out:
+            self.namespace[call.out] = result
+        kept = f" and in {call.out}" if call.out else ""
+        problem = outcome(result, error, lambda: lifecycle.installed(client), kept=kept)
+        if result.done_reason == INTERRUPTED:
+            if problem and turn.stopped != TOOL_STOPPED:
+                print(problem)
+            return result, None, []
+        if turn.stopped == "limit":
+            print(limit_note(turn.wanted, call.max_tool_rounds))
+        elif problem is None and note:
+            print(note)
+        return result, problem, turn.steps
+
+    def _tool_view(self, call: GenerateCall) -> Any:
+        """Where calls show while they run: live in a notebook, lines in a terminal."""
+        from .toolrun import LiveCalls, TextCalls
+        from .tools import NullView
+
+        mode = self.display
+        if call.quiet or mode in ("none", "final"):
+            return NullView()
+        if mode == "text" or (mode == "auto" and not self.in_kernel()):
+            return TextCalls()
+        return LiveCalls(IPythonPublisher())
 
     def _stream(
         self,

@@ -38,7 +38,7 @@ CAPABILITY_WORDS = {
     "vision": ("cannot see images", "drop --image"),
     "insert": ("cannot fill in the middle", "drop --suffix"),
     "completion": ("cannot generate text (it is an embedding model)", "use %ollama embed"),
-    "tools": ("cannot call tools", "drop the tools"),
+    "tools": ("cannot call tools", "drop --tools"),
 }
 
 _UNSUPPORTED = re.compile(r"does not support (thinking|insert|generate|tools|vision)")

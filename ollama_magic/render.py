@@ -498,6 +498,11 @@ def result_bundle(result: GenerationResult, *, show_thinking: bool = True) -> Bu
     """The final rendering of a result: HTML for notebooks, plain text for everything else."""
     fragments: list[str] = []
     plain: list[str] = []
+    if result.tool_calls:  # above the answer, in the order they ran (escaped by tools.py)
+        from .tools import calls_html, calls_text
+
+        fragments.append(calls_html(result.tool_calls))
+        plain.append(calls_text(result.tool_calls))
     thinking = result.thinking.strip()
     if thinking and show_thinking:
         fragments.append(thinking_block(thinking, live=False))

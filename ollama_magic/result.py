@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .fields import count, text, token_ids
 from .logprobs import TokenLogprob
+
+if TYPE_CHECKING:
+    from .tools import ToolCall
 
 #: ``done_reason`` values this package adds to the server's ``stop``/``length``.
 INTERRUPTED = "interrupted"
@@ -57,6 +60,7 @@ class GenerationResult:
     # As the client counted them (a chunk of text is a token): what a cut stream still tells.
     streamed_tokens: int = 0
     streamed_seconds: float = 0.0
+    tool_calls: list[ToolCall] = field(default_factory=list, repr=False)  # this turn's, in order
 
     @property
     def prompt_cut(self) -> bool:
@@ -114,6 +118,8 @@ class GenerationResult:
             parts.append(f"tokens_per_second={rate:.1f}")
         if self.thinking:
             parts.append(f"thinking=<{len(self.thinking)} chars>")
+        if self.tool_calls:
+            parts.append(f"tool_calls=<{len(self.tool_calls)}>")
         parts.append(f"answer={answer!r}")
         return f"GenerationResult({', '.join(parts)})"
 

@@ -371,3 +371,29 @@ def test_a_password_in_the_host_is_sent_but_never_shown(kernel: Kernel, srv) -> 
         )
     )
     assert run.ok and f"<code>{srv.url}</code>" in run.stdout
+
+
+def test_hostile_tool_calls_show_escaped_in_one_line_each(kernel: Kernel, srv) -> None:
+    kernel.run("def f(x: int) -> int:\n    return x")
+    calls = [
+        {"function": {"name": "<img src=x onerror=alert(1)>" * 500, "arguments": {"x": 1}}},
+        {"function": {"name": "f", "arguments": "<script>alert(1)</script>"}},
+        {"function": {"name": "f", "arguments": {"x": "<b>1</b>", "y": [1] * 5000}}},
+        "not a call",
+        {"id": {"a": 1}, "function": {"index": -4, "name": None}},
+    ]
+    srv.answer(
+        "/api/chat",
+        lines=[{"message": {"content": "", "tool_calls": calls}}, {"done": True}],
+    )
+    run = checked(kernel.run("%%ollama m --tools f --max-tool-rounds 1 -o r\nhi"))
+    assert run.ok, run.error
+    final = [o for o in run.notebook_outputs() if o][-1]
+    assert "<img" not in final["text/html"] and "<script" not in final["text/html"]
+    assert "<b>1</b>" not in final["text/html"]
+    assert final["text/html"].count('<details class="ollama-tool-call">') == 5
+    assert all(len(line) < 1000 for line in final["text/plain"].splitlines())
+    assert "Stopped after 1 round of tool calls" in run.stdout
+    assert kernel.value("[c.status for c in r.tool_calls]") == ["error"] * 5
+    kernel.run("%ollama reset --all")
+    still_works(kernel)

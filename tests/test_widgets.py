@@ -698,3 +698,48 @@ def test_apps_repr_short_and_stable(ollama) -> None:
     mm = ModelManager(ollama.url, live=False)
     assert repr(mm) == "ModelManager()"
     mm.close()
+
+
+def weather(city: str) -> str:
+    """The weather in a city.
+
+    Args:
+        city: The city's name.
+    """
+    return f"Sunny in {city}"
+
+
+weather.__module__ = "__main__"  # as if defined in a notebook cell
+
+
+def test_playground_ticks_functions_as_tools() -> None:
+    import requests
+
+    with OllamaServer(pull_speed=1e12) as server:
+        requests.post(server.url + "/api/pull", json={"model": "agent", "stream": False}).close()
+        namespace: dict[str, Any] = {"weather": weather, "requests": requests, "n": 3}
+        pg = Playground("agent", server.url, namespace=namespace, prompt="Use weather city=Oslo")
+        assert list(pg.tool_boxes) == ["weather"]  # not modules, not imported functions
+        pg.generate_button.click()  # nothing ticked: a plain generate
+        pg.wait(10)
+        assert [r.path for r in server.requests][-1] == "/api/generate"
+        pg.tick("weather")
+        pg.generate_button.click()
+        result = pg.wait(10)
+        assert [c.status for c in result.tool_calls] == ["ok"]
+        assert result.answer == "Here is what the tools said:\n\n- **weather**: Sunny in Oslo"
+        chats = bodies(server, "/api/chat")
+        assert [t["function"]["name"] for t in chats[0]["tools"]] == ["weather"]
+        assert chats[1]["messages"][-1]["content"] == "Sunny in Oslo"
+        final = shown(pg.output)
+        assert len(final) == 1 and final[0].index("ollama-tool-call") < final[0].index("Here is")
+        namespace["later"] = weather  # defined after the app opened: the ↻ button lists it
+        pg.refresh_button.click()
+        assert list(pg.tool_boxes) == ["later", "weather"] and pg.tool_boxes["weather"].value
+        with pytest.raises(ValueError, match="no function 'nope'"):
+            pg.tick("nope")
+        pg.model_picker.value = "echo"  # a model without tools: one line, in the app's words
+        pg.generate_button.click()
+        pg.wait(10)
+        assert "Untick the Tools, or use a model that has it: agent:latest." in message(pg)
+        pg.close()

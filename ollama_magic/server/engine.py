@@ -90,12 +90,14 @@ class Token:
     bytes, flushing between them, so clients see reads that cut through lines and UTF-8 characters.
     ``logprobs`` (jobs with ``top_logprobs`` set) are the chunk's tokens in Ollama's wire shape,
     ``{"token", "logprob", "bytes", "top_logprobs"}``; a chunk may carry them with no text.
+    ``tool_calls`` (chat) are Ollama's ``{"id", "function": {"index", "name", "arguments"}}``.
     """
 
     response: str = ""
     thinking: str = ""
     wire_split: int = 0
     logprobs: tuple[dict[str, Any], ...] = ()
+    tool_calls: tuple[dict[str, Any], ...] = ()  # chat: calls completed by this chunk (§2.11)
 
 
 @dataclass(frozen=True)

@@ -456,6 +456,10 @@ class LlamaEngine:
             digest = hashlib.sha256(f"{digest}\n{THINK_GRAMMAR}".encode()).hexdigest()
             info["ollama_magic.note"] = THINK_NOTE
             capabilities = ("completion", "thinking")
+        if header.chat_template:  # a GGUF's Jinja template: "tools" when it mentions them
+            from .prompting import template_capabilities
+
+            capabilities += template_capabilities(header.chat_template, jinja=True)
         return ModelCard(
             name=served.name,
             family=header.architecture or "unknown",

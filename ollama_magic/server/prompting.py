@@ -16,6 +16,7 @@ Pure: no I/O.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from typing import Any
 
@@ -29,6 +30,26 @@ def think_on(card: ModelCard, think: bool | str | None) -> bool:
     if think is None:
         return "thinking" in card.capabilities
     return think_enabled(think)
+
+
+def template_capabilities(template: str, *, jinja: bool = False) -> tuple[str, ...]:
+    """What a chat template lets a model do, as Ollama derives it (``Capabilities``):
+    ``tools`` when a Go template uses ``.Tools`` (a GGUF Jinja template: when its text says
+    ``tools`` or ``tool_call``), ``insert`` when a Go template uses ``.Suffix``.
+
+    >>> template_capabilities("{{ if .Tools }}{{ .Tools }}{{ end }}{{ .Prompt }}")
+    ('tools',)
+    >>> template_capabilities("{% for m in messages %}{{ m.content }}{% endfor %}", jinja=True)
+    ()
+    """
+    if jinja:
+        return ("tools",) if "tools" in template or "tool_call" in template else ()
+    try:
+        fields = parse(template).fields
+    except ValueError:
+        return ()
+    pairs = (("Tools", "tools"), ("Suffix", "insert"))
+    return tuple(name for field, name in pairs if field in fields)
 
 
 def _think_values(card: ModelCard, think: bool | str | None) -> dict[str, Any]:
@@ -71,7 +92,10 @@ def render_chat(job: ChatJob, template: Template | None = None) -> str:
     messages: Sequence[dict[str, Any]] = [*job.card.messages, *job.messages]
     if job.card.system and (not job.messages or job.messages[0].get("role") != "system"):
         messages = [{"role": "system", "content": job.card.system}, *messages]
-    return _render_turns(template, messages, _think_values(job.card, job.think))
+    extra = _think_values(job.card, job.think)
+    if job.tools:  # what {{ .Tools }} prints: the request's tools, as JSON
+        extra["Tools"] = json.dumps(list(job.tools), ensure_ascii=False)
+    return _render_turns(template, messages, extra)
 
 
 def _render_turns(

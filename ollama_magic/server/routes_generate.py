@@ -132,10 +132,27 @@ class ChatShape(Shape):
     _CLOSE = b'},"done":false}\n'
     _LOGPROBS_BEFORE_METRICS = True
 
-    def head(self, response: str, thinking: str, done: bool) -> dict[str, Any]:
-        message = {"role": "assistant", "content": response}
+    def chunk(self, token: Token) -> bytes:
+        if not token.tool_calls:
+            return super().chunk(token)
+        # The chunk that completes a call (Ollama's generic parser): the calls, no text.
+        body = self.head(token.response, token.thinking, False, list(token.tool_calls))
+        if token.logprobs:
+            body["logprobs"] = list(token.logprobs)
+        return dumps(body) + b"\n"
+
+    def head(
+        self,
+        response: str,
+        thinking: str,
+        done: bool,
+        tool_calls: list[dict[str, Any]] | None = None,
+    ) -> dict[str, Any]:
+        message: dict[str, Any] = {"role": "assistant", "content": response}
         if thinking:
             message["thinking"] = thinking
+        if tool_calls:
+            message["tool_calls"] = tool_calls
         return {"model": self.model, "created_at": utc_now(), "message": message, "done": done}
 
 
@@ -444,14 +461,19 @@ class GenerateRoutes(BaseHandler):
         response: list[str] = []
         thinking: list[str] = []
         logprobs: list[dict[str, Any]] = []
+        tool_calls: list[dict[str, Any]] = []
         for event in self._events(events):
             if isinstance(event, Token):
                 response.append(event.response)
                 thinking.append(event.thinking)
                 logprobs.extend(event.logprobs)
+                tool_calls.extend(event.tool_calls)
             elif isinstance(event, Done):
                 text, reasoning = "".join(response), "".join(thinking)
-                self._send_json(200, shape.final(event, text, reasoning, logprobs))
+                body = shape.final(event, text, reasoning, logprobs)
+                if tool_calls:  # non-streamed chat gathers the calls of every chunk
+                    body["message"]["tool_calls"] = tool_calls
+                self._send_json(200, body)
                 return
             elif isinstance(event, Fail):
                 self._send_error(event.status, event.message)

@@ -26,9 +26,10 @@ The models: ``echo`` (shows the rendered prompt), ``reasoner`` (inline ``<think>
 deepseek-r1 pull), ``thinker`` (the ``thinking`` field, levels low…max), ``chinese`` (UTF-8 split
 across writes), ``slow``, ``lorem`` (endless Markdown, fast), ``broken`` (in-band error) and
 ``dropper`` (connection dropped). Two more are in the library but not installed, so that
-``/api/pull`` has something to fetch: ``haiku`` (a three-line poem on the prompt's topic, 96 MB)
-and ``embedder`` (embeddings only, 45 MB). See :class:`ScriptedEngine` and ``tests/server`` for
-the exact texts.
+``/api/pull`` has something to fetch: ``haiku`` (a three-line poem on the prompt's topic, 96 MB),
+``embedder`` (embeddings only, 45 MB) and ``agent`` (calls the tools a chat message names, with
+the arguments it gives, then answers from their results; 12 MB). See :class:`ScriptedEngine`
+and ``tests/server`` for the exact texts.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
+import re
 import threading
 import time
 import zlib
@@ -66,7 +68,7 @@ from .engine import (
     Pause,
     Token,
 )
-from .prompting import render_chat, render_generate, think_on
+from .prompting import render_chat, render_generate, template_capabilities, think_on
 from .schema import synthesize
 
 FAIL_MESSAGE = "an error was encountered while running the model: scripted failure"
@@ -94,6 +96,8 @@ class _Seen:
     level: str  # "low" | "medium" | "high" | "max"
     images: tuple[bytes, ...] = ()
     options: dict[str, Any] = field(default_factory=dict)
+    messages: tuple[dict[str, Any], ...] = ()  # chat: the conversation as sent
+    tools: tuple[dict[str, Any], ...] = ()  # chat: the request's tools
 
 
 @dataclass
@@ -106,6 +110,7 @@ class _Script:
     inline: list[str] = field(default_factory=list)  # reasoning written into ``response``
     fail_after: int | None = None
     ending: Fail | Drop | None = None
+    calls: list[dict[str, Any]] = field(default_factory=list)  # tool calls, after the answer
 
 
 @dataclass(frozen=True)
@@ -284,6 +289,90 @@ def _haiku(seen: _Seen) -> _Script:
     return _script(text[:1].upper() + text[1:])
 
 
+AGENT_TEMPLATE = (
+    "{{ if .System }}<|system|>{{ .System }}\n{{ end }}"
+    "{{ if .Tools }}<|tools|>{{ .Tools }}\n{{ end }}"
+    "<|user|>{{ .Prompt }}\n<|assistant|>{{ .Response }}\n"
+)
+"""``agent``'s template: it uses ``.Tools``, which is how Ollama knows a model can call tools."""
+
+# name(key=value, ...) written out, or a tool's name followed by key=value pairs.
+_WRITTEN_CALL = re.compile(r"\b([A-Za-z_][A-Za-z0-9_]*)\(([^()]*)\)")
+_PAIR = re.compile(r"([A-Za-z_][A-Za-z0-9_]*)\s*=\s*(\"[^\"]*\"|'[^']*'|[^,\s)]+)")
+
+
+def _value(text: str) -> Any:
+    """A value as the prompt wrote it: quoted text, a JSON number or literal, else a word."""
+    if len(text) >= 2 and text[0] == text[-1] and text[0] in "\"'":
+        return text[1:-1]
+    text = text.rstrip(".;:!?")
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
+
+
+def _asked_calls(prompt: str, tools: list[str]) -> list[tuple[str, dict[str, Any]]]:
+    """The calls a prompt asks for, in order: ``name(k=v)`` written out (any name, so a model
+    calling a function it was not given can be tested), or a tool's name followed by ``k=v``
+    pairs up to the next call."""
+    found: list[tuple[int, int, str, str | None]] = []  # start, end, name, written arguments
+    for match in _WRITTEN_CALL.finditer(prompt):
+        found.append((match.start(), match.end(), match.group(1), match.group(2)))
+    for name in tools:
+        for match in re.finditer(rf"\b{re.escape(name)}\b(?!\s*\()", prompt):
+            found.append((match.start(), match.end(), name, None))
+    found.sort()
+    calls = []
+    for i, (_, end, name, written) in enumerate(found):
+        if written is None:
+            stop = found[i + 1][0] if i + 1 < len(found) else len(prompt)
+            written = prompt[end:stop]
+        arguments = {key: _value(raw) for key, raw in _PAIR.findall(written)}
+        calls.append((name, arguments))
+    return calls
+
+
+def _agent(seen: _Seen) -> _Script:
+    """Calls the tools the last user message names, with the arguments it gives; once the
+    results are back, answers from them. "forever" in the message: it calls them every round."""
+    last_user = max(
+        (i for i, m in enumerate(seen.messages) if m.get("role") == "user"), default=-1
+    )
+    prompt = seen.messages[last_user].get("content", "") if last_user >= 0 else ""
+    results = [m for m in seen.messages[last_user + 1 :] if m.get("role") == "tool"]
+    names = [
+        str(tool.get("function", {}).get("name", ""))
+        for tool in seen.tools
+        if isinstance(tool, dict) and isinstance(tool.get("function"), dict)
+    ]
+    if seen.tools and (not results or "forever" in prompt):
+        asked = _asked_calls(prompt, [name for name in names if name])
+        if asked:
+            rounds = sum(1 for m in seen.messages[last_user + 1 :] if m.get("role") == "assistant")
+            calls = [
+                {
+                    "id": "call_" + hashlib.sha256(f"{rounds}:{i}:{name}".encode()).hexdigest()[:8],
+                    "function": {"index": i, "name": name, "arguments": arguments},
+                }
+                for i, (name, arguments) in enumerate(asked)
+            ]
+            return _Script(answer=[], answer_text="", calls=calls)
+    if results:
+        lines = []
+        for message in results:
+            name = message.get("tool_name") or "the tool"
+            content = str(message.get("content", "")).strip()
+            if content.startswith("Error:"):
+                lines.append(f"- **{name}** failed: {content[6:].strip()}")
+            else:
+                lines.append(f"- **{name}**: {content}")
+        return _script("Here is what the tools said:\n\n" + "\n".join(lines))
+    if seen.tools:
+        return _script(f"No tool was named, so I answer directly: {seen.topic}.")
+    return _script(f"I was given no tools, so I answer directly: {seen.topic}.")
+
+
 def _failing(text: str, ending: Fail | Drop) -> Callable[[_Seen], _Script]:
     def script(seen: _Seen) -> _Script:
         after = seen.options.get("scripted_fail_after", 5)
@@ -305,6 +394,8 @@ def _card(
     size: int = 8_000_000,
     template: str = TEMPLATE,
 ) -> ModelCard:
+    derived = template_capabilities(template)  # as Ollama does: tools from .Tools, and so on
+    capabilities += tuple(c for c in derived if c not in capabilities and c != "insert")
     return ModelCard(
         name=f"{name}:latest",
         family="scripted",
@@ -361,6 +452,7 @@ def _library() -> list[_Model]:
             ),
             _echo,  # never runs: the server refuses to generate without "completion"
         ),
+        _Model(_card("agent", 11, size=12_000_000, template=AGENT_TEMPLATE), _agent),
     ]
 
 
@@ -535,7 +627,8 @@ class ScriptedEngine:
         return list(self._installed)
 
     def library(self) -> list[ModelCard]:
-        """Models ``/api/pull`` can install besides :meth:`models` (``haiku``, ``embedder``)."""
+        """Models ``/api/pull`` can install besides :meth:`models` (``haiku``, ``embedder``,
+        ``agent``)."""
         return list(self._library)
 
     def load(self, name: str, options: dict[str, Any]) -> None:
@@ -587,6 +680,7 @@ class ScriptedEngine:
         seen = self._seen(
             job.card, prompt_ids, last_user.get("content", ""), job.think, images, job.options
         )
+        seen = replace(seen, messages=job.messages, tools=job.tools)
         return self._run(
             job.card,
             seen,
@@ -708,6 +802,8 @@ class ScriptedEngine:
         if reason == "fail" and script.ending is not None:
             yield script.ending
             return
+        if reason == "stop" and script.calls:
+            yield from self._calls(script.calls, delay, generated)
         eval_ns = time.perf_counter_ns() - eval_started if generated else 0
         context = None
         if not raw and not chat:
@@ -720,6 +816,19 @@ class ScriptedEngine:
             eval_duration=max(1, eval_ns) if generated else 0,
             context=context,
         )
+
+    @staticmethod
+    def _calls(calls: list[dict[str, Any]], delay: Any, generated: list[int]) -> Iterator[Event]:
+        """Each call as the generic parser sends it: its text is generated (and held back),
+        then one chunk carries the finished call with empty content."""
+        pause = Pause(delay) if isinstance(delay, (int, float)) and delay > 0 else None
+        for call in calls:
+            text = json.dumps(call["function"], ensure_ascii=False)
+            for piece in tokenizer.split(f"<tool_call>{text}</tool_call>"):
+                if pause is not None:
+                    yield pause
+                generated.append(tokenizer.token_id(piece))
+            yield Token(tool_calls=(call,))
 
     @staticmethod
     def _pieces(

@@ -322,9 +322,11 @@ class Generation:
         show_thinking: bool = True,
         words: Mapping[str, str] | None = None,
         advice: Mapping[str, str] | None = None,
+        functions: Mapping[str, Callable[..., Any]] | None = None,
     ) -> None:
         self.connection = connection
         self.body = body
+        self.functions = dict(functions or {})  # tools: the turn goes to /api/chat with them
         self.publisher = OutputPublisher(output, words)
         self.advice = advice
         self.show_thinking = show_thinking
@@ -360,6 +362,9 @@ class Generation:
             self._end(result, outcome(result, None, list, stopped="Stopped"), False)
 
     def _work(self) -> None:
+        if self.functions:
+            self._work_with_tools()
+            return
         with closing(self.connection.client()) as client:
             result, error = run(
                 self.stopper.track(client),
@@ -378,6 +383,30 @@ class Generation:
                 advice=self.advice,
             )
             self._end(result, problem or note, error is not None)
+
+    def _work_with_tools(self) -> None:
+        """A chat turn with tools: the calls run on this worker thread (the notebook stays
+        usable) and show in the answer view as the magic shows them."""
+        from ..toolrun import LiveCalls, tool_turn
+        from .logic import chat_request
+
+        with closing(self.connection.client()) as client:
+            result, error, _ = tool_turn(
+                self.stopper.track(client),
+                chat_request(self.body),
+                self.functions,
+                lambda: LiveDisplay(self.publisher, show_thinking=self.show_thinking),
+                LiveCalls(self.publisher),
+                stopped=self.stopper.reason,
+            )
+            problem = outcome(
+                result,
+                error,
+                lambda: lifecycle.installed(client),
+                stopped="Stopped",
+                advice=self.advice,
+            )
+            self._end(result, problem, error is not None)
 
     def _failed(self, text: str) -> None:
         result = GenerationResult(str(self.body.get("model", "")), request=self.body)

@@ -8,6 +8,7 @@ equivalent ``%%ollama`` cell would send.
 from __future__ import annotations
 
 import html
+import inspect
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -177,6 +178,40 @@ def request_body(
     if settings.get("format") not in (None, "", "none"):
         ns.format = str(settings["format"])
     return build_call(ns, prompt, {}, Defaults(model=model, options=dict(options or {}))).body
+
+
+def user_functions(namespace: Mapping[str, Any]) -> list[str]:
+    """Functions the user defined in the notebook, by name, that the Playground offers as
+    tools: not modules, classes, imported functions or IPython's own.
+
+    >>> def f(x): pass
+    >>> f.__module__ = "__main__"
+    >>> import os
+    >>> user_functions({"f": f, "os": os, "join": os.path.join, "_g": f, "n": 1})
+    ['f']
+    """
+    return sorted(
+        name
+        for name, value in namespace.items()
+        if not name.startswith("_")
+        and inspect.isfunction(value)
+        and getattr(value, "__module__", None) == "__main__"
+        and value.__name__.isidentifier()
+    )
+
+
+def chat_request(body: Mapping[str, Any]) -> dict[str, Any]:
+    """The Playground's ``/api/generate`` body as the one-turn ``/api/chat`` body a tool call
+    needs (``%%ollama --tools`` sends the same for a first turn).
+
+    >>> chat_request({"model": "m", "prompt": "Hi", "system": "Be brief.", "stream": True})
+    ... # doctest: +NORMALIZE_WHITESPACE
+    {'model': 'm', 'messages': [{'role': 'system', 'content': 'Be brief.'},
+     {'role': 'user', 'content': 'Hi'}], 'stream': True}
+    """
+    from ..chat import Conversation
+
+    return Conversation().request(dict(body), body.get("system"))
 
 
 def column_body(

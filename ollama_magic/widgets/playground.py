@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import ipywidgets as w
@@ -29,6 +30,7 @@ from .logic import (
     request_body,
     think_choice,
     think_choices,
+    user_functions,
 )
 
 
@@ -85,7 +87,7 @@ WORDS = {
 }
 
 #: What to do instead when a model lacks a capability, in the Playground's controls.
-ADVICE = {"thinking": "set Think to 'model default'"}
+ADVICE = {"thinking": "set Think to 'model default'", "tools": "untick the Tools"}
 
 
 def _fields() -> dict[str, w.ValueWidget]:
@@ -110,6 +112,11 @@ class Playground(App[GenerationResult | None]):
     ``num_ctx``, ``keep_alive``, ``think`` (``True``/``False``/a level), ``format``
     (``"json"``), ``options`` (more options, sent as given) and ``show_thinking``.
 
+    **Tools:** the Tools section lists the functions defined in the notebook (or in
+    ``namespace``); ticked ones are sent as tools and the turn goes to ``/api/chat``, with the
+    calls run (on the app's worker thread) and shown as ``%%ollama --tools`` shows them.
+    ``pg.tick("get_weather")`` ticks from code.
+
     **Usage:** ``pg = Playground("qwen3", temperature=0.2); pg`` then, after Generate,
     ``pg.result`` is the :class:`~ollama_magic.result.GenerationResult` (the magic's ``-o``).
     The request body is exactly what ``%%ollama`` sends for the same settings (``pg.body()``).
@@ -122,8 +129,11 @@ class Playground(App[GenerationResult | None]):
         *,
         timeout: float = 600.0,
         connect_timeout: float = 5.0,
+        namespace: Mapping[str, Any] | None = None,
         **defaults: Any,
     ) -> None:
+        self._namespace = namespace
+        self.tool_boxes: dict[str, w.Checkbox] = {}
         self.job: Generation | None = None
         self.result: GenerationResult | None = None
         self._generating = False
@@ -194,6 +204,9 @@ class Playground(App[GenerationResult | None]):
             disabled=True,
             tooltip="Close the stream now; the partial answer stays",
         )
+        self.tools = w.VBox()
+        self.tools.add_class("ollama-tools")
+        self._list_tools()
         self.status = w.HTML()
         self.output = AnswerView(layout=w.Layout(width="auto", min_height="2em"))
         self._on_click(self.refresh_button, self.refresh)
@@ -207,7 +220,7 @@ class Playground(App[GenerationResult | None]):
             w.HBox([self.model_picker, self.refresh_button]),
             self.system,
             self.prompt,
-            w.Accordion([options], titles=("Options",), selected_index=None),
+            w.Accordion([options, self.tools], titles=("Options", "Tools"), selected_index=None),
             w.HBox([self.generate_button, self.stop_button, self.status]),
             self.output,
             self.message_line,
@@ -218,6 +231,7 @@ class Playground(App[GenerationResult | None]):
     def refresh(self) -> None:
         """Fill the model picker from the server (keeping the current choice), each model
         labelled with what it can do; the think choices follow the picked model."""
+        self._list_tools()
         tags = self._tags()
         if tags is None:
             return
@@ -252,6 +266,24 @@ class Playground(App[GenerationResult | None]):
                 self.format.value = value or "none"
             elif key in ("prompt", "system", "keep_alive"):
                 getattr(self, key).value = "" if value is None else str(value)
+
+    def tick(self, *names: str) -> None:
+        """Tick these functions as tools (the list is read again from the namespace first)."""
+        self._list_tools()
+        for name in names:
+            if name not in self.tool_boxes:
+                known = ", ".join(self.tool_boxes) or "none defined yet"
+                raise ValueError(f"Playground.tick: no function {name!r} (functions: {known})")
+            self.tool_boxes[name].value = True
+
+    def functions(self) -> dict[str, Callable[..., Any]]:
+        """The ticked functions, by name: what Generate offers the model as tools."""
+        namespace = self._user_namespace()
+        return {
+            name: namespace[name]
+            for name, box in self.tool_boxes.items()
+            if box.value and callable(namespace.get(name))
+        }
 
     def settings(self) -> dict[str, Any]:
         """The controls that are set, as :func:`~ollama_magic.widgets.logic.request_body` takes
@@ -296,6 +328,7 @@ class Playground(App[GenerationResult | None]):
             show_thinking=self.show_thinking,
             words=WORDS,
             advice=ADVICE,
+            functions=self.functions(),
         )
         self._busy(True)
         self.job.start()
@@ -309,6 +342,34 @@ class Playground(App[GenerationResult | None]):
         return f"Playground(model={self.model_picker.value!r})"
 
     # -- internals -------------------------------------------------------------------------
+
+    def _user_namespace(self) -> Mapping[str, Any]:
+        if self._namespace is not None:
+            return self._namespace
+        from IPython import get_ipython
+
+        shell = get_ipython()
+        return shell.user_ns if shell is not None else {}
+
+    def _list_tools(self) -> None:
+        """One tick box per function in the namespace, keeping what was ticked."""
+        names = user_functions(self._user_namespace())
+        if list(self.tool_boxes) == names:
+            return
+        ticked = {name for name, box in self.tool_boxes.items() if box.value}
+        self.tool_boxes = {
+            name: w.Checkbox(
+                value=name in ticked,
+                description=name,
+                indent=False,
+                tooltip=f"Offer {name}() to the model as a tool",
+            )
+            for name in names
+        }
+        empty = w.HTML(
+            message_html("Define a function in the notebook, then press ↻ to list it.", "note")
+        )
+        self.tools.children = list(self.tool_boxes.values()) or [empty]
 
     def _tasks(self) -> list[tuple[str, Task]]:
         return [("the generation", self.job)] if self.job is not None else []

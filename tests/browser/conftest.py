@@ -60,6 +60,12 @@ CELLS = [
     "%%ollama --chat thinker -s 'Answer briefly.'\nWhat is a tide?",
     "%%ollama --chat\nAnd a wave?",
     "%ollama history",
+    # 12-16: tool calling (tests/browser/test_lab.py), with agent removed again afterwards
+    "%ollama pull agent",
+    "def get_weather(city: str) -> str:\n    return f'Sunny, 18 °C in {city}'",
+    "%%ollama agent --tools get_weather -O scripted_delay=0.02\nUse get_weather with city=Paris.",
+    "%%ollama agent --tools get_weather --confirm\nUse get_weather with city=Oslo.",
+    "%ollama rm agent\n%ollama reset",
 ]
 
 # The notebook of the widget apps (tests/browser/test_widgets_browser.py), in its own kernel.

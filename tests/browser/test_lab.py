@@ -253,3 +253,50 @@ def test_chat_remembers_and_history_renders(nb: Notebook, screenshots: Path) -> 
     expect(history).to_contain_text("And a wave?")
     nb.cell(11).scroll_into_view_if_needed()
     nb.page.locator(".jp-NotebookPanel").screenshot(path=screenshots / "commands-chat.png")
+
+
+def test_tool_calls_show_folded_above_the_answer(nb: Notebook, screenshots: Path) -> None:
+    nb.execute(12)
+    expect(nb.output_area(12)).to_contain_text("Pulled agent")
+    nb.execute(13)
+    nb.execute(14)
+    area = nb.output_area(14)
+    expect(area).to_contain_text("Here is what the tools said")
+    call = area.locator("details").filter(has_text="get_weather(city=")
+    expect(call).to_have_count(1)
+    expect(call.locator("summary")).to_have_text(
+        re.compile(r"✓ get_weather\(city='Paris'\) → Sunny, 18 °C in Paris +\(\d\.\d\d s\)")
+    )
+    answer = area.locator("li", has_text="Sunny, 18 °C in Paris")
+    expect(answer).to_be_visible()
+    call_box, answer_box = call.bounding_box(), answer.bounding_box()
+    assert call_box and answer_box and call_box["y"] + call_box["height"] <= answer_box["y"]
+    # folded: the arguments show only once opened, and fold away again
+    arguments = call.locator("pre").first
+    expect(arguments).to_be_hidden()
+    call.locator("summary").click()
+    expect(arguments).to_be_visible()
+    expect(arguments).to_contain_text('"city": "Paris"')
+    nb.cell(14).screenshot(path=screenshots / "tools-call-open.png")
+    call.locator("summary").click()
+    expect(arguments).to_be_hidden()
+    shown = [o for o in outputs(nb, 14) if o["height"] >= 1]
+    assert len(shown) == 1  # the live call and answer outputs were emptied for the final one
+
+
+def test_confirm_shows_buttons_and_a_click_runs_the_call(nb: Notebook, screenshots: Path) -> None:
+    before = nb.run(15)
+    area = nb.output_area(15)
+    run = area.get_by_role("button", name="Run", exact=True)
+    expect(run).to_be_visible()  # while the cell runs: it waits for the click
+    expect(area).to_contain_text("Run get_weather(city='Oslo')?")
+    expect(area.get_by_role("button", name="Skip")).to_be_visible()
+    assert nb.state(15)["prompt"] == "[*]:"
+    nb.cell(15).screenshot(path=screenshots / "tools-confirm.png")
+    run.click()
+    nb.wait_done(15, before)
+    expect(area).to_contain_text("Run get_weather(city='Oslo')? → run")
+    expect(area.locator("li", has_text="Sunny, 18 °C in Oslo")).to_be_visible()
+    expect(area.get_by_role("button")).to_have_count(0)  # the buttons gave way to the decision
+    nb.execute(16)
+    expect(nb.output_area(16)).to_contain_text("Deleted agent.")

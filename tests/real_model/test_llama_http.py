@@ -267,3 +267,16 @@ def test_embed_over_http(url: str, engine: LlamaEngine):
     assert len(short) == 64 and sum(x * x for x in short) == pytest.approx(1, abs=1e-5)
     empty = post(url, "/api/embed", {"model": THINK_MODEL, "input": []}).json()
     assert empty == {"model": THINK_MODEL, "embeddings": []}
+
+
+def test_smollm2_cannot_call_tools(url: str, card: ModelCard) -> None:
+    """Its Jinja template never mentions tools, so, as Ollama derives it, no ``tools``
+    capability, and a chat with tools is refused before loading, with Ollama's full name."""
+    assert "tools" not in (card.template or "") and "tool_call" not in (card.template or "")
+    assert "tools" not in post(url, "/api/show", {"model": DEFAULT_MODEL}).json()["capabilities"]
+    tool = {"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}
+    messages = [{"role": "user", "content": "Call f."}]
+    reply = post(url, "/api/chat", {"model": DEFAULT_MODEL, "messages": messages, "tools": [tool]})
+    assert reply.status_code == 400
+    full = f"registry.ollama.ai/library/{DEFAULT_MODEL}"
+    assert reply.json() == {"error": f"{full} does not support tools"}

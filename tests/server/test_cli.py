@@ -199,7 +199,7 @@ def test_module_serves_until_interrupted(start_server) -> None:
     assert process.stdout is not None
     models = process.stdout.readline()
     assert models == "Models: " + ", ".join(served_names(ScriptedEngine())) + "\n"
-    assert process.stdout.readline() == "Pullable: haiku:latest, embedder:latest\n"
+    assert process.stdout.readline() == "Pullable: haiku:latest, embedder:latest, agent:latest\n"
     assert requests.get(url, timeout=5).text == "Ollama is running"
     process.send_signal(signal.SIGINT)
     assert process.wait(timeout=5) == 0

@@ -66,10 +66,12 @@ def test_library_models_are_not_installed_at_first(srv: OllamaServer) -> None:
     assert "haiku:latest" not in names(srv) and "embedder:latest" not in names(srv)
     reply = post(srv, "/api/show", {"model": "haiku"})
     assert (reply.status_code, reply.json()) == (404, {"error": "model 'haiku:latest' not found"})
-    assert [card.name for card in srv.store.library()][-2:] == ["haiku:latest", "embedder:latest"]
+    library = [card.name for card in srv.store.library()]
+    assert library[-3:] == ["haiku:latest", "embedder:latest", "agent:latest"]
     assert {card.name: card.size for card in ScriptedEngine().library()} == {
         "haiku:latest": 96_000_000,
         "embedder:latest": 45_000_000,
+        "agent:latest": 12_000_000,
     }
 
 
