@@ -10,8 +10,9 @@ for the kernel to handle, in order, once the cell is done:
   messages at once, as ipykernel 7 itself does for async cells, and queues the rest on the
   kernel's loop behind the running cell. Only the header is read for those: a message's
   signature may be checked once only.
-* older ipykernels (one thread, ``do_one_iteration``): ``jupyter-ui-poll``, the established
-  package for this, which defers cell runs the same way.
+* older ipykernels (6 and before) get no pump: ``--confirm`` asks with ``input()`` there. The
+  package for them, ``jupyter-ui-poll``, is not used: on ipykernel 7 it silently sees no click,
+  and a path no test here can run (only ipykernel 7 is tested) is not one to ship.
 
 Once decided, the buttons are replaced by a line saying what was decided (a saved notebook
 shows ``Run add(a=1)? → run`` or ``→ skipped``, not buttons that no longer do anything).
@@ -20,7 +21,6 @@ shows ``Run add(a=1)? → run`` or ``→ skipped``, not buttons that no longer d
 from __future__ import annotations
 
 import html
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -55,28 +55,13 @@ def ui_pump(kernel: Any) -> Iterator[Pump | None]:
     """A :data:`Pump` for this kernel, or ``None`` when it offers no way to make one (then
     ``--confirm`` asks with ``input()``)."""
     thread = getattr(kernel, "shell_channel_thread", None)
+    shell: Pump | None = None
     if thread is not None:  # ipykernel 7, if it is shaped as the pump expects
         try:
-            shell: Pump | None = _ShellPump(kernel, thread.manager)
+            shell = _ShellPump(kernel, thread.manager)
         except (AttributeError, TypeError):
             shell = None
-        yield shell
-        return
-    if not hasattr(kernel, "do_one_iteration"):
-        yield None
-        return
-    try:
-        from jupyter_ui_poll import ui_events
-    except ImportError:
-        yield None
-        return
-    with ui_events() as poll:
-
-        def pump(timeout: float) -> None:
-            poll(10)
-            time.sleep(timeout)
-
-        yield pump
+    yield shell
 
 
 class _ShellPump:
