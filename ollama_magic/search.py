@@ -351,6 +351,7 @@ class TextIndex:
     def _about(self) -> str:
         size = self.vectors.nbytes
         shown = f"{size / 1e6:.1f} MB" if size >= 1e6 else f"{size / 1e3:.1f} kB"
+        shown = shown if size >= 1e3 else f"{size} bytes"
         return f"{self.width} dimensions from {self.model} ({shown} of float32 vectors)"
 
 
