@@ -18,6 +18,7 @@ what to do, which IPython shows without a traceback.
 from __future__ import annotations
 
 import html
+import numbers
 from collections.abc import Iterator, Sequence
 from contextlib import closing
 from dataclasses import dataclass
@@ -39,6 +40,9 @@ if TYPE_CHECKING:  # numpy is an optional extra, requests is slow to import
 
 #: Texts sent in one ``/api/embed`` request: a list is embedded in requests of this many.
 BATCH_SIZE = 32
+
+#: Characters of a text the hits' table shows (``str(hits)`` and ``hit.text`` keep them all).
+HTML_TEXT = 1000
 
 #: What to say when a model gives no vectors: the embedding models people use with Ollama.
 EMBEDDING_MODELS = "nomic-embed-text, mxbai-embed-large, embeddinggemma or all-minilm"
@@ -67,11 +71,16 @@ def unit_rows(vectors: Any) -> Matrix:
     [[0.6000000238418579, 0.800000011920929], [0.0, 0.0]]
     """
     np = _numpy()
-    matrix = np.asarray(vectors, dtype=np.float32)
+    try:
+        matrix = np.asarray(vectors, dtype=np.float32)
+    except (TypeError, ValueError):
+        raise UsageError("vectors must be equally long lists of numbers") from None
     if matrix.ndim == 1:
         matrix = matrix[None, :]
     if matrix.ndim != 2:
-        raise UsageError(f"vectors must be a list of equally long lists, not {matrix.ndim}-D")
+        raise UsageError(f"vectors must be equally long lists of numbers, not {matrix.ndim}-D")
+    if not np.isfinite(matrix).all():
+        raise UsageError("vectors must be finite numbers: these hold inf or nan")
     norms = np.linalg.norm(matrix, axis=1, keepdims=True)
     return np.divide(matrix, norms, out=np.zeros_like(matrix), where=norms > 0)  # type: ignore[no-any-return]
 
@@ -154,7 +163,7 @@ class Hits(Sequence[Hit]):
         rows = "".join(
             f"<tr><td>[{hit.rank}]</td><td>{hit.score:.3f}</td>"
             f"<td>{html.escape(str(hit.id))}</td>"
-            f"<td style='text-align:left'>{html.escape(hit.text)}</td></tr>"
+            f"<td style='text-align:left'>{html.escape(_cut(hit.text, HTML_TEXT))}</td></tr>"
             for hit in self._hits
         )
         return (
@@ -164,10 +173,14 @@ class Hits(Sequence[Hit]):
         )
 
 
+def _cut(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
 def _one_line(text: str, limit: int = 0) -> str:
     """Whitespace folded, so a passage stays one numbered line; cut to ``limit`` if given."""
     folded = " ".join(text.split())
-    return folded[: limit - 1] + "…" if limit and len(folded) > limit else folded
+    return _cut(folded, limit) if limit else folded
 
 
 # -- the transport -----------------------------------------------------------------------------
@@ -283,7 +296,7 @@ class TextIndex:
     def search(self, query: str | Any, k: int = 3, *, timeout: float | None = 600.0) -> Hits:
         """The ``k`` texts closest in meaning to ``query`` (a text, embedded with the index's
         model, or a vector you made), best first."""
-        if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+        if isinstance(k, bool) or not isinstance(k, numbers.Integral) or k < 1:
             raise UsageError(f"k={k!r}: ask for at least 1 hit (k=3 gives the best three)")
         if isinstance(query, str):
             if not query.strip():
@@ -308,7 +321,7 @@ class TextIndex:
             shown,
             [
                 Hit(rank, float(scores[i]), i, self.ids[i], self.texts[i])
-                for rank, i in enumerate(top_k(scores, k), start=1)
+                for rank, i in enumerate(top_k(scores, int(k)), start=1)
             ],
         )
 

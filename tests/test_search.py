@@ -61,6 +61,7 @@ def test_ties_keep_the_earlier_text_first_wherever_k_cuts() -> None:
 def test_k_past_the_end_gives_every_text_and_k_below_one_is_refused() -> None:
     index = index_of([[1, 0], [0, 1]])
     assert len(index.search(np.array([1, 0]), k=10)) == 2
+    assert len(index.search([1, 0], k=np.int64(1))) == 1  # a numpy integer is a whole number
     for k in (0, -1, 2.5, True):
         with pytest.raises(UsageError, match="at least 1 hit"):
             index.search(np.array([1, 0]), k=k)  # type: ignore[arg-type]
@@ -75,6 +76,10 @@ def test_bad_texts_ids_and_vectors_each_get_one_line() -> None:
         (["a", "b"], ["x"], [[1], [1]], "1 ids for 2 texts"),
         (["a", "b"], [1.5, 2], [[1], [1]], "ids must be strings or whole numbers"),
         (["a", "b"], None, [[1, 0]], "1 vectors for 2 texts"),
+        (["a", "b"], None, [[1, 0], [1]], "equally long lists of numbers"),
+        (["a"], None, [["x"]], "equally long lists of numbers"),
+        (["a"], None, [[[1]]], "not 3-D"),
+        (["a", "b"], None, [[1, 0], [float("nan"), 1]], "inf or nan"),
     ]
     for texts, ids, vectors, said in cases:
         with pytest.raises(UsageError, match=said):
@@ -115,6 +120,13 @@ def test_hostile_texts_ids_and_queries_are_escaped_in_html() -> None:
     for markup in (hits._repr_html_(), index._repr_html_()):
         assert "<script" not in markup and "<img" not in markup
         assert "&lt;" in markup
+
+
+def test_a_long_text_is_cut_in_the_table_but_kept_whole_in_the_prompt() -> None:
+    long = "word " * 1000
+    hits = TextIndex([long], [[1.0]], model="m").search([1.0])
+    assert str(hits) == "[1] " + long.strip()
+    assert "word " * 199 + "word…</td>" in hits._repr_html_()  # 1000 characters
 
 
 def test_save_and_load_keep_texts_ids_vectors_and_model(tmp_path: Path) -> None:
