@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any, overload
 from IPython.core.error import UsageError
 
 from .errors import ModelNotFound, OllamaError, ResponseError
+from .fields import printable
 from .messages import describe
 
 if TYPE_CHECKING:  # numpy is an optional extra, requests is slow to import
@@ -178,8 +179,9 @@ def _cut(text: str, limit: int) -> str:
 
 
 def _one_line(text: str, limit: int = 0) -> str:
-    """Whitespace folded, so a passage stays one numbered line; cut to ``limit`` if given."""
-    folded = " ".join(text.split())
+    """Whitespace folded, so a passage stays one numbered line, and no control characters (a
+    text must not steer a terminal); cut to ``limit`` if given."""
+    folded = " ".join(printable(text).split())
     return _cut(folded, limit) if limit else folded
 
 
@@ -356,7 +358,7 @@ class TextIndex:
         return cls(texts, vectors, model=model, ids=ids, host=host, dimensions=dimensions)
 
     def __repr__(self) -> str:
-        return f"TextIndex of {_plural(len(self), 'text')}: {self._about()}"
+        return f"TextIndex of {_plural(len(self), 'text')}: {printable(self._about())}"
 
     def _repr_html_(self) -> str:
         return f"<b>TextIndex</b> of {_plural(len(self), 'text')}: {html.escape(self._about())}"

@@ -129,6 +129,14 @@ def test_a_long_text_is_cut_in_the_table_but_kept_whole_in_the_prompt() -> None:
     assert "word " * 199 + "word…</td>" in hits._repr_html_()  # 1000 characters
 
 
+def test_control_characters_never_reach_a_terminal() -> None:
+    index = TextIndex(["red\x1b[31m text\r over"], [[1.0]], model="m\x1b[2J")
+    hits = index.search([1.0])
+    for shown in (repr(hits), str(hits), repr(index)):
+        assert "\x1b" not in shown and "\r" not in shown
+    assert str(hits) == "[1] red [31m text over"
+
+
 def test_save_and_load_keep_texts_ids_vectors_and_model(tmp_path: Path) -> None:
     index = TextIndex(["a", "b", "中文"], [[1, 2], [3, 4], [5, 6]], model="m:1", dimensions=2)
     path = index.save(tmp_path / "notes")
