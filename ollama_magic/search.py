@@ -30,6 +30,7 @@ from IPython.core.error import UsageError
 from .errors import ModelNotFound, OllamaError, ResponseError
 from .fields import printable
 from .messages import describe
+from .present import html_table, text_table
 
 if TYPE_CHECKING:  # numpy is an optional extra, requests is slow to import
     import numpy
@@ -153,25 +154,20 @@ class Hits(Sequence[Hit]):
         return "\n".join(f"[{hit.rank}] {_one_line(hit.text)}" for hit in self._hits)
 
     def __repr__(self) -> str:
-        head = f"{len(self._hits)} hits for {_one_line(self.query, 80)!r}"
         rows = [
-            f"[{h.rank}] {h.score:.3f}  {str(h.id)[:20]:<5} {_one_line(h.text, 90)}" for h in self
+            [f"[{h.rank}]", f"{h.score:.3f}", str(h.id)[:40], _one_line(h.text, 90)] for h in self
         ]
-        return "\n".join([head, *rows]) if rows else f"No hits for {_one_line(self.query, 80)!r}"
+        table = text_table(["#", "SCORE", "ID", "TEXT"], rows) if rows else "(no hits)"
+        return f"{self._title()}\n{table}"
 
     def _repr_html_(self) -> str:
-        caption = f"{len(self._hits)} hits for <i>{html.escape(_one_line(self.query, 200))}</i>"
-        rows = "".join(
-            f"<tr><td>[{hit.rank}]</td><td>{hit.score:.3f}</td>"
-            f"<td>{html.escape(str(hit.id))}</td>"
-            f"<td style='text-align:left'>{html.escape(_cut(hit.text, HTML_TEXT))}</td></tr>"
-            for hit in self._hits
-        )
-        return (
-            f"<table><caption style='text-align:left'>{caption}</caption>"
-            "<tr><th>#</th><th>score</th><th>id</th><th style='text-align:left'>text</th></tr>"
-            f"{rows}</table>"
-        )
+        rows = [[f"[{h.rank}]", f"{h.score:.3f}", str(h.id), _cut(h.text, HTML_TEXT)] for h in self]
+        query = html.escape(_one_line(self.query, 200))
+        title = f"{len(self._hits)} hits for <i>{query}</i>"
+        return f"<p>{title}</p>" + html_table(["#", "score", "id", "text"], rows, "no hits")
+
+    def _title(self) -> str:
+        return f"{len(self._hits)} hits for {_one_line(self.query, 80)!r}"
 
 
 def _cut(text: str, limit: int) -> str:

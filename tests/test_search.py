@@ -106,10 +106,11 @@ def test_hits_print_as_numbered_passages_for_a_prompt() -> None:
     assert str(hits) == "[1] First line. Second line.\n[2] Other"
     assert repr(hits).splitlines() == [
         "2 hits for 'why?'",
-        "[1] 0.912  doc-4 First line. Second line.",
-        "[2] 0.500  0     Other",
+        "#      SCORE    ID       TEXT",
+        "[1]    0.912    doc-4    First line. Second line.",
+        "[2]    0.500    0        Other",
     ]
-    assert repr(Hits("q", [])) == "No hits for 'q'"
+    assert repr(Hits("q", [])) == "0 hits for 'q'\n(no hits)"
     assert hits.texts == ["First line.\n  Second line.", "Other"]
 
 
@@ -270,7 +271,9 @@ def test_hits_fill_a_prompt_with_numbered_passages(kernel: Kernel, own: OllamaSe
         "<table>" in shown["text/html"]
         and "Stock markets fell sharply today." in shown["text/html"]
     )
-    assert shown["text/plain"].startswith("2 hits for 'markets fell'\n[1] ")
+    assert shown["text/plain"].startswith("2 hits for 'markets fell'\n#      SCORE")
+    cell = "<td style='text-align:left'>Stock markets fell sharply today.</td>"
+    assert cell in shown["text/html"]
     own.clear()
     run = kernel.run(
         "%%ollama echo -o answer\nAnswer from these passages, citing them:\n{hits}\nQ: why?"
