@@ -292,3 +292,9 @@ def test_mistakes_in_a_kernel_are_one_line_and_the_kernel_goes_on(kernel: Kernel
     text = error_line(kernel.run("TextIndex.build(['a'], 'nomic-embed-text')"))
     assert "%ollama pull nomic-embed-text" in text
     assert kernel.value("1 + 1") == 2
+
+
+def test_the_embed_commands_help_points_to_the_index() -> None:
+    from ollama_magic.commands.registry import command_help
+
+    assert "from ollama_magic import TextIndex" in " ".join(command_help("embed").split())

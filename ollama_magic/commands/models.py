@@ -299,6 +299,8 @@ EMBED = LineCommand(
     run_embed,
     offer_pull=True,
     first=MODEL,
+    epilog="To search a list of texts by meaning: from ollama_magic import TextIndex, then "
+    "TextIndex.build(texts, MODEL).search(QUESTION) (see the README).",
 )
 
 
