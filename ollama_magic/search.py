@@ -29,7 +29,7 @@ from IPython.core.error import UsageError
 
 from .errors import ModelNotFound, OllamaError, ResponseError
 from .fields import printable
-from .messages import describe
+from .messages import describe, gives_no_vectors, no_vectors
 from .present import html_table, text_table
 
 if TYPE_CHECKING:  # numpy is an optional extra, requests is slow to import
@@ -204,6 +204,8 @@ def embed_texts(
         except ModelNotFound as exc:
             raise UsageError(describe(exc)) from None
         except ResponseError as exc:
+            if gives_no_vectors(exc):  # a chat model on Ollama 0.30+
+                raise UsageError(no_vectors(model)) from None
             raise UsageError(
                 f"{model} gave no vectors (Ollama answered {exc.status}: {exc.message}). "
                 f"Use an embedding model, such as {EMBEDDING_MODELS} (ollama pull NAME)."

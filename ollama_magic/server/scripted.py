@@ -500,6 +500,11 @@ class ScriptedEngine:
     ``calls`` records every ``("load" | "unload", name)`` the server made, for tests.
     ``pace``, ``prompt_pace`` and ``load_seconds`` simulate a real model's timing (see the
     module docstring); all off by default.
+
+    ``completion_models_embed`` (default True): the chat models give their bag-of-words vectors
+    on ``/api/embed`` too, as every model did before Ollama 0.30, which keeps wire tests of
+    embedding cheap; False makes them refuse as Ollama ≥ 0.30 does (llama-server's 501), leaving
+    vectors to ``embedder``.
     """
 
     def __init__(
@@ -508,6 +513,7 @@ class ScriptedEngine:
         pace: float | None = None,
         prompt_pace: float | None = None,
         load_seconds: float = 0.0,
+        completion_models_embed: bool = True,
     ) -> None:
         for name, value in (("pace", pace), ("prompt_pace", prompt_pace)):
             if value is not None and not value > 0:
@@ -521,6 +527,7 @@ class ScriptedEngine:
         self.pace = pace
         self.prompt_pace = prompt_pace
         self.load_seconds = load_seconds
+        self.completion_models_embed = completion_models_embed
         self.calls: list[tuple[str, str]] = []
 
     def models(self) -> list[ModelCard]:
