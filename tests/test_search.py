@@ -14,7 +14,7 @@ from IPython.core.error import UsageError
 
 from ollama_magic import TextIndex
 from ollama_magic.search import BATCH_SIZE, Hit, Hits, top_k, unit_rows
-from ollama_magic.server import OllamaServer
+from ollama_magic.server import OllamaServer, ScriptedEngine
 
 from .helpers import Kernel, bodies, error_line, magic_kernel
 from .hostile import CORPUS
@@ -210,16 +210,27 @@ def test_a_missing_model_and_an_absent_server_are_one_line(ollama: OllamaServer)
         TextIndex.build(TEXTS, "echo", host="http://a b")
 
 
-def test_a_model_that_cannot_embed_names_embedding_models() -> None:
+def test_a_chat_model_on_ollama_0_30_names_embedding_models() -> None:
+    """Ollama 0.30+ loads a chat model, then passes on llama-server's 501."""
+    current = OllamaServer([ScriptedEngine(completion_models_embed=False)])
+    with current, pytest.raises(UsageError) as caught:
+        TextIndex.build(TEXTS, "echo", host=current.url)
+    assert str(caught.value) == (
+        "echo gives no vectors: since 0.30 Ollama embeds only with embedding models. Pull one "
+        "with `%ollama pull all-minilm` (or nomic-embed-text, embeddinggemma, mxbai-embed-large) "
+        "and embed with it."
+    )
+
+
+def test_another_refusal_is_quoted_with_the_models_to_use() -> None:
     from .hostile_server import HostileServer
 
-    refusal = "This server does not support embeddings. Start it with `--embeddings`"
     with HostileServer() as srv:
-        srv.answer("/api/embed", {"error": refusal}, status=501)
+        srv.answer("/api/embed", {"error": "out of memory"}, status=500)
         with pytest.raises(UsageError) as caught:
             TextIndex.build(TEXTS, "qwen3", host=srv.url)
     assert str(caught.value) == (
-        f"qwen3 gave no vectors (Ollama answered 501: {refusal}). Use an embedding model, "
+        "qwen3 gave no vectors (Ollama answered 500: out of memory). Use an embedding model, "
         "such as nomic-embed-text, mxbai-embed-large, embeddinggemma or all-minilm "
         "(ollama pull NAME)."
     )
