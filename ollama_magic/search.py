@@ -29,6 +29,7 @@ from IPython.core.error import UsageError
 
 from .errors import ModelNotFound, OllamaError, ResponseError
 from .fields import printable
+from .messages import EMBEDDING_MODELS as EMBEDDING_MODEL_NAMES
 from .messages import describe, gives_no_vectors, no_vectors
 from .present import html_table, text_table
 
@@ -47,7 +48,7 @@ BATCH_SIZE = 32
 HTML_TEXT = 1000
 
 #: What to say when a model gives no vectors: the embedding models people use with Ollama.
-EMBEDDING_MODELS = "nomic-embed-text, mxbai-embed-large, embeddinggemma or all-minilm"
+EMBEDDING_MODELS = ", ".join(EMBEDDING_MODEL_NAMES[:-1]) + " or " + EMBEDDING_MODEL_NAMES[-1]
 
 
 def _numpy() -> Any:

@@ -13,6 +13,8 @@ import pytest
 from IPython.core.error import UsageError
 
 from ollama_magic import TextIndex
+from ollama_magic.errors import ResponseError
+from ollama_magic.messages import describe, no_vectors
 from ollama_magic.search import BATCH_SIZE, Hit, Hits, top_k, unit_rows
 from ollama_magic.server import OllamaServer, ScriptedEngine
 
@@ -222,6 +224,15 @@ def test_a_chat_model_on_ollama_0_30_names_embedding_models() -> None:
     )
 
 
+def test_the_refusal_is_recognised_by_its_text_on_either_endpoint() -> None:
+    refusal = "This server does not support embeddings. Start it with `--embeddings`"
+    assert describe(ResponseError(501, refusal), model="qwen3") == no_vectors("qwen3")
+    legacy = describe(ResponseError(500, refusal))  # /api/embeddings: a 500, no model known
+    assert legacy.startswith("This model gives no vectors: since 0.30 Ollama embeds only")
+    other = ResponseError(501, "not implemented")
+    assert describe(other) == "Ollama answered 501: not implemented"
+
+
 def test_another_refusal_is_quoted_with_the_models_to_use() -> None:
     from .hostile_server import HostileServer
 
@@ -231,7 +242,7 @@ def test_another_refusal_is_quoted_with_the_models_to_use() -> None:
             TextIndex.build(TEXTS, "qwen3", host=srv.url)
     assert str(caught.value) == (
         "qwen3 gave no vectors (Ollama answered 500: out of memory). Use an embedding model, "
-        "such as nomic-embed-text, mxbai-embed-large, embeddinggemma or all-minilm "
+        "such as all-minilm, nomic-embed-text, embeddinggemma or mxbai-embed-large "
         "(ollama pull NAME)."
     )
 
