@@ -21,8 +21,13 @@ HERE = Path(__file__).resolve().parent
 #: for a lax run (``OLLAMA_HOST`` set): a reasoning model for the reasoning ones, else SmolLM2.
 REASONING_STAND_IN = os.environ.get("OLLAMA_MAGIC_REASONING_MODEL", "qwen3:0.6b")
 PLAIN_STAND_IN = os.environ.get("OLLAMA_MAGIC_PLAIN_MODEL", "smollm2:135m")
+#: SmolLM2 as an embedding model exists only on the local server, and a real Ollama (0.30+) gives
+#: no vectors from the chat model smollm2:135m (501): a real embedding model stands in, by
+#: default all-minilm (46 MB, the smallest of Ollama's).
+EMBED_STAND_IN = os.environ.get("OLLAMA_MAGIC_EMBED_MODEL", "all-minilm")
 STAND_INS = {
     "smollm2-think:135m": REASONING_STAND_IN,
+    "smollm2-embed:135m": EMBED_STAND_IN,
     "reasoner": REASONING_STAND_IN,
     "thinker": REASONING_STAND_IN,
     "echo": PLAIN_STAND_IN,

@@ -4,9 +4,21 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-__all__ = ["__version__", "load_ipython_extension", "unload_ipython_extension"]
+if TYPE_CHECKING:
+    from .search import TextIndex
+
+__all__ = ["TextIndex", "__version__", "load_ipython_extension", "unload_ipython_extension"]
+
+
+def __getattr__(name: str) -> Any:
+    """``from ollama_magic import TextIndex`` imports the search module only then."""
+    if name == "TextIndex":
+        from .search import TextIndex
+
+        return TextIndex
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def load_ipython_extension(ipython: Any) -> None:

@@ -73,6 +73,33 @@ def lacking(
     return said + "."
 
 
+#: The embedding models people pull for Ollama, smallest first after the usual one.
+EMBEDDING_MODELS = ("all-minilm", "nomic-embed-text", "embeddinggemma", "mxbai-embed-large")
+
+_NO_EMBEDDINGS = "does not support embeddings"  # llama-server's 501, which Ollama passes on
+
+
+def gives_no_vectors(error: OllamaError) -> bool:
+    """Whether ``error`` is Ollama ≥ 0.30 refusing to embed with a model that is no embedding
+    model (llama-server's 501 on ``/api/embed``, a 500 on ``/api/embeddings``)."""
+    return isinstance(error, ResponseError) and _NO_EMBEDDINGS in error.message
+
+
+def no_vectors(model: str) -> str:
+    """One line for a chat model asked for vectors: which models to pull instead.
+
+    >>> print(no_vectors("llama3.2"))  # doctest: +NORMALIZE_WHITESPACE
+    llama3.2 gives no vectors: since 0.30 Ollama embeds only with embedding models. Pull one
+    with `%ollama pull all-minilm` (or nomic-embed-text, embeddinggemma, mxbai-embed-large) and
+    embed with it.
+    """
+    first, *others = EMBEDDING_MODELS
+    return (
+        f"{model or 'This model'} gives no vectors: since 0.30 Ollama embeds only with embedding "
+        f"models. Pull one with `%ollama pull {first}` (or {', '.join(others)}) and embed with it."
+    )
+
+
 def unsupported_capability(error: OllamaError) -> str | None:
     """The capability a 400 ``... does not support X`` names, if that is what ``error`` is."""
     if not isinstance(error, ResponseError) or error.status != 400:
@@ -101,6 +128,8 @@ def describe(
     capability = unsupported_capability(error)
     if capability and model:
         return lacking(model, capability, models, advice)
+    if gives_no_vectors(error):
+        return no_vectors(model)
     partial = f" The partial answer is kept above{kept}." if kept is not None else ""
     if isinstance(error, ConnectionFailed):
         return (

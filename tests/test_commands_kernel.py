@@ -149,6 +149,20 @@ def test_embed_text_and_lists(kernel: Kernel, srv) -> None:
     assert "embed what?" in error_line(kernel.run("%ollama embed echo"))
 
 
+def test_embed_with_a_chat_model_on_ollama_0_30_names_embedding_models(kernel: Kernel) -> None:
+    """Ollama 0.30+ answers 501 for a chat model (llama-server without --embeddings)."""
+    engines: list = [ScriptedEngine(completion_models_embed=False)]
+    with OllamaServer(engines) as current:
+        text = error_line(kernel.run(f"v = 1\n%ollama embed echo hi --host {current.url} -o v"))
+        assert text == (
+            "echo gives no vectors: since 0.30 Ollama embeds only with embedding models. Pull one"
+            " with `%ollama pull all-minilm` (or nomic-embed-text, embeddinggemma,"
+            " mxbai-embed-large) and embed with it."
+        )
+        assert [r.status for r in current.requests if r.path == "/api/embed"] == [501]
+    assert kernel.value("v") == 1  # nothing bound, the kernel goes on
+
+
 # -- use, host, version ----------------------------------------------------------------------
 
 

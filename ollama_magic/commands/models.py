@@ -12,7 +12,7 @@ from typing import Any
 from .. import lifecycle
 from ..args import ArgsError, keep_alive_value
 from ..errors import ResponseError
-from ..messages import unsupported_capability
+from ..messages import gives_no_vectors, no_vectors, unsupported_capability
 from ..present import LoadedList, ModelInfo, ModelList, load_summary, unload_summary
 from .base import (
     MODEL,
@@ -275,9 +275,14 @@ def run_embed(ctx: Context, args: EmbedArgs) -> Any:
     inputs = embed_inputs(args.text, args.var, ctx.namespace)
     keep_alive = keep_alive_value(args.keep_alive) if args.keep_alive else None
     with connect(ctx, args) as client:
-        answer = lifecycle.embed(
-            client, args.model, inputs, dimensions=args.dimensions, keep_alive=keep_alive
-        )
+        try:
+            answer = lifecycle.embed(
+                client, args.model, inputs, dimensions=args.dimensions, keep_alive=keep_alive
+            )
+        except ResponseError as exc:
+            if gives_no_vectors(exc):  # a chat model on Ollama 0.30+: name the model
+                raise CommandFailed(no_vectors(args.model)) from None
+            raise
     vectors = answer.vectors
     value = as_array(vectors[0] if isinstance(inputs, str) and vectors else vectors)
     tokens = answer.tokens
@@ -299,6 +304,8 @@ EMBED = LineCommand(
     run_embed,
     offer_pull=True,
     first=MODEL,
+    epilog="To search a list of texts by meaning: from ollama_magic import TextIndex, then "
+    "TextIndex.build(texts, MODEL).search(QUESTION) (see the README).",
 )
 
 

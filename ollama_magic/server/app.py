@@ -107,7 +107,9 @@ class OllamaServer:
     * ``host``, ``port`` – bind address; port 0 picks a free port (see :attr:`url`).
     * ``version`` – what ``/api/version`` reports (default :data:`OLLAMA_VERSION`). A version
       before 0.30.11 (e.g. ``"0.12.6"``) also selects that era's prompt truncation (see
-      :mod:`~ollama_magic.server.context`), unless ``legacy_truncation`` says otherwise.
+      :mod:`~ollama_magic.server.context`), unless ``legacy_truncation`` says otherwise. A
+      version before 0.30 also gives vectors from a llama.cpp chat model on ``/api/embed``; from
+      0.30 on such a model refuses with llama-server's 501, as in Ollama.
     * ``legacy_truncation`` – cut over-long prompts as Ollama 0.12 did (to exactly ``num_ctx``;
       ``truncate: false`` gives ``the input length exceeds the context length``) instead of
       as current Ollama does (to about half the window). None: from ``version``.
@@ -163,6 +165,8 @@ class OllamaServer:
         self.version = version
         legacy = _before(version, (0, 30, 11)) if legacy_truncation is None else legacy_truncation
         self.truncation = Truncation(legacy=legacy)
+        # Before 0.30 Ollama's own runners embedded with any model; since, llama-server refuses.
+        self.completion_models_embed = _before(version, (0, 30, 0))
         self.default_num_ctx = context_length if context_length else default_num_ctx()
         self.registry_namespaces = tuple(registry_namespaces)
         self.log_requests = log_requests

@@ -118,6 +118,12 @@ class Fail:
     status: int = 500
 
 
+NO_EMBEDDINGS = "This server does not support embeddings. Start it with `--embeddings`"
+"""llama-server's answer (HTTP 501) when asked for vectors without ``--embeddings``: what Ollama
+≥ 0.30 passes on for a completion-only model on ``/api/embed`` (and as a 500 on
+``/api/embeddings``)."""
+
+
 class LoadError(Exception):
     """A model that cannot be loaded; ``str()`` is one line naming the file and the reason."""
 
@@ -152,6 +158,10 @@ class Engine(Protocol):
     copy or a created model, so engines run ``card.base or card.name``. An engine may also offer
     ``library() -> list[ModelCard]``: models that ``/api/pull`` can install but that are not
     installed at first.
+
+    An engine may also say ``completion_models_embed = False``: its completion-only models then
+    refuse ``/api/embed`` (:data:`NO_EMBEDDINGS`) on a server that plays Ollama ≥ 0.30, as
+    llama-server does; before 0.30 Ollama gave vectors from any model. Absent means True.
     """
 
     def models(self) -> list[ModelCard]:

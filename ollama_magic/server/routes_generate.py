@@ -29,6 +29,7 @@ from .decoding import (
     validate_options,
 )
 from .engine import (
+    NO_EMBEDDINGS,
     ChatJob,
     Done,
     Drop,
@@ -347,6 +348,8 @@ class GenerateRoutes(BaseHandler):
             if not inputs:
                 self._send_json(200, {"model": model, "embeddings": []})
                 return
+            if self._refuses_embeddings(engine, card):
+                raise HTTPError(501, NO_EMBEDDINGS)
             truncate = req.get("truncate", True)
             try:
                 vectors, count = _embed_counted(
@@ -370,6 +373,13 @@ class GenerateRoutes(BaseHandler):
         finally:
             self.app.scheduler.release(lease)
 
+    def _refuses_embeddings(self, engine: Engine, card: ModelCard) -> bool:
+        """Whether the model is loaded but gives no vectors: a completion-only model on an engine
+        that, like llama-server without ``--embeddings``, has none for it (Ollama ≥ 0.30)."""
+        if "embedding" in card.capabilities or self.app.completion_models_embed:
+            return False
+        return not getattr(engine, "completion_models_embed", True)
+
     def _embeddings(self) -> None:
         """The deprecated ``/api/embeddings``: one ``prompt``, one uncut ``embedding``."""
         req = self._decode(EMBEDDINGS_REQUEST)
@@ -387,6 +397,8 @@ class GenerateRoutes(BaseHandler):
             if not prompt:
                 self._send_json(200, {"embedding": []})
                 return
+            if self._refuses_embeddings(engine, card):
+                raise HTTPError(500, NO_EMBEDDINGS)  # runner errors are 500s here
             try:
                 vectors, _ = _embed_counted(engine, card.base or card.name, [prompt], options, True)
             except Exception as exc:

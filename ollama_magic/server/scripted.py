@@ -595,6 +595,11 @@ class ScriptedEngine:
     ``calls`` records every ``("load" | "unload", name)`` the server made, for tests.
     ``pace``, ``prompt_pace``, ``load_seconds`` and ``slots`` simulate a real model's timing
     and its parallel slots (see the module docstring); all off by default.
+
+    ``completion_models_embed`` (default True): the chat models give their bag-of-words vectors
+    on ``/api/embed`` too, as every model did before Ollama 0.30, which keeps wire tests of
+    embedding cheap; False makes them refuse as Ollama ≥ 0.30 does (llama-server's 501), leaving
+    vectors to ``embedder``.
     """
 
     def __init__(
@@ -604,6 +609,7 @@ class ScriptedEngine:
         prompt_pace: float | None = None,
         load_seconds: float = 0.0,
         slots: int | None = None,
+        completion_models_embed: bool = True,
     ) -> None:
         if slots is not None and slots < 1:
             raise ValueError(f"slots must be at least 1, not {slots!r}")
@@ -621,6 +627,7 @@ class ScriptedEngine:
         self.load_seconds = load_seconds
         self.slots = slots
         self._free = threading.BoundedSemaphore(slots) if slots is not None else None
+        self.completion_models_embed = completion_models_embed
         self.calls: list[tuple[str, str]] = []
 
     def models(self) -> list[ModelCard]:

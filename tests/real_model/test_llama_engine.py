@@ -20,7 +20,7 @@ import pytest
 from ollama_magic.server.context import LEGACY
 from ollama_magic.server.engine import ChatJob, Done, Event, Fail, GenerateJob, ModelCard, Token
 from ollama_magic.server.gguf import read_header
-from ollama_magic.server.llama import DEFAULT_MODEL, THINK_MODEL, LlamaEngine
+from ollama_magic.server.llama import DEFAULT_MODEL, EMBED_MODEL, THINK_MODEL, LlamaEngine
 
 pytestmark = pytest.mark.real_model
 
@@ -90,9 +90,19 @@ def test_think_variant_says_what_it_is(card: ModelCard, think_card: ModelCard):
     assert think_card.size == card.size
 
 
+def test_embedding_variant_is_embedding_only_and_says_what_it_is(card: ModelCard, cards):
+    embedder = cards[EMBED_MODEL]
+    assert embedder.capabilities == ("embedding",)  # as Ollama: pooling_type, no completion
+    assert embedder.model_info["llama.pooling_type"] == 1  # mean
+    note = embedder.model_info["ollama_magic.note"]
+    assert "Local server only" in note and "NOT an Ollama library model" in note
+    assert embedder.digest not in (card.digest, cards[THINK_MODEL].digest)
+    assert (embedder.size, embedder.embedding_length) == (card.size, 576)
+
+
 def test_models_reads_no_weights(gguf_path: Path):
     fresh = LlamaEngine({DEFAULT_MODEL: gguf_path})
-    assert [card.name for card in fresh.models()] == [DEFAULT_MODEL, THINK_MODEL]
+    assert [card.name for card in fresh.models()] == [DEFAULT_MODEL, THINK_MODEL, EMBED_MODEL]
     assert fresh.loaded() == []
 
 

@@ -13,7 +13,7 @@ import requests
 
 from ollama_magic.server import OllamaServer
 from ollama_magic.server.engine import GenerateJob, ModelCard, Token
-from ollama_magic.server.llama import DEFAULT_MODEL, THINK_MODEL, LlamaEngine
+from ollama_magic.server.llama import DEFAULT_MODEL, EMBED_MODEL, THINK_MODEL, LlamaEngine
 
 from .test_llama_engine import slots_idle_soon
 
@@ -51,7 +51,8 @@ def body(**fields: Any) -> dict[str, Any]:
 
 def test_tags_show_real_metadata(url: str, card: ModelCard, gguf_path: Path):
     models = {m["name"]: m for m in requests.get(f"{url}/api/tags", timeout=10).json()["models"]}
-    assert set(models) == {DEFAULT_MODEL, THINK_MODEL}
+    assert set(models) == {DEFAULT_MODEL, THINK_MODEL, EMBED_MODEL}
+    assert models[EMBED_MODEL]["capabilities"] == ["embedding"]
     tag = models[DEFAULT_MODEL]
     assert tag["size"] == gguf_path.stat().st_size
     assert tag["digest"] == card.digest
@@ -247,7 +248,7 @@ def test_client_disconnect_stops_the_model(url: str, engine: LlamaEngine):
 
 def test_embed_over_http(url: str, engine: LlamaEngine):
     texts = ["a cat", "stock markets are volatile"]
-    reply = post(url, "/api/embed", {"model": DEFAULT_MODEL, "input": texts})
+    reply = post(url, "/api/embed", {"model": EMBED_MODEL, "input": texts})
     assert reply.status_code == 200, reply.text
     body = reply.json()
     assert list(body) == [
@@ -262,7 +263,7 @@ def test_embed_over_http(url: str, engine: LlamaEngine):
     assert len(body["embeddings"][0]) == 576
     assert body["prompt_eval_count"] == count
     assert engine.embed_with_count(DEFAULT_MODEL, texts[:1], {})[1] < count
-    cut = {"model": DEFAULT_MODEL, "input": "a cat", "dimensions": 64}
+    cut = {"model": EMBED_MODEL, "input": "a cat", "dimensions": 64}
     (short,) = post(url, "/api/embed", cut).json()["embeddings"]
     assert len(short) == 64 and sum(x * x for x in short) == pytest.approx(1, abs=1e-5)
     empty = post(url, "/api/embed", {"model": THINK_MODEL, "input": []}).json()
@@ -280,3 +281,52 @@ def test_smollm2_cannot_call_tools(url: str, card: ModelCard) -> None:
     assert reply.status_code == 400
     full = f"registry.ollama.ai/library/{DEFAULT_MODEL}"
     assert reply.json() == {"error": f"{full} does not support tools"}
+
+
+NO_EMBEDDINGS = "This server does not support embeddings. Start it with `--embeddings`"
+
+
+def test_a_chat_model_gives_no_vectors_as_in_ollama_0_30(url: str):
+    """llama-server without --embeddings: 501 on /api/embed, its text as a 500 on /api/embeddings
+    (ollama-api.md §1.1); the model is loaded all the same."""
+    for model in (DEFAULT_MODEL, THINK_MODEL):
+        reply = post(url, "/api/embed", {"model": model, "input": "a cat"})
+        assert (reply.status_code, reply.json()) == (501, {"error": NO_EMBEDDINGS})
+        legacy = post(url, "/api/embeddings", {"model": model, "prompt": "a cat"})
+        assert (legacy.status_code, legacy.json()) == (500, {"error": NO_EMBEDDINGS})
+        assert model in ps(url)
+    openai = post(url, "/v1/embeddings", {"model": DEFAULT_MODEL, "input": "a cat"})
+    assert openai.status_code == 501 and openai.json()["error"]["message"] == NO_EMBEDDINGS
+
+
+def test_before_ollama_0_30_the_chat_model_gave_vectors(engine: LlamaEngine):
+    with OllamaServer(engines=[engine], version="0.12.6") as old:
+        reply = post(old.url, "/api/embed", {"model": DEFAULT_MODEL, "input": "a cat"})
+        legacy = post(old.url, "/api/embeddings", {"model": DEFAULT_MODEL, "prompt": "a cat"})
+    (vector,) = reply.json()["embeddings"]
+    (same,) = engine.embed(EMBED_MODEL, ["a cat"], {})  # the same weights and pooling
+    assert vector == pytest.approx(same, abs=1e-6)
+    assert legacy.json()["embedding"] == pytest.approx(same, abs=1e-6)
+
+
+def test_the_embedding_model_embeds_and_refuses_to_generate(url: str):
+    shown = post(url, "/api/show", {"model": EMBED_MODEL}).json()
+    assert shown["capabilities"] == ["embedding"]
+    assert shown["model_info"]["llama.pooling_type"] == 1
+    assert "SmolLM2" in shown["model_info"]["ollama_magic.note"]
+    generated = post(url, "/api/generate", {"model": EMBED_MODEL, "prompt": "Hi"})
+    assert (generated.status_code, generated.json()) == (
+        400,
+        {"error": f'"{EMBED_MODEL}" does not support generate'},
+    )
+    chat = {"model": EMBED_MODEL, "messages": [{"role": "user", "content": "Hi"}]}
+    chatted = post(url, "/api/chat", chat)
+    assert (chatted.status_code, chatted.json()) == (
+        400,
+        {"error": f'"{EMBED_MODEL}" does not support chat'},
+    )
+    legacy = post(url, "/api/embeddings", {"model": EMBED_MODEL, "prompt": "a cat"}).json()
+    assert len(legacy["embedding"]) == 576
+    openai = post(url, "/v1/embeddings", {"model": EMBED_MODEL, "input": ["a", "b"]}).json()
+    assert [len(item["embedding"]) for item in openai["data"]] == [576, 576]
+    assert ps(url)[EMBED_MODEL]["details"]["family"] == "llama"

@@ -22,7 +22,7 @@ from ollama_magic.server.__main__ import (
     build_parser,
     main,
 )
-from ollama_magic.server.llama import DEFAULT_MODEL, THINK_MODEL, LlamaEngine
+from ollama_magic.server.llama import DEFAULT_MODEL, EMBED_MODEL, THINK_MODEL, LlamaEngine
 from ollama_magic.server.scripted import ScriptedEngine
 
 URL_LINE = re.compile(r"Ollama-compatible server on (http://127\.0\.0\.1:\d+)\n")
@@ -81,10 +81,12 @@ def test_no_engines_is_an_error(capsys: pytest.CaptureFixture[str]) -> None:
 # -- llama.cpp models ----------------------------------------------------------------------------
 
 
-def test_model_smollm2_serves_it_and_its_reasoning_demo(gguf_path: Path) -> None:
+def test_model_smollm2_serves_it_its_reasoning_demo_and_its_embedding_model(
+    gguf_path: Path,
+) -> None:
     scripted, engine = engines_for("--model", "smollm2")
     assert isinstance(scripted, ScriptedEngine) and isinstance(engine, LlamaEngine)
-    assert served_names(engine) == [DEFAULT_MODEL, THINK_MODEL]
+    assert served_names(engine) == [DEFAULT_MODEL, THINK_MODEL, EMBED_MODEL]
     assert engine.n_threads == 1
     (alone,) = engines_for("--model", "smollm2", "--no-scripted", "--threads", "3")
     assert isinstance(alone, LlamaEngine) and alone.n_threads == 3
@@ -111,9 +113,9 @@ def test_parallel_comes_from_the_flag_or_ollama_num_parallel(
 def test_gguf_files_are_served_under_their_names(gguf_path: Path) -> None:
     argv = ["--no-scripted", "--gguf", str(gguf_path), "--name", "tiny"]
     (engine,) = engines_for(*argv, "--gguf", str(gguf_path), "--name", "hf.co/me/tiny:q4")
-    assert served_names(engine) == ["tiny:latest", "hf.co/me/tiny:q4"]  # no reasoning demo
+    assert served_names(engine) == ["tiny:latest", "hf.co/me/tiny:q4"]  # no demos
     (both,) = engines_for("--model", "smollm2", *argv)
-    assert served_names(both) == [DEFAULT_MODEL, "tiny:latest", THINK_MODEL]
+    assert served_names(both) == [DEFAULT_MODEL, "tiny:latest", THINK_MODEL, EMBED_MODEL]
 
 
 def test_gguf_setup_mistakes_are_one_line_errors(
@@ -126,6 +128,7 @@ def test_gguf_setup_mistakes_are_one_line_errors(
         ("--gguf", str(tmp_path / "none.gguf"), "--name", "x"): "none.gguf",
         ("--gguf", str(not_gguf), "--name", "x"): "not a GGUF file",
         ("--model", "smollm2", "--gguf", str(gguf_path), "--name", THINK_MODEL): "used twice",
+        ("--model", "smollm2", "--gguf", str(gguf_path), "--name", EMBED_MODEL): "used twice",
         ("--gguf", str(gguf_path), "--name", "a", "--gguf", str(gguf_path), "--name", "a:latest"): (
             "used twice"
         ),
@@ -209,9 +212,10 @@ def test_module_serves_until_interrupted(start_server) -> None:
 def test_module_serves_smollm2(start_server, gguf_path: Path) -> None:
     process, url = start_server("--model", "smollm2", "--no-scripted")
     assert process.stdout is not None
-    assert process.stdout.readline() == f"Models: {DEFAULT_MODEL}, {THINK_MODEL}\n"
+    names = [DEFAULT_MODEL, THINK_MODEL, EMBED_MODEL]
+    assert process.stdout.readline() == f"Models: {', '.join(names)}\n"
     tags = requests.get(f"{url}/api/tags", timeout=30).json()["models"]
-    assert [tag["name"] for tag in tags] == [DEFAULT_MODEL, THINK_MODEL]
+    assert [tag["name"] for tag in tags] == names
     body = {"model": DEFAULT_MODEL, "prompt": "Hi", "stream": False, "options": {"num_predict": 3}}
     reply = requests.post(f"{url}/api/generate", json=body, timeout=120).json()
     assert reply["done"] is True and reply["eval_count"] == 3 and reply["response"]

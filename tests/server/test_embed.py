@@ -11,6 +11,7 @@ import pytest
 import requests
 
 from ollama_magic.server import OllamaServer, ScriptedEngine, tokenizer
+from ollama_magic.server.engine import Engine
 
 from .helpers import ProtocolEngine, exchange, post
 
@@ -144,3 +145,75 @@ def test_an_engine_that_does_not_count_tokens_leaves_the_count_out() -> None:
     assert list(body) == ["model", "embeddings", "total_duration", "load_duration"]
     (exact,) = ScriptedEngine().embed("echo:latest", ["x y"], {})
     assert body["embeddings"] == [pytest.approx(exact, rel=1e-6)]
+
+
+# -- chat models on Ollama 0.30+ (llama-server without --embeddings) ---------------------------
+
+NO_EMBEDDINGS = "This server does not support embeddings. Start it with `--embeddings`"
+
+
+def as_llama_server(version: str = "0.32.15") -> OllamaServer:
+    """A server whose chat models refuse vectors as llama.cpp's do (``completion_models_embed``
+    False), playing Ollama ``version``."""
+    engines: list[Engine] = [ScriptedEngine(completion_models_embed=False)]
+    return OllamaServer(engines, version=version, pull_speed=1e12)
+
+
+def test_a_chat_model_is_loaded_then_refused_with_llama_servers_501() -> None:
+    with as_llama_server() as server:
+        reply = exchange(server, "POST", "/api/embed", {"model": "echo", "input": ["a", "b"]})
+        assert reply.status == 501
+        assert reply.headers["content-type"] == "application/json; charset=utf-8"
+        assert reply.body == b'{"error":"' + NO_EMBEDDINGS.encode() + b'"}'  # no newline
+        engine = server.engines[0]
+        assert isinstance(engine, ScriptedEngine)
+        assert engine.calls == [("load", "echo:latest")]  # Ollama loads it before asking
+        (loaded,) = requests.get(server.url + "/api/ps", timeout=10).json()["models"]
+        assert loaded["name"] == "echo:latest"
+        # empty input only loads, as before: no runner is asked for vectors
+        assert embed(server, model="echo", input=[]) == {"model": "echo", "embeddings": []}
+
+
+def test_the_deprecated_endpoint_gives_the_same_text_as_a_500() -> None:
+    with as_llama_server() as server:
+        reply = post(server, "/api/embeddings", {"model": "echo", "prompt": "The sky is blue"})
+        assert (reply.status_code, reply.json()) == (500, {"error": NO_EMBEDDINGS})
+        assert post(server, "/api/embeddings", {"model": "echo"}).json() == {"embedding": []}
+
+
+def test_the_openai_route_passes_the_501_on() -> None:
+    with as_llama_server() as server:
+        reply = post(server, "/v1/embeddings", {"model": "echo", "input": "hi"})
+    assert reply.status_code == 501
+    assert reply.json()["error"]["message"] == NO_EMBEDDINGS
+
+
+def test_an_embedding_model_still_gives_vectors() -> None:
+    with as_llama_server() as server:
+        pulled = post(server, "/api/pull", {"model": "embedder", "stream": False})
+        assert pulled.json() == {"status": "success"}
+        (vector,) = embed(server, model="embedder", input="The sky is blue")["embeddings"]
+        assert len(vector) == 64 and norm(vector) == pytest.approx(1.0, abs=1e-6)
+        legacy_reply = post(server, "/api/embeddings", {"model": "embedder", "prompt": "x"})
+        assert len(legacy_reply.json()["embedding"]) == 64
+
+
+@pytest.mark.parametrize(
+    ("version", "refused"),
+    [("0.12.6", False), ("0.29.9", False), ("0.30.0", True), ("0.33.0-rc2", True)],
+)
+def test_before_ollama_0_30_chat_models_gave_vectors(version: str, refused: bool) -> None:
+    with as_llama_server(version) as server:
+        reply = post(server, "/api/embed", {"model": "echo", "input": "The sky is blue"})
+        legacy_reply = post(server, "/api/embeddings", {"model": "echo", "prompt": "x"})
+    if refused:
+        assert (reply.status_code, legacy_reply.status_code) == (501, 500)
+    else:
+        assert reply.status_code == 200 and len(reply.json()["embeddings"][0]) == 64
+        assert legacy_reply.status_code == 200 and len(legacy_reply.json()["embedding"]) == 64
+
+
+def test_the_default_scripted_models_embed_on_any_version(srv: OllamaServer) -> None:
+    """The scripted chat models keep their cheap vectors (documented), unlike llama.cpp's."""
+    assert srv.completion_models_embed is False  # the server plays Ollama 0.30+
+    assert len(embed(srv, model="echo", input="x")["embeddings"]) == 1
