@@ -131,35 +131,41 @@ def test_load_unknown_and_embedding_models(kernel: Kernel, srv) -> None:
 
 
 def test_embed_text_and_lists(kernel: Kernel, srv) -> None:
-    run = kernel.run("v = %ollama embed echo The sky is blue\nv.shape, round(float(v @ v), 4)")
-    assert run.ok, run.error
-    assert run.stdout == "1 vector of 64 dimensions from echo (4 tokens).\n"
-    assert shown(run)[0]["text/plain"] == "((64,), 1.0)"
-    assert bodies(srv, "/api/embed") == [{"model": "echo", "input": "The sky is blue"}]
-    texts = ["a cat", "a cat", "stock markets fell"]
-    run = kernel.run(f"texts = {texts!r}\n%ollama embed echo --var texts -o m")
-    assert run.ok and run.stdout.startswith("3 vectors of 64 dimensions") and not shown(run)
-    assert bodies(srv, "/api/embed")[-1] == {"model": "echo", "input": texts}
-    assert kernel.value("bool((m[0] == m[1]).all() and (m[0] != m[2]).any())") is True
-    run = kernel.run("%ollama embed echo --var texts --dimensions 8 -o m8")
-    assert kernel.value("m8.shape") == (3, 8)
-    assert "a string or a list of strings" in error_line(
-        kernel.run("n = 3\n%ollama embed echo --var n")
-    )
-    assert "embed what?" in error_line(kernel.run("%ollama embed echo"))
-
-
-def test_embed_with_a_chat_model_on_ollama_0_30_names_embedding_models(kernel: Kernel) -> None:
-    """Ollama 0.30+ answers 501 for a chat model (llama-server without --embeddings)."""
-    engines: list = [ScriptedEngine(completion_models_embed=False)]
-    with OllamaServer(engines) as current:
-        text = error_line(kernel.run(f"v = 1\n%ollama embed echo hi --host {current.url} -o v"))
-        assert text == (
-            "echo gives no vectors: since 0.30 Ollama embeds only with embedding models. Pull one"
-            " with `%ollama pull all-minilm` (or nomic-embed-text, embeddinggemma,"
-            " mxbai-embed-large) and embed with it."
+    assert kernel.run("%ollama pull embedder").ok  # since Ollama 0.30 only embedding models embed
+    srv.clear()
+    try:
+        run = kernel.run(
+            "v = %ollama embed embedder The sky is blue\nv.shape, round(float(v @ v), 4)"
         )
-        assert [r.status for r in current.requests if r.path == "/api/embed"] == [501]
+        assert run.ok, run.error
+        assert run.stdout == "1 vector of 64 dimensions from embedder (4 tokens).\n"
+        assert shown(run)[0]["text/plain"] == "((64,), 1.0)"
+        assert bodies(srv, "/api/embed") == [{"model": "embedder", "input": "The sky is blue"}]
+        texts = ["a cat", "a cat", "stock markets fell"]
+        run = kernel.run(f"texts = {texts!r}\n%ollama embed embedder --var texts -o m")
+        assert run.ok and run.stdout.startswith("3 vectors of 64 dimensions") and not shown(run)
+        assert bodies(srv, "/api/embed")[-1] == {"model": "embedder", "input": texts}
+        assert kernel.value("bool((m[0] == m[1]).all() and (m[0] != m[2]).any())") is True
+        run = kernel.run("%ollama embed embedder --var texts --dimensions 8 -o m8")
+        assert kernel.value("m8.shape") == (3, 8)
+        assert "a string or a list of strings" in error_line(
+            kernel.run("n = 3\n%ollama embed embedder --var n")
+        )
+        assert "embed what?" in error_line(kernel.run("%ollama embed embedder"))
+    finally:
+        kernel.run("%ollama rm embedder")  # later tests pull it afresh
+
+
+def test_embed_with_a_chat_model_names_embedding_models(kernel: Kernel, srv) -> None:
+    """The server plays Ollama 0.32: a chat model is loaded, then refused with llama-server's 501
+    (llama-server without --embeddings), which the magic explains."""
+    text = error_line(kernel.run("v = 1\n%ollama embed echo hi -o v"))
+    assert text == (
+        "echo gives no vectors: since 0.30 Ollama embeds only with embedding models. Pull one"
+        " with `%ollama pull all-minilm` (or nomic-embed-text, embeddinggemma,"
+        " mxbai-embed-large) and embed with it."
+    )
+    assert [r.status for r in srv.requests if r.path == "/api/embed"] == [501]
     assert kernel.value("v") == 1  # nothing bound, the kernel goes on
 
 

@@ -1,6 +1,6 @@
 """TextIndex: the cosine math on hand-made vectors, then real requests to the package's server
-(scripted ``echo`` embeds a bag of words) and to a hostile look-alike, then a real kernel where
-the hits fill a ``%%ollama`` prompt."""
+(the scripted ``embedder``, pulled first, embeds a bag of words; chat models refuse as on Ollama
+0.30+) and to a hostile look-alike, then a real kernel where the hits fill a ``%%ollama`` prompt."""
 
 from __future__ import annotations
 
@@ -16,10 +16,11 @@ from ollama_magic import TextIndex
 from ollama_magic.errors import ResponseError
 from ollama_magic.messages import describe, no_vectors
 from ollama_magic.search import BATCH_SIZE, Hit, Hits, top_k, unit_rows
-from ollama_magic.server import OllamaServer, ScriptedEngine
+from ollama_magic.server import OllamaServer
 
 from .helpers import Kernel, bodies, error_line, magic_kernel
 from .hostile import CORPUS
+from .server.helpers import pull_embedder
 
 HOSTILE = "\n".join(CORPUS.values())
 
@@ -173,25 +174,41 @@ TEXTS = [
 ]
 
 
+@pytest.fixture(scope="module")
+def embedding() -> Iterator[OllamaServer]:
+    """A server with ``embedder`` pulled: since Ollama 0.30 chat models such as ``echo`` refuse."""
+    with OllamaServer() as srv:
+        pull_embedder(srv)
+        yield srv
+
+
+@pytest.fixture()
+def ollama(embedding: OllamaServer) -> OllamaServer:
+    """The embedding server with its request log cleared for this test."""
+    embedding.clear()
+    return embedding
+
+
 def test_build_embeds_in_batches_and_search_embeds_the_query(ollama: OllamaServer) -> None:
-    index = TextIndex.build(TEXTS, "echo", host=ollama.url, batch_size=3, ids=list("abcd"))
+    index = TextIndex.build(TEXTS, "embedder", host=ollama.url, batch_size=3, ids=list("abcd"))
     assert bodies(ollama, "/api/embed") == [
-        {"model": "echo", "input": TEXTS[:3]},
-        {"model": "echo", "input": TEXTS[3:]},
+        {"model": "embedder", "input": TEXTS[:3]},
+        {"model": "embedder", "input": TEXTS[3:]},
     ]
     assert index.vectors.shape == (4, 64) and index.width == 64 and len(index) == 4
     assert (
-        repr(index) == "TextIndex of 4 texts: 64 dimensions from echo (1.0 kB of float32 vectors)"
+        repr(index)
+        == "TextIndex of 4 texts: 64 dimensions from embedder (1.0 kB of float32 vectors)"
     )
     ollama.clear()
     hits = index.search("stock markets", k=2)
-    assert bodies(ollama, "/api/embed") == [{"model": "echo", "input": ["stock markets"]}]
+    assert bodies(ollama, "/api/embed") == [{"model": "embedder", "input": ["stock markets"]}]
     assert hits[0].id == "b" and hits[0].text == TEXTS[1] and hits.query == "stock markets"
     assert hits[0].score > hits[1].score
 
 
 def test_dimensions_go_with_the_build_and_every_query(ollama: OllamaServer) -> None:
-    index = TextIndex.build(TEXTS, "echo", host=ollama.url, dimensions=8)
+    index = TextIndex.build(TEXTS, "embedder", host=ollama.url, dimensions=8)
     index.search("the mat", k=1)
     assert [b.get("dimensions") for b in bodies(ollama, "/api/embed")] == [8, 8]
     assert index.width == 8
@@ -199,7 +216,7 @@ def test_dimensions_go_with_the_build_and_every_query(ollama: OllamaServer) -> N
 
 def test_the_default_batch_is_one_request_for_a_few_dozen_texts(ollama: OllamaServer) -> None:
     texts = [f"passage number {i}" for i in range(BATCH_SIZE + 1)]
-    TextIndex.build(texts, "echo", host=ollama.url)
+    TextIndex.build(texts, "embedder", host=ollama.url)
     assert [len(b["input"]) for b in bodies(ollama, "/api/embed")] == [BATCH_SIZE, 1]
 
 
@@ -207,16 +224,15 @@ def test_a_missing_model_and_an_absent_server_are_one_line(ollama: OllamaServer)
     with pytest.raises(UsageError, match=r"Get it with `%ollama pull nomic-embed-text`"):
         TextIndex.build(TEXTS, "nomic-embed-text", host=ollama.url)
     with pytest.raises(UsageError, match=r"Cannot reach Ollama at http://127\.0\.0\.1:9"):
-        TextIndex.build(TEXTS, "echo", host="http://127.0.0.1:9")
+        TextIndex.build(TEXTS, "embedder", host="http://127.0.0.1:9")
     with pytest.raises(UsageError, match="not a server address"):
-        TextIndex.build(TEXTS, "echo", host="http://a b")
+        TextIndex.build(TEXTS, "embedder", host="http://a b")
 
 
-def test_a_chat_model_on_ollama_0_30_names_embedding_models() -> None:
+def test_a_chat_model_on_ollama_0_30_names_embedding_models(embedding: OllamaServer) -> None:
     """Ollama 0.30+ loads a chat model, then passes on llama-server's 501."""
-    current = OllamaServer([ScriptedEngine(completion_models_embed=False)])
-    with current, pytest.raises(UsageError) as caught:
-        TextIndex.build(TEXTS, "echo", host=current.url)
+    with pytest.raises(UsageError) as caught:
+        TextIndex.build(TEXTS, "echo", host=embedding.url)
     assert str(caught.value) == (
         "echo gives no vectors: since 0.30 Ollama embeds only with embedding models. Pull one "
         "with `%ollama pull all-minilm` (or nomic-embed-text, embeddinggemma, mxbai-embed-large) "
@@ -271,6 +287,7 @@ def test_a_hostile_servers_vectors_are_refused(reply: object, said: str) -> None
 @pytest.fixture(scope="module")
 def own() -> Iterator[OllamaServer]:
     with OllamaServer() as srv:
+        pull_embedder(srv)
         yield srv
 
 
@@ -283,7 +300,7 @@ def kernel(own: OllamaServer) -> Iterator[Kernel]:
 def test_hits_fill_a_prompt_with_numbered_passages(kernel: Kernel, own: OllamaServer) -> None:
     run = kernel.run(
         "from ollama_magic import TextIndex\n"
-        f"index = TextIndex.build({TEXTS!r}, 'echo')\n"
+        f"index = TextIndex.build({TEXTS!r}, 'embedder')\n"
         "hits = index.search('markets fell', k=2)\n"
         "hits"
     )
@@ -309,7 +326,8 @@ def test_hits_fill_a_prompt_with_numbered_passages(kernel: Kernel, own: OllamaSe
 
 
 def test_mistakes_in_a_kernel_are_one_line_and_the_kernel_goes_on(kernel: Kernel) -> None:
-    text = error_line(kernel.run("from ollama_magic import TextIndex\nTextIndex.build([], 'echo')"))
+    run = kernel.run("from ollama_magic import TextIndex\nTextIndex.build([], 'embedder')")
+    text = error_line(run)
     assert text == "no texts to index: give a list of strings"
     text = error_line(kernel.run("TextIndex.build(['a'], 'nomic-embed-text')"))
     assert "%ollama pull nomic-embed-text" in text

@@ -59,7 +59,8 @@ def test_terminal_line_commands_print_aligned_text_and_progress_lines() -> None:
         "%ollama history",
         "%ollama reset",
         "%ollama show thinker",
-        "%ollama embed echo The sky is blue",
+        "%ollama pull embedder",
+        "%ollama embed embedder The sky is blue",
         "%ollama cp echo parrot",
         "%ollama create pirate --from parrot -s 'Talk like a pirate.'",
         "%ollama rm parrot pirate",
@@ -83,7 +84,7 @@ def test_terminal_line_commands_print_aligned_text_and_progress_lines() -> None:
     assert "Conversation 'default': 1 turn, about" in done.stdout and "you: sea" in lines
     assert "Forgot conversation 'default' (1 turn)." in lines
     assert "  Capabilities" in lines and "    thinking" in lines
-    assert "1 vector of 64 dimensions from echo (4 tokens)." in lines
+    assert "1 vector of 64 dimensions from embedder (4 tokens)." in lines
     assert "Copied echo to parrot." in lines
     assert lines.index("Deleted parrot.") > next(
         i for i, line in enumerate(lines) if line.startswith("Created pirate in ")

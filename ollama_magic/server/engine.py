@@ -159,9 +159,9 @@ class Engine(Protocol):
     ``library() -> list[ModelCard]``: models that ``/api/pull`` can install but that are not
     installed at first.
 
-    An engine may also say ``completion_models_embed = False``: its completion-only models then
-    refuse ``/api/embed`` (:data:`NO_EMBEDDINGS`) on a server that plays Ollama ≥ 0.30, as
-    llama-server does; before 0.30 Ollama gave vectors from any model. Absent means True.
+    ``embed`` is only asked for models with the ``embedding`` capability on a server that plays
+    Ollama ≥ 0.30: the server answers llama-server's 501 (:data:`NO_EMBEDDINGS`) for the others,
+    as Ollama does; before 0.30 Ollama gave vectors from any model, and so does an older server.
     """
 
     def models(self) -> list[ModelCard]:

@@ -55,8 +55,8 @@ Choices, so that the numbers mean something and runs repeat:
 * Embeddings come from the same llama-server (mean pooling, L2-normalised), inputs cut to
   ``EMBED_NUM_CTX`` tokens, but only under the embedding name ``smollm2-embed:135m``: as in
   Ollama ≥ 0.30, a chat model (no ``embedding`` capability) refuses ``/api/embed`` with
-  llama-server's 501 (the server checks :attr:`LlamaEngine.completion_models_embed`), unless the
-  server plays an older Ollama. ``smollm2-embed:135m`` is the same GGUF and the same
+  llama-server's 501 (the server answers it, as for every engine), unless the server plays an
+  older Ollama. ``smollm2-embed:135m`` is the same GGUF and the same
   llama-server, so it costs no memory; it is not an Ollama library model (real Ollama serves
   embedding models such as ``all-minilm``, ``nomic-embed-text`` or ``embeddinggemma``), and its
   card says so. A chat model's mean-pooled states are a weak embedding; it is there so the
@@ -426,12 +426,7 @@ class LlamaEngine:
     grammar-forced reasoning variant of the first model and ``embed_demo`` its embedding-only
     variant (``None`` to serve none); both share its llama-server. ``parallel`` defaults to
     ``OLLAMA_NUM_PARALLEL`` (else 1), as in Ollama.
-
-    ``completion_models_embed`` is False: like llama-server started without ``--embeddings``
-    under Ollama ≥ 0.30, the chat names give no vectors (the server answers 501).
     """
-
-    completion_models_embed = False
 
     def __init__(
         self,

@@ -348,7 +348,7 @@ class GenerateRoutes(BaseHandler):
             if not inputs:
                 self._send_json(200, {"model": model, "embeddings": []})
                 return
-            if self._refuses_embeddings(engine, card):
+            if self._refuses_embeddings(card):
                 raise HTTPError(501, NO_EMBEDDINGS)
             truncate = req.get("truncate", True)
             try:
@@ -373,12 +373,10 @@ class GenerateRoutes(BaseHandler):
         finally:
             self.app.scheduler.release(lease)
 
-    def _refuses_embeddings(self, engine: Engine, card: ModelCard) -> bool:
-        """Whether the model is loaded but gives no vectors: a completion-only model on an engine
-        that, like llama-server without ``--embeddings``, has none for it (Ollama ≥ 0.30)."""
-        if "embedding" in card.capabilities or self.app.completion_models_embed:
-            return False
-        return not getattr(engine, "completion_models_embed", True)
+    def _refuses_embeddings(self, card: ModelCard) -> bool:
+        """Whether the model is loaded but gives no vectors: since Ollama 0.30 a completion-only
+        model runs in llama-server without ``--embeddings``, whatever the engine."""
+        return "embedding" not in card.capabilities and not self.app.completion_models_embed
 
     def _embeddings(self) -> None:
         """The deprecated ``/api/embeddings``: one ``prompt``, one uncut ``embedding``."""
@@ -397,7 +395,7 @@ class GenerateRoutes(BaseHandler):
             if not prompt:
                 self._send_json(200, {"embedding": []})
                 return
-            if self._refuses_embeddings(engine, card):
+            if self._refuses_embeddings(card):
                 raise HTTPError(500, NO_EMBEDDINGS)  # runner errors are 500s here
             try:
                 vectors, _ = _embed_counted(engine, card.base or card.name, [prompt], options, True)

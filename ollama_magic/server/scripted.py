@@ -25,11 +25,17 @@ their turn (a client that hangs up while waiting leaves the queue).
 The models: ``echo`` (shows the rendered prompt), ``reasoner`` (inline ``<think>`` like an old
 deepseek-r1 pull), ``thinker`` (the ``thinking`` field, levels low…max), ``chinese`` (UTF-8 split
 across writes), ``slow``, ``lorem`` (endless Markdown, fast), ``broken`` (in-band error) and
-``dropper`` (connection dropped). Two more are in the library but not installed, so that
+``dropper`` (connection dropped). Three more are in the library but not installed, so that
 ``/api/pull`` has something to fetch: ``haiku`` (a three-line poem on the prompt's topic, 96 MB),
 ``embedder`` (embeddings only, 45 MB) and ``agent`` (calls the tools a chat message names, with
 the arguments it gives, then answers from their results; 12 MB). See :class:`ScriptedEngine`
 and ``tests/server`` for the exact texts.
+
+Embeddings are bag-of-words vectors (64 numbers, texts sharing words point the same way). As in
+Ollama ≥ 0.30, only ``embedder`` gives them: a chat model such as ``echo`` is loaded, then refused
+with llama-server's 501 (:data:`~.engine.NO_EMBEDDINGS`; a 500 on ``/api/embeddings``), so pull
+``embedder`` first. A server that plays an older Ollama
+(``OllamaServer(version="0.12.6")``) gives vectors from every model, as Ollama did then.
 """
 
 from __future__ import annotations
@@ -596,10 +602,8 @@ class ScriptedEngine:
     ``pace``, ``prompt_pace``, ``load_seconds`` and ``slots`` simulate a real model's timing
     and its parallel slots (see the module docstring); all off by default.
 
-    ``completion_models_embed`` (default True): the chat models give their bag-of-words vectors
-    on ``/api/embed`` too, as every model did before Ollama 0.30, which keeps wire tests of
-    embedding cheap; False makes them refuse as Ollama ≥ 0.30 does (llama-server's 501), leaving
-    vectors to ``embedder``.
+    :meth:`embed` gives any model's bag-of-words vectors; the server asks it for a chat model's
+    only when it plays an Ollama before 0.30 (since, chat models refuse; see the module docstring).
     """
 
     def __init__(
@@ -609,7 +613,6 @@ class ScriptedEngine:
         prompt_pace: float | None = None,
         load_seconds: float = 0.0,
         slots: int | None = None,
-        completion_models_embed: bool = True,
     ) -> None:
         if slots is not None and slots < 1:
             raise ValueError(f"slots must be at least 1, not {slots!r}")
@@ -627,7 +630,6 @@ class ScriptedEngine:
         self.load_seconds = load_seconds
         self.slots = slots
         self._free = threading.BoundedSemaphore(slots) if slots is not None else None
-        self.completion_models_embed = completion_models_embed
         self.calls: list[tuple[str, str]] = []
 
     def models(self) -> list[ModelCard]:

@@ -8,11 +8,21 @@ import pytest
 
 from ollama_magic.server import OllamaServer, ScriptedEngine
 
+from .helpers import pull_embedder
+
 
 @pytest.fixture(scope="session")
 def srv() -> Iterator[OllamaServer]:
     """A server shared by tests that do not care what is loaded."""
     with OllamaServer() as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def emb() -> Iterator[OllamaServer]:
+    """A shared server with ``embedder`` pulled: on Ollama 0.30+ only embedding models embed."""
+    with OllamaServer() as server:
+        pull_embedder(server)
         yield server
 
 

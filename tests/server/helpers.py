@@ -186,3 +186,14 @@ class ProtocolEngine:
 
     def embed(self, name: str, inputs: list[str], options: dict[str, Any]) -> list[list[float]]:
         return self.inner.embed(name, inputs, options)
+
+
+def pull_embedder(server: OllamaServer) -> None:
+    """Install the scripted embedding model ``embedder`` (at once): since Ollama 0.30 a chat
+    model such as ``echo`` gives no vectors, so embedding tests pull it as a user would."""
+    speed, server.pull_speed = server.pull_speed, 1e12
+    try:
+        reply = post(server, "/api/pull", {"model": "embedder", "stream": False})
+    finally:
+        server.pull_speed = speed
+    assert reply.json() == {"status": "success"}, reply.text

@@ -183,27 +183,27 @@ def test_chat_chunks_carry_logprobs_beside_the_message(srv: OllamaServer) -> Non
 # -- embeddings ----------------------------------------------------------------------------
 
 
-def test_embed_cuts_an_over_long_input_or_refuses_it(srv: OllamaServer) -> None:
+def test_embed_cuts_an_over_long_input_or_refuses_it(emb: OllamaServer) -> None:
     text = " ".join(f"w{i}" for i in range(40))
-    body = {"model": "thinker", "input": text, "options": {"num_ctx": 8}}
-    assert post(srv, "/api/embed", body).json()["prompt_eval_count"] == 8
-    body = {"model": "thinker", "input": [text], "options": {"num_ctx": 8}, "truncate": False}
-    refused = post(srv, "/api/embed", body)
+    body = {"model": "embedder", "input": text, "options": {"num_ctx": 8}}
+    assert post(emb, "/api/embed", body).json()["prompt_eval_count"] == 8
+    body = {"model": "embedder", "input": [text], "options": {"num_ctx": 8}, "truncate": False}
+    refused = post(emb, "/api/embed", body)
     assert (refused.status_code, refused.json()) == (
         400,
         {"error": "the input length exceeds the context length"},
     )
 
 
-def test_the_deprecated_embeddings_endpoint(srv: OllamaServer) -> None:
-    reply = post(srv, "/api/embeddings", {"model": "echo", "prompt": "The sky is blue"})
+def test_the_deprecated_embeddings_endpoint(emb: OllamaServer) -> None:
+    reply = post(emb, "/api/embeddings", {"model": "embedder", "prompt": "The sky is blue"})
     vector = reply.json()["embedding"]
     assert list(reply.json()) == ["embedding"] and len(vector) == 64
     assert abs(sum(x * x for x in vector) - 1) < 1e-6
-    assert post(srv, "/api/embeddings", {"model": "echo"}).json() == {"embedding": []}
-    missing = post(srv, "/api/embeddings", {"prompt": "x"})
+    assert post(emb, "/api/embeddings", {"model": "embedder"}).json() == {"embedding": []}
+    missing = post(emb, "/api/embeddings", {"prompt": "x"})
     assert (missing.status_code, missing.json()) == (400, {"error": "model is required"})
-    unknown = post(srv, "/api/embeddings", {"model": "nope", "prompt": "x"})
+    unknown = post(emb, "/api/embeddings", {"model": "nope", "prompt": "x"})
     assert (unknown.status_code, unknown.json()) == (
         404,
         {"error": 'model "nope" not found, try pulling it first'},

@@ -59,10 +59,34 @@ def test_logprobs(client: ollama.Client) -> None:
     assert entries and all(entry.logprob < 0 for entry in entries)
 
 
-def test_embed_list_show_ps(client: ollama.Client) -> None:
-    vectors = client.embed(model="echo", input=["a", "b"]).embeddings
+@pytest.fixture()
+def embedding_client(emb: OllamaServer) -> Iterator[ollama.Client]:
+    """A client of the server that has ``embedder`` pulled."""
+    client = ollama.Client(host=emb.url)
+    yield client
+    client._client.close()
+
+
+def test_embed_and_embeddings(embedding_client: ollama.Client) -> None:
+    vectors = embedding_client.embed(model="embedder", input=["a", "b"]).embeddings
     assert [len(v) for v in vectors] == [64, 64]
-    assert len(client.embeddings(model="echo", prompt="a").embedding) == 64
+    assert len(embedding_client.embeddings(model="embedder", prompt="a").embedding) == 64
+
+
+def test_a_chat_model_refuses_to_embed_as_on_ollama_0_30(client: ollama.Client) -> None:
+    for call, status in (
+        (lambda: client.embed(model="echo", input="a"), 501),
+        (lambda: client.embeddings(model="echo", prompt="a"), 500),
+    ):
+        with pytest.raises(ollama.ResponseError) as refused:
+            call()
+        assert (refused.value.status_code, refused.value.error) == (
+            status,
+            "This server does not support embeddings. Start it with `--embeddings`",
+        )
+
+
+def test_list_show_ps(client: ollama.Client) -> None:
     models = client.list().models
     assert models[0].model == "echo:latest"
     assert models[0].details is not None and models[0].details.family == "scripted"
@@ -74,12 +98,16 @@ def test_embed_list_show_ps(client: ollama.Client) -> None:
     assert loaded and loaded[0].context_length == 4096
 
 
-def test_over_long_input_is_cut_or_refused(client: ollama.Client) -> None:
+def test_over_long_input_is_cut_or_refused(
+    client: ollama.Client, embedding_client: ollama.Client
+) -> None:
     prompt = " ".join(f"w{i}" for i in range(50))
     cut = client.generate(model="reasoner", prompt=prompt, options={"num_ctx": 8})
     assert cut.prompt_eval_count == 6  # about half the window, and no word about it
     with pytest.raises(ollama.ResponseError) as refused:
-        client.embed(model="thinker", input=prompt, options={"num_ctx": 8}, truncate=False)
+        embedding_client.embed(
+            model="embedder", input=prompt, options={"num_ctx": 8}, truncate=False
+        )
     assert (refused.value.status_code, refused.value.error) == (
         400,
         "the input length exceeds the context length",

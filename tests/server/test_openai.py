@@ -184,15 +184,16 @@ def test_models_and_one_model(srv: OllamaServer) -> None:
     assert exchange(srv, "GET", "/v1/models/a/b").status == 404  # one path segment, as gin
 
 
-def test_embeddings(srv: OllamaServer) -> None:
-    value = post(srv, "/v1/embeddings", {"model": "echo", "input": ["a b", "c"]}).json()
+def test_embeddings(emb: OllamaServer) -> None:
+    value = post(emb, "/v1/embeddings", {"model": "embedder", "input": ["a b", "c"]}).json()
     assert [(d["object"], d["index"]) for d in value["data"]] == [
         ("embedding", 0),
         ("embedding", 1),
     ]
-    assert value["model"] == "echo" and value["usage"] == {"prompt_tokens": 3, "total_tokens": 3}
-    body = {"model": "echo", "input": "a b", "encoding_format": "base64"}
-    packed = post(srv, "/v1/embeddings", body)
+    assert value["model"] == "embedder"
+    assert value["usage"] == {"prompt_tokens": 3, "total_tokens": 3}
+    body = {"model": "embedder", "input": "a b", "encoding_format": "base64"}
+    packed = post(emb, "/v1/embeddings", body)
     raw = base64.b64decode(packed.json()["data"][0]["embedding"])
     floats = struct.unpack(f"<{len(raw) // 4}f", raw)
     assert [round(x, 6) for x in floats] == [round(x, 6) for x in value["data"][0]["embedding"]]
@@ -335,9 +336,19 @@ def test_openai_client_completions_models_embeddings(client: openai.OpenAI) -> N
     assert "thinker:latest" in [m.id for m in client.models.list()]
     model = client.models.retrieve("thinker")
     assert (model.id, model.owned_by) == ("thinker", "library")
-    vectors = client.embeddings.create(model="echo", input=["a", "b b"])
-    assert [len(d.embedding) for d in vectors.data] == [64, 64]
-    packed = client.embeddings.create(model="echo", input="a", encoding_format="base64")
+    with pytest.raises(openai.APIStatusError) as refused:  # a chat model, as on Ollama 0.30+
+        client.embeddings.create(model="echo", input=["a", "b b"])
+    assert refused.value.status_code == 501
+    assert refused.value.message == (
+        "Error code: 501 - This server does not support embeddings. Start it with `--embeddings`"
+    )
+
+
+def test_openai_client_embeddings(emb: OllamaServer) -> None:
+    with openai.OpenAI(base_url=emb.url + "/v1", api_key="ollama", max_retries=0) as client:
+        vectors = client.embeddings.create(model="embedder", input=["a", "b b"])
+        assert [len(d.embedding) for d in vectors.data] == [64, 64]
+        packed = client.embeddings.create(model="embedder", input="a", encoding_format="base64")
     assert isinstance(packed.data[0].embedding, str)
 
 
