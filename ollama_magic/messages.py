@@ -85,19 +85,31 @@ def gives_no_vectors(error: OllamaError) -> bool:
     return isinstance(error, ResponseError) and _NO_EMBEDDINGS in error.message
 
 
-def no_vectors(model: str) -> str:
-    """One line for a chat model asked for vectors: which models to pull instead.
+def no_vectors(model: str, models: Sequence[Mapping[str, Any]] = ()) -> str:
+    """One line for a chat model asked for vectors: the installed embedding models (from
+    ``/api/tags`` entries, which say so since 0.30), else which ones to pull.
 
     >>> print(no_vectors("llama3.2"))  # doctest: +NORMALIZE_WHITESPACE
     llama3.2 gives no vectors: since 0.30 Ollama embeds only with embedding models. Pull one
     with `%ollama pull all-minilm` (or nomic-embed-text, embeddinggemma, mxbai-embed-large) and
     embed with it.
+    >>> print(no_vectors("llama3.2", [{"name": "nomic-embed-text:latest",
+    ...                                 "capabilities": ["embedding"]}]))
+    ... # doctest: +NORMALIZE_WHITESPACE
+    llama3.2 gives no vectors: since 0.30 Ollama embeds only with embedding models. Embed with
+    one you have: nomic-embed-text:latest.
     """
-    first, *others = EMBEDDING_MODELS
-    return (
+    said = (
         f"{model or 'This model'} gives no vectors: since 0.30 Ollama embeds only with embedding "
-        f"models. Pull one with `%ollama pull {first}` (or {', '.join(others)}) and embed with it."
+        "models."
     )
+    have = [text(m.get("name")) for m in models if "embedding" in texts(m.get("capabilities"))]
+    have = [name for name in have if name][:3]
+    if have:
+        return f"{said} Embed with one you have: {', '.join(have)}."
+    first, *others = EMBEDDING_MODELS
+    pull = f"`%ollama pull {first}` (or {', '.join(others)})"
+    return f"{said} Pull one with {pull} and embed with it."
 
 
 def unsupported_capability(error: OllamaError) -> str | None:
@@ -129,7 +141,7 @@ def describe(
     if capability and model:
         return lacking(model, capability, models, advice)
     if gives_no_vectors(error):
-        return no_vectors(model)
+        return no_vectors(model, models)
     partial = f" The partial answer is kept above{kept}." if kept is not None else ""
     if isinstance(error, ConnectionFailed):
         return (

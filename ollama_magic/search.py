@@ -206,7 +206,7 @@ def embed_texts(
             raise UsageError(describe(exc)) from None
         except ResponseError as exc:
             if gives_no_vectors(exc):  # a chat model on Ollama 0.30+
-                raise UsageError(no_vectors(model)) from None
+                raise UsageError(no_vectors(model, lifecycle.installed(client))) from None
             raise UsageError(
                 f"{model} gave no vectors (Ollama answered {exc.status}: {exc.message}). "
                 f"Use an embedding model, such as {EMBEDDING_MODELS} (ollama pull NAME)."

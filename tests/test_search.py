@@ -230,13 +230,13 @@ def test_a_missing_model_and_an_absent_server_are_one_line(ollama: OllamaServer)
 
 
 def test_a_chat_model_on_ollama_0_30_names_embedding_models(embedding: OllamaServer) -> None:
-    """Ollama 0.30+ loads a chat model, then passes on llama-server's 501."""
+    """Ollama 0.30+ loads a chat model, then passes on llama-server's 501; the message names the
+    embedding model the server has (``/api/tags`` capabilities)."""
     with pytest.raises(UsageError) as caught:
         TextIndex.build(TEXTS, "echo", host=embedding.url)
     assert str(caught.value) == (
-        "echo gives no vectors: since 0.30 Ollama embeds only with embedding models. Pull one "
-        "with `%ollama pull all-minilm` (or nomic-embed-text, embeddinggemma, mxbai-embed-large) "
-        "and embed with it."
+        "echo gives no vectors: since 0.30 Ollama embeds only with embedding models. Embed with "
+        "one you have: embedder:latest."
     )
 
 

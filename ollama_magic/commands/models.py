@@ -281,7 +281,7 @@ def run_embed(ctx: Context, args: EmbedArgs) -> Any:
             )
         except ResponseError as exc:
             if gives_no_vectors(exc):  # a chat model on Ollama 0.30+: name the model
-                raise CommandFailed(no_vectors(args.model)) from None
+                raise CommandFailed(no_vectors(args.model, lifecycle.installed(client))) from None
             raise
     vectors = answer.vectors
     value = as_array(vectors[0] if isinstance(inputs, str) and vectors else vectors)
