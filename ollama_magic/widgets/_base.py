@@ -375,14 +375,7 @@ class Generation:
                 stopped=self.stopper.reason,
             )
             note = attach_data(result) if "format" in self.body else None
-            problem = outcome(
-                result,
-                error,
-                lambda: lifecycle.installed(client),
-                stopped="Stopped",
-                advice=self.advice,
-            )
-            self._end(result, problem or note, error is not None)
+            self._report(client, result, error, note)
 
     def _work_with_tools(self) -> None:
         """A chat turn with tools: the calls run on this worker thread (the notebook stays
@@ -399,14 +392,24 @@ class Generation:
                 LiveCalls(self.publisher),
                 stopped=self.stopper.reason,
             )
-            problem = outcome(
-                result,
-                error,
-                lambda: lifecycle.installed(client),
-                stopped="Stopped",
-                advice=self.advice,
-            )
-            self._end(result, problem, error is not None)
+            self._report(client, result, error)
+
+    def _report(
+        self,
+        client: OllamaClient,
+        result: GenerationResult,
+        error: OllamaError | None,
+        note: str | None = None,
+    ) -> None:
+        """End the run with what went wrong (the server's models in the advice), else ``note``."""
+        problem = outcome(
+            result,
+            error,
+            lambda: lifecycle.installed(client),
+            stopped="Stopped",
+            advice=self.advice,
+        )
+        self._end(result, problem or note, error is not None)
 
     def _failed(self, text: str) -> None:
         result = GenerationResult(str(self.body.get("model", "")), request=self.body)
