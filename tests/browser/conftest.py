@@ -20,6 +20,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -165,7 +166,7 @@ def _free_port() -> int:
 
 
 class Lab:
-    """A running JupyterLab: its URL, token and root directory."""
+    """A running JupyterLab (or Notebook 7): its URL, token and root directory."""
 
     def __init__(
         self, process: subprocess.Popen[bytes], port: int, token: str, root: Path, log: Path
@@ -214,17 +215,13 @@ def _write_notebook(path: Path, cells: list[str]) -> None:
     nbformat.write(nb, path)
 
 
-@pytest.fixture(scope="session")
-def lab(server: OllamaServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
-    reason = _requirements()
-    if reason:
-        pytest.skip(reason)
-    home = tmp_path_factory.mktemp("lab")
-    root = home / "root"
-    root.mkdir()
-    _write_notebook(root / "test.ipynb", CELLS)
-    _write_notebook(root / "widgets.ipynb", WIDGET_CELLS)
-    _write_notebook(root / "hostile.ipynb", HOSTILE_CELLS)
+@contextmanager
+def serve(
+    app: str, server: OllamaServer, home: Path, root: Path, options: list[str]
+) -> Iterator[Lab]:
+    """``jupyter <app>`` (``lab`` or ``notebook``) serving ``root``, apart from the user's own
+    Jupyter settings (``LAB_SETTINGS`` instead) and with ``OLLAMA_HOST`` pointing at ``server``;
+    its kernels are shut down and the server stopped on leaving."""
     settings = home / "settings"
     for name, values in LAB_SETTINGS.items():
         target = settings / name
@@ -247,9 +244,9 @@ def lab(server: OllamaServer, tmp_path_factory: pytest.TempPathFactory) -> Itera
         ),
     )
     port, token = _free_port(), secrets.token_hex(16)
-    log = home / "lab.log"
+    log = home / f"{app}.log"
     command = [
-        sys.executable, "-m", "jupyter", "lab",
+        sys.executable, "-m", "jupyter", app,
         "--no-browser",
         "--allow-root",
         "--ServerApp.ip=127.0.0.1",
@@ -257,9 +254,7 @@ def lab(server: OllamaServer, tmp_path_factory: pytest.TempPathFactory) -> Itera
         "--ServerApp.port_retries=0",
         f"--IdentityProvider.token={token}",
         f"--ServerApp.root_dir={root}",
-        "--LabApp.news_url=None",
-        "--LabApp.check_for_updates_class=jupyterlab.handlers.announcements.NeverCheckForUpdate",
-        "--LabApp.extension_manager=readonly",
+        *options,
     ]  # fmt: skip
     with log.open("wb") as sink:
         process = subprocess.Popen(
@@ -271,7 +266,7 @@ def lab(server: OllamaServer, tmp_path_factory: pytest.TempPathFactory) -> Itera
         while True:
             if process.poll() is not None:
                 raise RuntimeError(
-                    f"JupyterLab exited ({process.returncode}):\n" + running.log_tail()
+                    f"jupyter {app} exited ({process.returncode}):\n" + running.log_tail()
                 )
             try:
                 running.api("/api/status")
@@ -279,7 +274,7 @@ def lab(server: OllamaServer, tmp_path_factory: pytest.TempPathFactory) -> Itera
             except (urllib.error.URLError, ConnectionError, TimeoutError):
                 if time.monotonic() > deadline:
                     raise RuntimeError(
-                        "JupyterLab did not answer in 60 s:\n" + running.log_tail()
+                        f"jupyter {app} did not answer in 60 s:\n" + running.log_tail()
                     ) from None
                 time.sleep(0.2)
         yield running
@@ -292,6 +287,26 @@ def lab(server: OllamaServer, tmp_path_factory: pytest.TempPathFactory) -> Itera
             process.kill()
             process.wait(timeout=5)
         shutil.rmtree(home / "runtime", ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def lab(server: OllamaServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
+    reason = _requirements()
+    if reason:
+        pytest.skip(reason)
+    home = tmp_path_factory.mktemp("lab")
+    root = home / "root"
+    root.mkdir()
+    _write_notebook(root / "test.ipynb", CELLS)
+    _write_notebook(root / "widgets.ipynb", WIDGET_CELLS)
+    _write_notebook(root / "hostile.ipynb", HOSTILE_CELLS)
+    options = [
+        "--LabApp.news_url=None",
+        "--LabApp.check_for_updates_class=jupyterlab.handlers.announcements.NeverCheckForUpdate",
+        "--LabApp.extension_manager=readonly",
+    ]
+    with serve("lab", server, home, root, options) as running:
+        yield running
 
 
 # The toolbar's kernel indicator; its data-status is "idle", "busy", "starting", ...
@@ -372,18 +387,27 @@ class Notebook:
 
 
 @pytest.fixture(scope="session")
-def browser(lab: Lab) -> Iterator[Any]:
-    """Headless Chromium for the session; each notebook gets a page of its own."""
+def chromium() -> Iterator[Any]:
+    """Headless Chromium for the session, whichever Jupyter front end it is pointed at."""
     from playwright.sync_api import sync_playwright
 
+    reason = _requirements()
+    if reason:
+        pytest.skip(reason)
     with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(
+        browser = playwright.chromium.launch(
             executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS
         )
         try:
-            yield chromium
+            yield browser
         finally:
-            chromium.close()
+            browser.close()
+
+
+@pytest.fixture(scope="session")
+def browser(lab: Lab, chromium: Any) -> Any:
+    """Chromium with JupyterLab running; each notebook gets a page of its own."""
+    return chromium
 
 
 def _open(
