@@ -19,14 +19,23 @@ from pydantic import BaseModel
 from ollama_magic.batch import BatchResults, map_prompt
 from ollama_magic.batch.cache import ResultCache
 from ollama_magic.batch.core import (
+    Backoff,
     Items,
     Plan,
     Snapshot,
     cache_key,
     host_fault,
     item_body,
+    permanent_fault,
 )
-from ollama_magic.batch.view import NotebookView, TerminalView, html_view, line, summary
+from ollama_magic.batch.view import (
+    NotebookView,
+    TerminalView,
+    host_line,
+    html_view,
+    line,
+    summary,
+)
 from ollama_magic.client import OllamaClient
 from ollama_magic.errors import ModelNotFound, ResponseError, StreamError, StreamTruncated
 from ollama_magic.result import GenerationResult
@@ -81,30 +90,98 @@ def test_host_fault_tells_host_trouble_from_item_trouble() -> None:
 
 
 def test_plan_requeues_a_failed_hosts_item_and_loses_items_when_no_host_is_left() -> None:
-    plan = Plan.start(range(4), {"a": 2, "b": 1})
-    assert [plan.take("a"), plan.take("a"), plan.take("a"), plan.take("b")] == [0, 1, None, 2]
-    plan.host_failed(0, "a", "refused")
-    assert plan.take("a") is None  # set aside
+    plan = Plan.start(range(4), {"a": 2, "b": 1}, Backoff(retries=0))
+    taken = [plan.take("a", 0), plan.take("a", 0), plan.take("a", 0), plan.take("b", 0)]
+    assert taken == [0, 1, None, 2]
+    plan.host_failed(0, "a", "refused", 0)
+    assert plan.take("a", 100) is None  # out for good: no retries allowed
     plan.finish(2, "b", ok=True, tokens=5)
-    assert plan.take("b") == 0  # the failed host's item, before item 3
-    plan.host_failed(1, "a", "refused")
-    plan.host_failed(0, "b", "gone")
+    assert plan.take("b", 0) == 0  # the failed host's item, before item 3
+    plan.host_failed(1, "a", "refused", 0)
+    plan.host_failed(0, "b", "gone", 0)
     assert plan.lost == {0: "gone", 1: "gone", 3: "gone"}  # the last host's error
     assert plan.over
+
+
+def test_backoff_doubles_up_to_its_cap_and_gives_up_after_its_retries() -> None:
+    backoff = Backoff(first=0.5, cap=3.0, retries=3)
+    assert [backoff.delay(n) for n in range(1, 6)] == [0.5, 1.0, 2.0, 3.0, 3.0]
+    assert [backoff.gives_up(n) for n in range(1, 5)] == [False, False, False, True]
+    assert permanent_fault(ModelNotFound("m", "model 'm' not found"))
+    assert not permanent_fault(ResponseError(503, "server busy, please try again"))
+    assert not permanent_fault(StreamTruncated("gone"))
+
+
+def test_a_cooling_host_waits_then_gets_one_item_on_trial_then_all_its_slots() -> None:
+    plan = Plan.start(range(5), {"a": 2}, Backoff(first=1.0, cap=10.0, retries=3))
+    assert [plan.take("a", 0), plan.take("a", 0)] == [0, 1]
+    plan.host_failed(0, "a", "dropped", 10.0)
+    plan.host_failed(1, "a", "dropped", 10.1)  # sent before the failure: not a second one
+    host = plan.hosts["a"]
+    assert (host.failures, host.retry_at, host.out) == (1, 11.0, False)
+    assert plan.wake_in("a", 10.25) == 0.75 and not plan.over and not plan.lost
+    assert plan.take("a", 10.9) is None  # still cooling: the items wait, none is lost
+    assert plan.take("a", 11.0) == 1 and plan.take("a", 11.0) is None  # one on trial
+    assert plan.wake_in("a", 11.0) is None
+    plan.host_failed(1, "a", "refused", 11.5)
+    assert (host.failures, host.retry_at) == (2, 13.5)  # twice as long
+    assert plan.take("a", 13.5) == 1
+    plan.finish(1, "a", ok=True)  # it answered: up again, every slot
+    assert (host.failures, host.error, host.retry_at) == (0, None, None)
+    assert [plan.take("a", 13.6), plan.take("a", 13.6), plan.take("a", 13.6)] == [0, 2, None]
+
+
+def test_a_host_is_out_after_its_retries_and_then_the_rest_is_lost() -> None:
+    plan = Plan.start(range(3), {"a": 1}, Backoff(first=1.0, cap=2.0, retries=2))
+    now = 0.0
+    for failures in (1, 2):
+        index = plan.take("a", now)
+        assert index == 0
+        plan.host_failed(index, "a", f"refused {failures}", now)
+        assert plan.take("a", now) is None and not plan.lost
+        now = plan.hosts["a"].retry_at or 0.0
+    assert now == 3.0  # 1 s, then 2 s
+    plan.host_failed(plan.take("a", now) or 0, "a", "refused 3", now)
+    assert plan.hosts["a"].out and plan.take("a", 1e9) is None
+    assert plan.lost == {0: "refused 3", 1: "refused 3", 2: "refused 3"} and plan.over
+
+
+def test_a_missing_model_puts_the_host_out_at_once_and_others_go_on() -> None:
+    plan = Plan.start(range(3), {"a": 1, "b": 1}, Backoff(retries=5))
+    assert (plan.take("a", 0), plan.take("b", 0)) == (0, 1)
+    plan.host_failed(0, "a", "model 'm' not found", 0, permanent=True)
+    assert plan.hosts["a"].out and plan.hosts["a"].failures == 0 and not plan.lost
+    plan.finish(1, "b", ok=True)
+    assert plan.take("b", 0) == 0 and plan.take("a", 1e9) is None
 
 
 def test_snapshot_texts() -> None:
     plan = Plan.start(range(10), {"http://a:1": 2, "http://b:2": 2})
     plan.hosts["http://b:2"].error = "cannot connect"
+    plan.hosts["http://b:2"].out = True
     snap = Snapshot(10, 6, 1, 2, 2, 500, 5.0, list(plan.hosts.values()), 5)
     assert line(snap, width=4).startswith("▕███ ▏ 6/10 done · 1 failed · 2 in flight")
     assert "100.0 tokens/s · 3 s left" in line(snap)
-    assert "http://b:2 set aside" in line(snap)
+    assert "http://b:2 out for good: cannot connect" in line(snap)
     page = html_view(snap)
-    assert "<progress value='7' max='10'" in page and "set aside: cannot connect" in page
+    assert "<progress value='7' max='10'" in page and "out for good: cannot connect" in page
     end = summary(snap)
     assert end.startswith("10 items: 6 done (2 from the cache), 1 failed, 3 not finished")
-    assert "http://b:2 was set aside: cannot connect." in end
+    assert "http://b:2 was set aside for good: cannot connect." in end
+
+
+def test_a_single_host_cooling_down_shows_in_every_view() -> None:
+    plan = Plan.start(range(4), {"http://a:1": 2}, Backoff(first=2.0, retries=3))
+    plan.host_failed(plan.take("http://a:1", 0) or 0, "http://a:1", "503 server busy", 10.0)
+    snap = Snapshot(4, 0, 0, 0, 0, 0, 1.0, list(plan.hosts.values()), 0, now=10.2)
+    assert host_line(snap) == "http://a:1 retrying in 2 s"
+    assert line(snap).endswith("| http://a:1 retrying in 2 s")
+    assert "retrying in 2 s (503 server busy)" in html_view(snap)
+    assert "http://a:1 was set aside: 503 server busy." in summary(snap)
+    plan.hosts["http://a:1"].failures = 4
+    plan.hosts["http://a:1"].out = True
+    gone = summary(Snapshot(4, 0, 4, 0, 0, 0, 1.0, list(plan.hosts.values()), 0))
+    assert "was set aside for good after 4 failures in a row: 503 server busy." in gone
 
 
 def test_host_names_are_escaped_in_the_notebook_view() -> None:
@@ -407,10 +484,21 @@ def test_with_no_host_left_every_item_fails_with_the_reason(tmp_path: Path) -> N
     gone = OllamaServer()
     url = gone.url
     gone.stop()  # bound, never served: connections are refused
-    results = map_prompt("{item}", ["a", "b"], "echo", hosts=url, cache=tmp_path, display="none")
+    started = time.monotonic()
+    results = map_prompt(
+        "{item}",
+        ["a", "b"],
+        "echo",
+        hosts=url,
+        cache=tmp_path,
+        display="none",
+        retries=2,
+        retry_wait=0.1,
+    )
+    assert time.monotonic() - started < 5
     assert results.failed == [0, 1]
     assert results.errors == ["not sent: every host was set aside"] * 2
-    assert "cannot connect" in results.summary
+    assert "set aside for good after 3 failures in a row: cannot connect" in results.summary
 
 
 def test_a_missing_model_sets_the_host_aside_once(ollama: OllamaServer, tmp_path: Path) -> None:
