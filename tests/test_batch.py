@@ -480,6 +480,137 @@ def test_a_host_stopped_mid_run_is_set_aside_and_the_other_finishes(tmp_path: Pa
         assert {r.json["prompt"] for r in cut} <= on_second
 
 
+def test_a_single_host_restarted_mid_run_is_tried_again_and_every_item_is_done(
+    tmp_path: Path,
+) -> None:
+    engine = ScriptedEngine(pace=200, slots=2)
+    first = OllamaServer(engines=[engine]).start()
+    revived: list[OllamaServer] = []
+    refused_twice = threading.Event()
+
+    def watch(snapshot: Snapshot) -> None:
+        if snapshot.hosts[0].failures >= 2:  # the stop, then at least one refused retry
+            refused_twice.set()
+
+    def bounce() -> None:
+        until(lambda: len(bodies(first)) >= 3)
+        first.stop()
+        if refused_twice.wait(10):
+            revived.append(OllamaServer(engines=[engine], port=first.port).start())
+
+    items = [f"item {i} " + "word " * 8 for i in range(16)]
+    bouncer = threading.Thread(target=bounce)
+    bouncer.start()
+    try:
+        results = map_prompt(
+            "{item}",
+            items,
+            "echo",
+            hosts=first.url,
+            parallel=2,
+            cache=tmp_path,
+            display="none",
+            progress=watch,
+            retries=6,
+            retry_wait=0.1,
+        )
+    finally:
+        bouncer.join()
+        first.stop()
+        for server in revived:
+            server.stop()
+    assert revived, "the run kept waiting for the host while it was down"
+    assert not results.failed, results.summary
+    assert results.answers == [f"Echo: <|user|>{item}\n<|assistant|>" for item in items]
+    assert "set aside" not in results.summary  # it came back: nothing to report
+    before = {b["prompt"] for b in bodies(first)}
+    after = {b["prompt"] for b in bodies(revived[0])}
+    assert after and before | after == set(items)
+    cut = [r.json["prompt"] for r in first.requests if r.disconnected_at is not None]
+    assert cut and set(cut) <= after  # the items the stop cut were sent again
+
+
+def test_a_single_host_stopped_for_good_ends_the_run_after_its_retries(tmp_path: Path) -> None:
+    server = OllamaServer(engines=[ScriptedEngine(pace=200, slots=2)]).start()
+    stopper = threading.Thread(
+        target=lambda: (until(lambda: len(bodies(server)) >= 3), server.stop())
+    )
+    items = [f"item {i} " + "word " * 8 for i in range(12)]
+    stopper.start()
+    started = time.monotonic()
+    try:
+        results = map_prompt(
+            "{item}",
+            items,
+            "echo",
+            hosts=server.url,
+            parallel=2,
+            cache=tmp_path,
+            display="none",
+            retries=2,
+            retry_wait=0.1,
+        )
+    finally:
+        stopper.join()
+        server.stop()
+    assert time.monotonic() - started < 8  # 0.1 s + 0.2 s of cool-down, then it gives up
+    done = [i for i, e in enumerate(results.errors) if e is None]
+    assert 1 <= len(done) < len(items)
+    assert all(results.errors[i] == "not sent: every host was set aside" for i in results.failed)
+    assert results.summary.startswith(f"12 items: {len(done)} done, {len(results.failed)} failed")
+    assert f"{server.url} was set aside for good after 3 failures in a row: " in results.summary
+    assert "Run it again to retry the failed ones." in results.summary
+
+
+def test_a_busy_server_503_is_waited_out_not_failed(tmp_path: Path) -> None:
+    """One slot and no queue: every request beyond the one running gets Ollama's 503."""
+    with OllamaServer(engines=[ScriptedEngine(pace=100, slots=1, max_queue=0)]) as server:
+        results = map_prompt(
+            "{item}",
+            list("abcdef"),
+            "echo",
+            hosts=server.url,
+            parallel=3,
+            cache=tmp_path,
+            display="none",
+            retries=6,
+            retry_wait=0.05,
+        )
+        assert not results.failed, results.summary
+        assert results.answers == [f"Echo: <|user|>{c}\n<|assistant|>" for c in "abcdef"]
+        statuses = [r.status for r in server.requests if r.path == "/api/generate"]
+        assert statuses.count(503) >= 2 and statuses.count(200) == 6
+
+
+def test_scripted_max_queue_answers_503_as_ollama_does() -> None:
+    from ollama_magic.server.scripted import SERVER_BUSY
+
+    with OllamaServer(engines=[ScriptedEngine(pace=20, slots=1, max_queue=1)]) as server:
+        outcomes: list[str] = []
+        lock = threading.Lock()
+
+        def ask(prompt: str) -> None:
+            with closing(OllamaClient(server.url)) as client:
+                body = {"model": "lorem", "prompt": prompt, "options": {"num_predict": 8}}
+                try:
+                    with client.stream("/api/generate", body) as stream:
+                        list(stream)
+                    outcome = "ok"
+                except ResponseError as exc:
+                    outcome = f"{exc.status} {exc.message}"
+            with lock:
+                outcomes.append(outcome)
+
+        threads = [threading.Thread(target=ask, args=(f"p{i}",)) for i in range(3)]
+        for n, thread in enumerate(threads, 1):
+            thread.start()
+            until(lambda n=n: len(server.requests) >= n)  # all three overlap, in order
+        for thread in threads:
+            thread.join()
+        busy = " ".join(SERVER_BUSY.split())  # the client folds the two spaces
+        assert sorted(outcomes) == [f"503 {busy}", "ok", "ok"]  # one runs, one waits
+
+
 def test_with_no_host_left_every_item_fails_with_the_reason(tmp_path: Path) -> None:
     gone = OllamaServer()
     url = gone.url
