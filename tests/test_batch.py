@@ -611,6 +611,33 @@ def test_scripted_max_queue_answers_503_as_ollama_does() -> None:
         assert sorted(outcomes) == [f"503 {busy}", "ok", "ok"]  # one runs, one waits
 
 
+def test_ctrl_c_during_a_long_cool_down_stops_at_once(tmp_path: Path) -> None:
+    gone = OllamaServer()
+    url = gone.url
+    gone.stop()  # bound, never served: connections are refused
+
+    def stop_while_cooling(snapshot: Snapshot) -> None:
+        if snapshot.hosts[0].retry_at is not None:
+            raise KeyboardInterrupt  # what Ctrl-C does, 30 s before the next try
+
+    started = time.monotonic()
+    results = map_prompt(
+        "{item}",
+        ["a", "b"],
+        "echo",
+        hosts=url,
+        cache=tmp_path,
+        display="none",
+        progress=stop_while_cooling,
+        retry_wait=30,
+    )
+    assert time.monotonic() - started < 5
+    assert results.interrupted and results.failed == [0, 1]
+    assert "Interrupted" in results.summary and f"{url} was set aside: cannot connect" in (
+        results.summary
+    )
+
+
 def test_with_no_host_left_every_item_fails_with_the_reason(tmp_path: Path) -> None:
     gone = OllamaServer()
     url = gone.url
