@@ -71,7 +71,7 @@ def host_state(h: HostState, now: float, *, detail: bool = False) -> str:
     'out for good: cannot connect'
     """
     if h.out:
-        return f"out for good: {h.error}"
+        return f"out for good: {h.error if detail else terse(h.error or '')}"
     if h.retry_at is not None and now < h.retry_at:
         wait = f"retrying in {clock_text(math.ceil(h.retry_at - now))}"
         return f"{wait} ({h.error})" if detail else wait
@@ -80,6 +80,16 @@ def host_state(h: HostState, now: float, *, detail: bool = False) -> str:
     if detail:
         return f"{h.done} done · {h.failed} failed · {h.in_flight} in flight · {h.tokens} tokens"
     return f"{h.done} done, {h.in_flight} in flight"
+
+
+def terse(text: str, width: int = 60) -> str:
+    """A server's message fit for one terminal line: printable, at most ``width`` characters.
+
+    >>> terse("bad\x1b[2Jnews " + "x" * 80, 12)
+    'bad?[2Jnews…'
+    """
+    text = "".join(c if c.isprintable() else "?" for c in text)
+    return text if len(text) <= width else text[: width - 1] + "…"
 
 
 def host_line(s: Snapshot) -> str:
