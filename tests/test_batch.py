@@ -19,14 +19,23 @@ from pydantic import BaseModel
 from ollama_magic.batch import BatchResults, map_prompt
 from ollama_magic.batch.cache import ResultCache
 from ollama_magic.batch.core import (
+    Backoff,
     Items,
     Plan,
     Snapshot,
     cache_key,
     host_fault,
     item_body,
+    permanent_fault,
 )
-from ollama_magic.batch.view import NotebookView, TerminalView, html_view, line, summary
+from ollama_magic.batch.view import (
+    NotebookView,
+    TerminalView,
+    host_line,
+    html_view,
+    line,
+    summary,
+)
 from ollama_magic.client import OllamaClient
 from ollama_magic.errors import ModelNotFound, ResponseError, StreamError, StreamTruncated
 from ollama_magic.result import GenerationResult
@@ -81,30 +90,98 @@ def test_host_fault_tells_host_trouble_from_item_trouble() -> None:
 
 
 def test_plan_requeues_a_failed_hosts_item_and_loses_items_when_no_host_is_left() -> None:
-    plan = Plan.start(range(4), {"a": 2, "b": 1})
-    assert [plan.take("a"), plan.take("a"), plan.take("a"), plan.take("b")] == [0, 1, None, 2]
-    plan.host_failed(0, "a", "refused")
-    assert plan.take("a") is None  # set aside
+    plan = Plan.start(range(4), {"a": 2, "b": 1}, Backoff(retries=0))
+    taken = [plan.take("a", 0), plan.take("a", 0), plan.take("a", 0), plan.take("b", 0)]
+    assert taken == [0, 1, None, 2]
+    plan.host_failed(0, "a", "refused", 0)
+    assert plan.take("a", 100) is None  # out for good: no retries allowed
     plan.finish(2, "b", ok=True, tokens=5)
-    assert plan.take("b") == 0  # the failed host's item, before item 3
-    plan.host_failed(1, "a", "refused")
-    plan.host_failed(0, "b", "gone")
+    assert plan.take("b", 0) == 0  # the failed host's item, before item 3
+    plan.host_failed(1, "a", "refused", 0)
+    plan.host_failed(0, "b", "gone", 0)
     assert plan.lost == {0: "gone", 1: "gone", 3: "gone"}  # the last host's error
     assert plan.over
+
+
+def test_backoff_doubles_up_to_its_cap_and_gives_up_after_its_retries() -> None:
+    backoff = Backoff(first=0.5, cap=3.0, retries=3)
+    assert [backoff.delay(n) for n in range(1, 6)] == [0.5, 1.0, 2.0, 3.0, 3.0]
+    assert [backoff.gives_up(n) for n in range(1, 5)] == [False, False, False, True]
+    assert permanent_fault(ModelNotFound("m", "model 'm' not found"))
+    assert not permanent_fault(ResponseError(503, "server busy, please try again"))
+    assert not permanent_fault(StreamTruncated("gone"))
+
+
+def test_a_cooling_host_waits_then_gets_one_item_on_trial_then_all_its_slots() -> None:
+    plan = Plan.start(range(5), {"a": 2}, Backoff(first=1.0, cap=10.0, retries=3))
+    assert [plan.take("a", 0), plan.take("a", 0)] == [0, 1]
+    plan.host_failed(0, "a", "dropped", 10.0)
+    plan.host_failed(1, "a", "dropped", 10.1)  # sent before the failure: not a second one
+    host = plan.hosts["a"]
+    assert (host.failures, host.retry_at, host.out) == (1, 11.0, False)
+    assert plan.wake_in("a", 10.25) == 0.75 and not plan.over and not plan.lost
+    assert plan.take("a", 10.9) is None  # still cooling: the items wait, none is lost
+    assert plan.take("a", 11.0) == 1 and plan.take("a", 11.0) is None  # one on trial
+    assert plan.wake_in("a", 11.0) is None
+    plan.host_failed(1, "a", "refused", 11.5)
+    assert (host.failures, host.retry_at) == (2, 13.5)  # twice as long
+    assert plan.take("a", 13.5) == 1
+    plan.finish(1, "a", ok=True)  # it answered: up again, every slot
+    assert (host.failures, host.error, host.retry_at) == (0, None, None)
+    assert [plan.take("a", 13.6), plan.take("a", 13.6), plan.take("a", 13.6)] == [0, 2, None]
+
+
+def test_a_host_is_out_after_its_retries_and_then_the_rest_is_lost() -> None:
+    plan = Plan.start(range(3), {"a": 1}, Backoff(first=1.0, cap=2.0, retries=2))
+    now = 0.0
+    for failures in (1, 2):
+        index = plan.take("a", now)
+        assert index == 0
+        plan.host_failed(index, "a", f"refused {failures}", now)
+        assert plan.take("a", now) is None and not plan.lost
+        now = plan.hosts["a"].retry_at or 0.0
+    assert now == 3.0  # 1 s, then 2 s
+    plan.host_failed(plan.take("a", now) or 0, "a", "refused 3", now)
+    assert plan.hosts["a"].out and plan.take("a", 1e9) is None
+    assert plan.lost == {0: "refused 3", 1: "refused 3", 2: "refused 3"} and plan.over
+
+
+def test_a_missing_model_puts_the_host_out_at_once_and_others_go_on() -> None:
+    plan = Plan.start(range(3), {"a": 1, "b": 1}, Backoff(retries=5))
+    assert (plan.take("a", 0), plan.take("b", 0)) == (0, 1)
+    plan.host_failed(0, "a", "model 'm' not found", 0, permanent=True)
+    assert plan.hosts["a"].out and plan.hosts["a"].failures == 0 and not plan.lost
+    plan.finish(1, "b", ok=True)
+    assert plan.take("b", 0) == 0 and plan.take("a", 1e9) is None
 
 
 def test_snapshot_texts() -> None:
     plan = Plan.start(range(10), {"http://a:1": 2, "http://b:2": 2})
     plan.hosts["http://b:2"].error = "cannot connect"
+    plan.hosts["http://b:2"].out = True
     snap = Snapshot(10, 6, 1, 2, 2, 500, 5.0, list(plan.hosts.values()), 5)
     assert line(snap, width=4).startswith("▕███ ▏ 6/10 done · 1 failed · 2 in flight")
     assert "100.0 tokens/s · 3 s left" in line(snap)
-    assert "http://b:2 set aside" in line(snap)
+    assert "http://b:2 out for good: cannot connect" in line(snap)
     page = html_view(snap)
-    assert "<progress value='7' max='10'" in page and "set aside: cannot connect" in page
+    assert "<progress value='7' max='10'" in page and "out for good: cannot connect" in page
     end = summary(snap)
     assert end.startswith("10 items: 6 done (2 from the cache), 1 failed, 3 not finished")
-    assert "http://b:2 was set aside: cannot connect." in end
+    assert "http://b:2 was set aside for good: cannot connect." in end
+
+
+def test_a_single_host_cooling_down_shows_in_every_view() -> None:
+    plan = Plan.start(range(4), {"http://a:1": 2}, Backoff(first=2.0, retries=3))
+    plan.host_failed(plan.take("http://a:1", 0) or 0, "http://a:1", "503 server busy", 10.0)
+    snap = Snapshot(4, 0, 0, 0, 0, 0, 1.0, list(plan.hosts.values()), 0, now=10.2)
+    assert host_line(snap) == "http://a:1 retrying in 2 s"
+    assert line(snap).endswith("| http://a:1 retrying in 2 s")
+    assert "retrying in 2 s (503 server busy)" in html_view(snap)
+    assert "http://a:1 was set aside: 503 server busy." in summary(snap)
+    plan.hosts["http://a:1"].failures = 4
+    plan.hosts["http://a:1"].out = True
+    gone = summary(Snapshot(4, 0, 4, 0, 0, 0, 1.0, list(plan.hosts.values()), 0))
+    assert "was set aside for good after 4 failures in a row: 503 server busy." in gone
 
 
 def test_host_names_are_escaped_in_the_notebook_view() -> None:
@@ -403,14 +480,183 @@ def test_a_host_stopped_mid_run_is_set_aside_and_the_other_finishes(tmp_path: Pa
         assert {r.json["prompt"] for r in cut} <= on_second
 
 
+def test_a_single_host_restarted_mid_run_is_tried_again_and_every_item_is_done(
+    tmp_path: Path,
+) -> None:
+    engine = ScriptedEngine(pace=200, slots=2)
+    first = OllamaServer(engines=[engine]).start()
+    revived: list[OllamaServer] = []
+    refused_twice = threading.Event()
+
+    def watch(snapshot: Snapshot) -> None:
+        if snapshot.hosts[0].failures >= 2:  # the stop, then at least one refused retry
+            refused_twice.set()
+
+    def bounce() -> None:
+        until(lambda: len(bodies(first)) >= 3)
+        first.stop()
+        if refused_twice.wait(10):
+            revived.append(OllamaServer(engines=[engine], port=first.port).start())
+
+    items = [f"item {i} " + "word " * 8 for i in range(16)]
+    bouncer = threading.Thread(target=bounce)
+    bouncer.start()
+    try:
+        results = map_prompt(
+            "{item}",
+            items,
+            "echo",
+            hosts=first.url,
+            parallel=2,
+            cache=tmp_path,
+            display="none",
+            progress=watch,
+            retries=6,
+            retry_wait=0.1,
+        )
+    finally:
+        bouncer.join()
+        first.stop()
+        for server in revived:
+            server.stop()
+    assert revived, "the run kept waiting for the host while it was down"
+    assert not results.failed, results.summary
+    assert results.answers == [f"Echo: <|user|>{item}\n<|assistant|>" for item in items]
+    assert "set aside" not in results.summary  # it came back: nothing to report
+    before = {b["prompt"] for b in bodies(first)}
+    after = {b["prompt"] for b in bodies(revived[0])}
+    assert after and before | after == set(items)
+    cut = [r.json["prompt"] for r in first.requests if r.disconnected_at is not None]
+    assert cut and set(cut) <= after  # the items the stop cut were sent again
+
+
+def test_a_single_host_stopped_for_good_ends_the_run_after_its_retries(tmp_path: Path) -> None:
+    server = OllamaServer(engines=[ScriptedEngine(pace=200, slots=2)]).start()
+    stopper = threading.Thread(
+        target=lambda: (until(lambda: len(bodies(server)) >= 3), server.stop())
+    )
+    items = [f"item {i} " + "word " * 8 for i in range(12)]
+    stopper.start()
+    started = time.monotonic()
+    try:
+        results = map_prompt(
+            "{item}",
+            items,
+            "echo",
+            hosts=server.url,
+            parallel=2,
+            cache=tmp_path,
+            display="none",
+            retries=2,
+            retry_wait=0.1,
+        )
+    finally:
+        stopper.join()
+        server.stop()
+    assert time.monotonic() - started < 8  # 0.1 s + 0.2 s of cool-down, then it gives up
+    done = [i for i, e in enumerate(results.errors) if e is None]
+    assert 1 <= len(done) < len(items)
+    assert all(results.errors[i] == "not sent: every host was set aside" for i in results.failed)
+    assert results.summary.startswith(f"12 items: {len(done)} done, {len(results.failed)} failed")
+    assert f"{server.url} was set aside for good after 3 failures in a row: " in results.summary
+    assert "Run it again to retry the failed ones." in results.summary
+
+
+def test_a_busy_server_503_is_waited_out_not_failed(tmp_path: Path) -> None:
+    """One slot and no queue: every request beyond the one running gets Ollama's 503."""
+    with OllamaServer(engines=[ScriptedEngine(pace=100, slots=1, max_queue=0)]) as server:
+        results = map_prompt(
+            "{item}",
+            list("abcdef"),
+            "echo",
+            hosts=server.url,
+            parallel=3,
+            cache=tmp_path,
+            display="none",
+            retries=6,
+            retry_wait=0.05,
+        )
+        assert not results.failed, results.summary
+        assert results.answers == [f"Echo: <|user|>{c}\n<|assistant|>" for c in "abcdef"]
+        statuses = [r.status for r in server.requests if r.path == "/api/generate"]
+        assert statuses.count(503) >= 2 and statuses.count(200) == 6
+
+
+def test_scripted_max_queue_answers_503_as_ollama_does() -> None:
+    from ollama_magic.server.scripted import SERVER_BUSY
+
+    with OllamaServer(engines=[ScriptedEngine(pace=20, slots=1, max_queue=1)]) as server:
+        outcomes: list[str] = []
+        lock = threading.Lock()
+
+        def ask(prompt: str) -> None:
+            with closing(OllamaClient(server.url)) as client:
+                body = {"model": "lorem", "prompt": prompt, "options": {"num_predict": 8}}
+                try:
+                    with client.stream("/api/generate", body) as stream:
+                        list(stream)
+                    outcome = "ok"
+                except ResponseError as exc:
+                    outcome = f"{exc.status} {exc.message}"
+            with lock:
+                outcomes.append(outcome)
+
+        threads = [threading.Thread(target=ask, args=(f"p{i}",)) for i in range(3)]
+        for n, thread in enumerate(threads, 1):
+            thread.start()
+            until(lambda n=n: len(server.requests) >= n)  # all three overlap, in order
+        for thread in threads:
+            thread.join()
+        busy = " ".join(SERVER_BUSY.split())  # the client folds the two spaces
+        assert sorted(outcomes) == [f"503 {busy}", "ok", "ok"]  # one runs, one waits
+
+
+def test_ctrl_c_during_a_long_cool_down_stops_at_once(tmp_path: Path) -> None:
+    gone = OllamaServer()
+    url = gone.url
+    gone.stop()  # bound, never served: connections are refused
+
+    def stop_while_cooling(snapshot: Snapshot) -> None:
+        if snapshot.hosts[0].retry_at is not None:
+            raise KeyboardInterrupt  # what Ctrl-C does, 30 s before the next try
+
+    started = time.monotonic()
+    results = map_prompt(
+        "{item}",
+        ["a", "b"],
+        "echo",
+        hosts=url,
+        cache=tmp_path,
+        display="none",
+        progress=stop_while_cooling,
+        retry_wait=30,
+    )
+    assert time.monotonic() - started < 5
+    assert results.interrupted and results.failed == [0, 1]
+    assert "Interrupted" in results.summary and f"{url} was set aside: cannot connect" in (
+        results.summary
+    )
+
+
 def test_with_no_host_left_every_item_fails_with_the_reason(tmp_path: Path) -> None:
     gone = OllamaServer()
     url = gone.url
     gone.stop()  # bound, never served: connections are refused
-    results = map_prompt("{item}", ["a", "b"], "echo", hosts=url, cache=tmp_path, display="none")
+    started = time.monotonic()
+    results = map_prompt(
+        "{item}",
+        ["a", "b"],
+        "echo",
+        hosts=url,
+        cache=tmp_path,
+        display="none",
+        retries=2,
+        retry_wait=0.1,
+    )
+    assert time.monotonic() - started < 5
     assert results.failed == [0, 1]
     assert results.errors == ["not sent: every host was set aside"] * 2
-    assert "cannot connect" in results.summary
+    assert "set aside for good after 3 failures in a row: cannot connect" in results.summary
 
 
 def test_a_missing_model_sets_the_host_aside_once(ollama: OllamaServer, tmp_path: Path) -> None:

@@ -19,6 +19,7 @@ from ..session import attach_data
 from .cache import ResultCache, default_dir
 from .core import (
     DEFAULT_PARALLEL,
+    Backoff,
     HostState,
     Items,
     Snapshot,
@@ -122,6 +123,7 @@ class Settings:
     cache: ResultCache | None = None
     view: View | None = None
     progress: Callable[[Snapshot], None] | None = None
+    backoff: Backoff = field(default_factory=Backoff)  # when a failed host is tried again
 
 
 @dataclass
@@ -177,7 +179,7 @@ def execute(batch: Batch, settings: Settings) -> Report:
     outcome = None
     try:
         if todo:
-            outcome = Runner(job, connect).run(tick)
+            outcome = Runner(job, connect, backoff=settings.backoff).run(tick)
     finally:
         for _, unused in clients.values():
             unused.close()
@@ -304,6 +306,8 @@ def map_prompt(
     namespace: Mapping[str, Any] | None = None,
     connect_timeout: float = 5.0,
     timeout: float = 600.0,
+    retries: int = 4,
+    retry_wait: float = 1.0,
     **fields: Any,
 ) -> Any:
     """Fill ``template`` with each item of ``data`` and ask ``model``; results in input order.
@@ -316,7 +320,10 @@ def map_prompt(
     directory instead of the default; ``display``: ``auto``, ``text`` or ``none``;
     ``progress(snapshot)`` is called on the calling thread as the run goes (raising
     ``KeyboardInterrupt`` there stops it as Ctrl-C does); ``namespace``: variables the
-    template may also use.
+    template may also use; ``retries``, ``retry_wait``: a host that fails (refused, dropped,
+    timed out, 502/503/504) is tried again after ``retry_wait`` s, then twice as long each time
+    (at most 30 s), and is out for good after ``retries`` failed retries in a row; items wait
+    for it meanwhile, so a restarting or busy Ollama costs a pause, not the run.
 
     **Returns:** a :class:`BatchResults`, or for a DataFrame a copy with answer columns.
 
@@ -353,6 +360,7 @@ def map_prompt(
         cache=store,
         view=choose_view(display, _in_kernel),
         progress=progress,
+        backoff=_checked_backoff(retries, retry_wait),
     )
     try:
         report = execute(batch, settings)
@@ -368,6 +376,16 @@ def _checked_parallel(value: int) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 256:
         raise ValueError(f"parallel {value!r}: use a whole number from 1 to 256")
     return value
+
+
+def _checked_backoff(retries: int, retry_wait: float) -> Backoff:
+    if isinstance(retries, bool) or not isinstance(retries, int) or not 0 <= retries <= 100:
+        raise ValueError(f"retries {retries!r}: use a whole number from 0 to 100")
+    if isinstance(retry_wait, bool) or not isinstance(retry_wait, (int, float)):
+        raise ValueError(f"retry_wait {retry_wait!r}: use seconds, e.g. 1.0")
+    if not 0 <= retry_wait <= 3600:
+        raise ValueError(f"retry_wait {retry_wait!r}: use seconds from 0 to 3600")
+    return Backoff(first=float(retry_wait), cap=max(30.0, float(retry_wait)), retries=retries)
 
 
 def _in_kernel() -> bool:

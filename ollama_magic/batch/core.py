@@ -2,8 +2,9 @@
 
 Nothing here does I/O or imports pandas: a DataFrame or Series is recognised by its methods, so
 the package runs without pandas and only a user who has one hands one in. :class:`Plan` is the
-bookkeeping of a run (which items wait, which host has a free slot, which host was set aside),
-fed by the transport and read by the display; the clock is always passed in.
+bookkeeping of a run (which items wait, which host has a free slot, which host is cooling down
+after a failure and when it may be tried again, which is out for good), fed by the transport and
+read by the display; the clock is always passed in, so the schedule is tested without sleeping.
 """
 
 from __future__ import annotations
@@ -112,6 +113,39 @@ def cache_key(path: str, body: Mapping[str, Any]) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
+def permanent_fault(error: OllamaError) -> bool:
+    """Whether a host fault will not pass by waiting: the model is not there (404).
+
+    >>> permanent_fault(ModelNotFound("m", "gone")), permanent_fault(ResponseError(503, "busy"))
+    (True, False)
+    """
+    return isinstance(error, ModelNotFound)
+
+
+@dataclass(frozen=True)
+class Backoff:
+    """When a host that failed is tried again: after ``first`` s, then twice as long each time
+    it fails again, at most ``cap`` s; after ``retries`` failed retries in a row (so
+    ``retries + 1`` failures) it is out for good. A dropped connection, an Ollama restart or a
+    503 "server busy" then costs a pause, not the run.
+
+    >>> b = Backoff(first=1.0, cap=5.0, retries=4)
+    >>> [b.delay(n) for n in range(1, 6)], b.gives_up(4), b.gives_up(5)
+    ([1.0, 2.0, 4.0, 5.0, 5.0], False, True)
+    """
+
+    first: float = 1.0
+    cap: float = 30.0
+    retries: int = 4
+
+    def delay(self, failures: int) -> float:
+        """The cool-down after the ``failures``-th failure in a row (1, 2, …)."""
+        return float(min(self.cap, self.first * 2 ** max(failures - 1, 0)))
+
+    def gives_up(self, failures: int) -> bool:
+        return failures > self.retries
+
+
 def host_fault(error: OllamaError) -> bool:
     """Whether ``error`` says the host failed (try the item elsewhere), not the item itself. A
     missing model counts: every other item would fail there the same way.
@@ -128,7 +162,8 @@ def host_fault(error: OllamaError) -> bool:
 
 @dataclass
 class HostState:
-    """One host's share of a run."""
+    """One host's share of a run. A host is *up*, *cooling down* after a failure (``error`` set,
+    ``retry_at`` says when it may be tried again) or *out* for good (``out``)."""
 
     url: str
     slots: int
@@ -136,11 +171,26 @@ class HostState:
     done: int = 0
     failed: int = 0
     tokens: int = 0
-    error: str | None = None  # why it was set aside
+    error: str | None = None  # why it was set aside (the latest failure)
+    failures: int = 0  # failures in a row; an answer (good or not) resets them
+    retry_at: float | None = None  # while cooling down: when it may be tried again
+    out: bool = False  # set aside for good: the model is missing, or it failed too often
+    attempt: int = 0  # counts failures, so items sent before one do not count twice
 
     @property
     def alive(self) -> bool:
+        """Up: not cooling down, not out."""
         return self.error is None
+
+    def usable(self, now: float) -> bool:
+        """May be sent to now: up, or its cool-down is over (then one probe at a time)."""
+        if self.out:
+            return False
+        return self.retry_at is None or now >= self.retry_at
+
+    def capacity(self) -> int:
+        """Requests it may have in flight: all its slots when up, one while it is on trial."""
+        return self.slots if self.failures == 0 else 1
 
 
 @dataclass
@@ -156,6 +206,7 @@ class Snapshot:
     elapsed: float
     hosts: list[HostState]
     finished_here: int  # items this run finished (not from the cache): the pace for time left
+    now: float = 0.0  # the run's clock, for the time left of each host's cool-down
 
     @property
     def waiting(self) -> int:
@@ -180,38 +231,46 @@ class Plan:
     """Which items wait, which run where, and which hosts are still usable.
 
     Items go out in input order to any host with a free slot. An item whose host failed goes
-    back to the front of the queue and that host is set aside; when no host is left, the items
-    still waiting fail with the last host's error.
+    back to the front of the queue and that host cools down for :class:`Backoff`'s delay; then
+    it gets one item on trial, and all its slots again once it answers. Items wait for a host
+    that may still come back; when every host is out for good (a missing model, or too many
+    failures in a row), the items still waiting fail with the last host's error.
 
-    >>> plan = Plan.start([0, 1, 2], {"a": 1, "b": 1})
-    >>> plan.take("a"), plan.take("a"), plan.take("b")
+    >>> plan = Plan.start([0, 1, 2], {"a": 1, "b": 1}, Backoff(first=1.0, retries=1))
+    >>> plan.take("a", 0.0), plan.take("a", 0.0), plan.take("b", 0.0)
     (0, None, 1)
-    >>> plan.host_failed(0, "a", "refused"); plan.take("b"), plan.take("a")
+    >>> plan.host_failed(0, "a", "refused", 0.0); plan.take("b", 0.5), plan.take("a", 0.5)
     (None, None)
-    >>> plan.finish(1, "b", ok=True); plan.take("b"), plan.take("b")
-    (0, None)
+    >>> plan.finish(1, "b", ok=True); plan.take("a", 1.0), plan.take("b", 1.0)
+    (0, 2)
+    >>> plan.host_failed(0, "a", "refused", 1.0); plan.hosts["a"].out, plan.take("b", 1.0)
+    (True, None)
     """
 
     pending: deque[int]
     hosts: dict[str, HostState]
-    running: dict[int, str] = field(default_factory=dict)
+    backoff: Backoff = field(default_factory=Backoff)
+    running: dict[int, tuple[str, int]] = field(default_factory=dict)  # index: (url, attempt)
     lost: dict[int, str] = field(default_factory=dict)  # items no host was left to run
 
     @classmethod
-    def start(cls, todo: Iterable[int], slots: Mapping[str, int]) -> Plan:
+    def start(
+        cls, todo: Iterable[int], slots: Mapping[str, int], backoff: Backoff | None = None
+    ) -> Plan:
         hosts = {url: HostState(url, n) for url, n in slots.items()}
-        return cls(deque(todo), hosts)
+        return cls(deque(todo), hosts, backoff or Backoff())
 
-    def take(self, url: str) -> int | None:
+    def take(self, url: str, now: float) -> int | None:
         host = self.hosts[url]
-        if not host.alive or host.in_flight >= host.slots or not self.pending:
+        if not host.usable(now) or host.in_flight >= host.capacity() or not self.pending:
             return None
         index = self.pending.popleft()
-        self.running[index] = url
+        self.running[index] = (url, host.attempt)
         host.in_flight += 1
         return index
 
     def finish(self, index: int, url: str, *, ok: bool, tokens: int = 0) -> None:
+        """Item ``index`` was answered (well or not): the host works, whatever it said."""
         host = self.hosts[url]
         self.running.pop(index, None)
         host.in_flight -= 1
@@ -220,20 +279,44 @@ class Plan:
             host.done += 1
         else:
             host.failed += 1
+        if not host.out:
+            host.failures, host.error, host.retry_at = 0, None, None
 
-    def host_failed(self, index: int, url: str, error: str) -> None:
+    def host_failed(
+        self, index: int, url: str, error: str, now: float, *, permanent: bool = False
+    ) -> None:
+        """The host failed item ``index``: the item waits again, first in line, and the host
+        cools down (or is out for good). Items it had in flight from before that failure come
+        back here too but do not count as failures of their own."""
         host = self.hosts[url]
-        self.running.pop(index, None)
+        _, attempt = self.running.pop(index, (url, host.attempt))
         host.in_flight -= 1
-        host.error = host.error or error
         self.pending.appendleft(index)
-        if not any(h.alive for h in self.hosts.values()):
+        if permanent and not host.out:
+            host.out, host.error, host.retry_at = True, error, None
+        elif attempt == host.attempt and not host.out:
+            host.attempt += 1
+            host.failures += 1
+            host.error = error
+            if self.backoff.gives_up(host.failures):
+                host.out, host.retry_at = True, None
+            else:
+                host.retry_at = now + self.backoff.delay(host.failures)
+        if all(h.out for h in self.hosts.values()):
             while self.pending:
                 self.lost[self.pending.popleft()] = error
 
+    def wake_in(self, url: str, now: float) -> float | None:
+        """Seconds until ``url``'s cool-down ends, or ``None`` when it is not cooling down."""
+        host = self.hosts[url]
+        if host.out or host.retry_at is None or now >= host.retry_at:
+            return None
+        return host.retry_at - now
+
     @property
     def over(self) -> bool:
-        """Nothing waits and nothing runs: every item is finished, failed or lost."""
+        """Nothing waits and nothing runs: every item is finished, failed or lost (items wait
+        while any host may still come back)."""
         return not self.pending and not self.running
 
     @property

@@ -2,7 +2,9 @@
 
 Each worker takes the next waiting item from the shared :class:`~.core.Plan`, streams it through
 :func:`~ollama_magic.session.run` (so an item is answered exactly as a ``%%ollama`` cell would
-be) and reports back. The calling thread only waits, hands snapshots to ``on_tick`` and takes
+be) and reports back. A worker whose host is cooling down after a failure waits on the shared
+condition until the plan's retry time (never a plain sleep), so Ctrl-C or the end of the run
+wakes it at once. The calling thread only waits, hands snapshots to ``on_tick`` and takes
 Ctrl-C: then nothing more is sent, the open streams are shut at once (the server stops
 generating) and every finished item is kept. No display code here.
 """
@@ -19,7 +21,7 @@ from ..errors import OllamaError
 from ..live import NullSink
 from ..result import ERROR, GenerationResult
 from ..session import run
-from .core import Plan, Snapshot, host_fault
+from .core import Backoff, Plan, Snapshot, host_fault, permanent_fault
 
 if TYPE_CHECKING:
     from ..client import OllamaClient, Stream
@@ -144,7 +146,8 @@ class _Tracked:
 
 
 class Runner:
-    """One run of a :class:`Job` over clients made by ``connect(url)``."""
+    """One run of a :class:`Job` over clients made by ``connect(url)``; a host that fails is
+    tried again on ``backoff``'s schedule."""
 
     def __init__(
         self,
@@ -152,10 +155,11 @@ class Runner:
         connect: Callable[[str], OllamaClient],
         *,
         clock: Callable[[], float] = time.monotonic,
+        backoff: Backoff | None = None,
     ) -> None:
         self.job = job
         self.clock = clock
-        self.plan = Plan.start(job.todo, {url: job.parallel for url in job.hosts})
+        self.plan = Plan.start(job.todo, {url: job.parallel for url in job.hosts}, backoff)
         self.outcome = Outcome()
         self._cond = threading.Condition()
         self._stop = threading.Event()
@@ -222,14 +226,18 @@ class Runner:
                 )
 
     def _take(self, url: str) -> int | None:
+        """The next item for ``url``, waiting for a free slot, an item, or the end of its
+        cool-down; ``None`` when the run stops or the host is out for good."""
         with self._cond:
             while True:
-                if self._stop.is_set() or not self.plan.hosts[url].alive or self.plan.over:
+                host = self.plan.hosts[url]
+                if self._stop.is_set() or host.out or self.plan.over:
                     return None
-                index = self.plan.take(url)
+                now = self.clock()
+                index = self.plan.take(url, now)
                 if index is not None:
                     return index
-                self._cond.wait()
+                self._cond.wait(timeout=self.plan.wake_in(url, now))
 
     def _work(self, url: str, tracked: _Tracked, counter: _Counter) -> None:
         while True:
@@ -280,7 +288,7 @@ class Runner:
             plan.hosts[url].in_flight -= 1
             return
         if error is not None and host_fault(error):
-            plan.host_failed(index, url, str(error))
+            plan.host_failed(index, url, str(error), self.clock(), permanent=permanent_fault(error))
             return
         self._finished_here += 1
         self.outcome.results[index] = result
@@ -311,4 +319,5 @@ class Runner:
             elapsed=self.clock() - self._started,
             hosts=hosts,
             finished_here=self._finished_here,
+            now=self.clock(),
         )

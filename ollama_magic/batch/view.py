@@ -10,6 +10,7 @@ are escaped.
 from __future__ import annotations
 
 import html
+import math
 import sys
 import uuid
 from collections.abc import Callable
@@ -17,7 +18,7 @@ from typing import Protocol, TextIO
 
 from ..live import EMPTY, IPythonPublisher, Publisher, Throttle
 from ..progress import bar
-from .core import Snapshot
+from .core import HostState, Snapshot
 
 #: Least time between two notebook updates (the browser redraws the whole output each time).
 NOTEBOOK_INTERVAL = 0.5
@@ -57,15 +58,45 @@ def counts(s: Snapshot) -> str:
     return " · ".join(parts)
 
 
+def host_state(h: HostState, now: float, *, detail: bool = False) -> str:
+    """What a host is doing: its counts when up, its cool-down, or why it is out for good.
+
+    >>> h = HostState("h", 2, done=3, in_flight=1)
+    >>> host_state(h, 0.0)
+    '3 done, 1 in flight'
+    >>> h.error, h.failures, h.retry_at = "cannot connect", 1, 2.2
+    >>> host_state(h, 0.5), host_state(h, 3.0)
+    ('retrying in 2 s', 'retrying now')
+    >>> h.out = True; host_state(h, 3.0)
+    'out for good: cannot connect'
+    """
+    if h.out:
+        return f"out for good: {h.error if detail else terse(h.error or '')}"
+    if h.retry_at is not None and now < h.retry_at:
+        wait = f"retrying in {clock_text(math.ceil(h.retry_at - now))}"
+        return f"{wait} ({h.error})" if detail else wait
+    if h.failures:
+        return "retrying now"
+    if detail:
+        return f"{h.done} done · {h.failed} failed · {h.in_flight} in flight · {h.tokens} tokens"
+    return f"{h.done} done, {h.in_flight} in flight"
+
+
+def terse(text: str, width: int = 60) -> str:
+    """A server's message fit for one terminal line: printable, at most ``width`` characters.
+
+    >>> terse("bad\x1b[2Jnews " + "x" * 80, 12)
+    'bad?[2Jnews…'
+    """
+    text = "".join(c if c.isprintable() else "?" for c in text)
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
 def host_line(s: Snapshot) -> str:
-    """Per host, when there are several: ``URL done/in flight`` or why it was set aside."""
-    if len(s.hosts) < 2:
+    """Per host, when there are several or one is in trouble: its state (:func:`host_state`)."""
+    if len(s.hosts) < 2 and all(h.alive for h in s.hosts):
         return ""
-    parts = []
-    for h in s.hosts:
-        state = f"{h.done} done, {h.in_flight} in flight" if h.alive else "set aside"
-        parts.append(f"{h.url} {state}")
-    return " | ".join(parts)
+    return " | ".join(f"{h.url} {host_state(h, s.now)}" for h in s.hosts)
 
 
 def line(s: Snapshot, width: int = 24) -> str:
@@ -76,17 +107,14 @@ def line(s: Snapshot, width: int = 24) -> str:
 
 
 def html_view(s: Snapshot) -> str:
-    """The notebook view: a progress bar, the counts, and a row per host when several."""
+    """The notebook view: a progress bar, the counts, and a row per host when several or when
+    one is cooling down or out."""
     finished = s.done + s.failed
     rows = ""
-    if len(s.hosts) > 1:
+    if len(s.hosts) > 1 or not all(h.alive for h in s.hosts):
         cells = []
         for h in s.hosts:
-            state = (
-                f"{h.done} done · {h.failed} failed · {h.in_flight} in flight · {h.tokens} tokens"
-                if h.alive
-                else f"set aside: {h.error}"
-            )
+            state = host_state(h, s.now, detail=True)
             cells.append(
                 f"<tr><td style='text-align:left;font-family:monospace'>{html.escape(h.url)}"
                 f"</td><td style='text-align:left'>{html.escape(state)}</td></tr>"
@@ -120,7 +148,10 @@ def summary(s: Snapshot, *, interrupted: bool = False, first_error: str | None =
             text += f", {s.tokens / s.elapsed:.1f} tokens/s"
     text += "."
     for h in s.hosts:
-        if not h.alive:
+        if h.out:
+            tries = f" after {h.failures} failures in a row" if h.failures > 1 else ""
+            text += f" {h.url} was set aside for good{tries}: {h.error}."
+        elif not h.alive:
             text += f" {h.url} was set aside: {h.error}."
     if interrupted:
         text += " Interrupted: the finished answers are kept; run it again to send only the rest."

@@ -20,7 +20,9 @@ each generated token waits ``1 / pace`` s (unless the model or the request sets 
 ``scripted_delay``), the prompt is read at ``prompt_pace`` tokens/s, and a fresh load takes
 ``load_seconds``. Only the timing fields change; the tokens are the same. ``slots=4`` serves at
 most four requests at once, as Ollama with ``OLLAMA_NUM_PARALLEL=4`` does: the others wait
-their turn (a client that hangs up while waiting leaves the queue).
+their turn (a client that hangs up while waiting leaves the queue); with ``max_queue=N`` too, as
+``OLLAMA_MAX_QUEUE=N``, a request that finds N already waiting gets Ollama's 503
+:data:`SERVER_BUSY`.
 
 The models: ``echo`` (shows the rendered prompt), ``reasoner`` (inline ``<think>`` like an old
 deepseek-r1 pull), ``thinker`` (the ``thinking`` field, levels low…max), ``chinese`` (UTF-8 split
@@ -594,13 +596,18 @@ _THINK_OPEN = "<think>\n"
 _THINK_CLOSE = "\n</think>\n\n"
 
 
+#: Ollama's answer when its queue is full (``server/sched.go`` ErrMaxQueue; two spaces).
+SERVER_BUSY = "server busy, please try again.  maximum pending requests exceeded"
+
+
 class ScriptedEngine:
     """Eight deterministic models and two pullable ones (see the module docstring); the
     server's default engine.
 
     ``calls`` records every ``("load" | "unload", name)`` the server made, for tests.
-    ``pace``, ``prompt_pace``, ``load_seconds`` and ``slots`` simulate a real model's timing
-    and its parallel slots (see the module docstring); all off by default.
+    ``pace``, ``prompt_pace``, ``load_seconds``, ``slots`` and ``max_queue`` simulate a real
+    model's timing, its parallel slots and its queue limit (see the module docstring); all off
+    by default.
 
     :meth:`embed` gives any model's bag-of-words vectors; the server asks it for a chat model's
     only when it plays an Ollama before 0.30 (since, chat models refuse; see the module docstring).
@@ -613,9 +620,12 @@ class ScriptedEngine:
         prompt_pace: float | None = None,
         load_seconds: float = 0.0,
         slots: int | None = None,
+        max_queue: int | None = None,
     ) -> None:
         if slots is not None and slots < 1:
             raise ValueError(f"slots must be at least 1, not {slots!r}")
+        if max_queue is not None and (slots is None or max_queue < 0):
+            raise ValueError(f"max_queue {max_queue!r} needs slots and must not be negative")
         for name, value in (("pace", pace), ("prompt_pace", prompt_pace)):
             if value is not None and not value > 0:
                 raise ValueError(f"{name} must be positive, not {value!r}")
@@ -630,6 +640,9 @@ class ScriptedEngine:
         self.load_seconds = load_seconds
         self.slots = slots
         self._free = threading.BoundedSemaphore(slots) if slots is not None else None
+        self.max_queue = max_queue
+        self._queued = 0
+        self._queue_lock = threading.Lock()
         self.calls: list[tuple[str, str]] = []
 
     def models(self) -> list[ModelCard]:
@@ -763,9 +776,19 @@ class ScriptedEngine:
         chat: bool = False,
         top_logprobs: int | None = None,
     ) -> Iterator[Event]:
-        if self._free is not None:
-            while not self._free.acquire(timeout=0.02):  # queued, as in Ollama's scheduler
-                yield Pause(0)  # lets the server notice a client that hung up while waiting
+        if self._free is not None and not self._free.acquire(blocking=False):
+            with self._queue_lock:
+                full = self.max_queue is not None and self._queued >= self.max_queue
+                self._queued += 0 if full else 1
+            if full:
+                yield Fail(SERVER_BUSY, status=503)
+                return
+            try:
+                while not self._free.acquire(timeout=0.02):  # queued, as in Ollama's scheduler
+                    yield Pause(0)  # lets the server notice a client that hung up while waiting
+            finally:
+                with self._queue_lock:
+                    self._queued -= 1
         try:
             yield from self._paced(
                 card, seen, prompt_ids, fmt, options, started, raw=raw, chat=chat,
