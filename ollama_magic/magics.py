@@ -41,7 +41,7 @@ from .commands import (
 )
 from .errors import ModelNotFound, OllamaError
 from .live import FinalOnly, IPythonPublisher, LiveDisplay, NullSink, Sink, TextSink
-from .messages import describe, not_installed, outcome
+from .messages import describe, interrupted, not_installed, outcome
 from .present import ModelList
 from .result import INTERRUPTED, GenerationResult
 from .session import Pieces, attach_data, chat_pieces, generate_pieces, run
@@ -276,12 +276,12 @@ class OllamaMagics(Magics):
                 result, problem, steps = self._tool_chat(client, call, body)
             else:
                 result, problem = self._stream(client, call, "/api/chat", body, chat_pieces)
+            if result.done_reason == INTERRUPTED:  # not remembered: its footer says so
+                raise UsageError(problem or interrupted(result))  # so Run All stops here
             if problem:
                 raise UsageError(
                     problem.rstrip(".") + ". This turn is not added to the conversation."
                 )
-            if result.done_reason == INTERRUPTED:
-                return  # not remembered: its footer says so
             tokens = (result.prompt_eval_count or 0) + (result.eval_count or 0)
             conversation.record(body, result.answer, tokens or None, steps)
             self.conversations[conversation.name] = conversation
@@ -322,10 +322,11 @@ class OllamaMagics(Magics):
             self.namespace[call.out] = result
         kept = f" and in {call.out}" if call.out else ""
         problem = outcome(result, error, lambda: lifecycle.installed(client), kept=kept)
-        if result.done_reason == INTERRUPTED:
-            if problem and turn.stopped != TOOL_STOPPED:
-                print(problem)
-            return result, None, []
+        if result.done_reason == INTERRUPTED:  # the user's stop: one line ends the cell
+            if turn.stopped == TOOL_STOPPED:  # during a call, which the calls view shows
+                where = (result.error or "").removeprefix("interrupted by the user")
+                return result, f"Interrupted{where}.", []
+            return result, interrupted(result, call.out or ""), []
         if turn.stopped == "limit":
             print(limit_note(turn.wanted, call.max_tool_rounds))
         elif problem is None and note:
@@ -364,21 +365,25 @@ class OllamaMagics(Magics):
         problem = outcome(result, error, lambda: lifecycle.installed(client), kept=kept)
         if call.code and (problem is None or result.done_reason == INTERRUPTED):
             self.cells.code_below(result, quiet=call.quiet)  # or one line why not
-        if result.done_reason == INTERRUPTED:  # the user's own stop: said quietly, if at all
-            if problem:
-                print(problem)
-            return result, None
+        if result.done_reason == INTERRUPTED:  # the user's stop: one line, and Run All stops
+            return result, interrupted(result, call.out or "")
         if problem is None and note:
             print(note)
         return result, problem
 
     def _map(self, ns: Any, call: GenerateCall, cell: str) -> Any:
         """``--map VAR``: the batch module runs it (see :mod:`ollama_magic.batch`)."""
-        from .batch.cell import AllFailed, run_map
+        from .batch.cell import AllFailed, Interrupted, run_map
 
         try:
             return run_map(self, ns, call, cell, fill=self.interpolate and not ns.literal)
         except (ArgsError, AllFailed) as exc:
+            raise UsageError(str(exc)) from None
+        except Interrupted as exc:  # the finished items stay shown; Run All stops here
+            if exc.output is not None:
+                from IPython.display import display
+
+                display(exc.output)
             raise UsageError(str(exc)) from None
         except KeyboardInterrupt:  # while reading the cache, before anything was sent
             raise UsageError("Interrupted before any request was sent.") from None

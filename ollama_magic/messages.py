@@ -227,6 +227,21 @@ def outcome(
     )
 
 
+def interrupted(result: GenerationResult, kept: str = "") -> str:
+    """The one line that ends a cell the user interrupted (Ctrl-C, Stop), so that Run All stops.
+
+    The footer above already says the answer is partial; this line says where it went.
+
+    >>> interrupted(GenerationResult("m", answer="Half an", done_reason=INTERRUPTED), "r")
+    'Interrupted: the answer above is partial (kept in r).'
+    >>> interrupted(GenerationResult("m", done_reason=INTERRUPTED))
+    'Interrupted before the model sent anything.'
+    """
+    if not (result.answer or result.thinking):
+        return "Interrupted before the model sent anything."
+    return "Interrupted: the answer above is partial" + (f" (kept in {kept})." if kept else ".")
+
+
 def transfer_failed(action: str, name: str, error: OllamaError | None, source: str = "") -> str:
     """A pull, push or create that ended with an error (not a missing model or server), in words.
 

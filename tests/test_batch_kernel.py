@@ -3,6 +3,7 @@ answered from the disk cache, ``%ollama cache``, and bad input."""
 
 from __future__ import annotations
 
+import re
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -79,8 +80,14 @@ def test_ctrl_c_keeps_finished_items_and_a_rerun_sends_only_the_rest(
         interrupter.start()
         run = kernel.run(CELL, timeout=60)
         interrupter.join()
-        assert run.ok, run.error  # a summary, not a traceback
-        assert "Interrupted: the finished answers are kept" in run.stdout
+        line = error_line(run)  # one line, no traceback, and Run All stops here
+        assert re.fullmatch(
+            r"12 items: \d+ done, \d+ not finished, in [\d.]+ s, [\d.]+ tokens/s\. "
+            r"Interrupted: the finished answers are kept; run it again to send only the rest\. "
+            r"The results are in labels\.",
+            line,
+        ), line
+        assert not run.stdout  # said once, in the error line
         errors = kernel.value("labels.errors")
         kept = [i for i, e in enumerate(errors) if e is None]
         assert 1 <= len(kept) < 12

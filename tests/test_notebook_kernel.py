@@ -186,7 +186,7 @@ def test_code_of_an_answer_cut_short_is_not_put_below(kernel: Kernel, ollama) ->
     run = kernel.run(
         f"%%ollama echo --code --literal -O scripted_delay=0.05\n{FENCED}", on_message=watch
     )
-    assert run.ok, run.error
+    assert error_line(run) == "Interrupted: the answer above is partial."
     assert next_input(run) == []
     assert run.stdout.strip() == "The answer was cut short, so no cell was added."
 

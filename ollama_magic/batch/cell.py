@@ -45,6 +45,15 @@ class AllFailed(Exception):
     """No item was answered: the summary is the message (the output is still stored)."""
 
 
+class Interrupted(Exception):
+    """The user stopped the run: the summary is the message, so the cell fails and Run All
+    stops there; ``output`` is what the cell would have shown (``None`` with ``-o``)."""
+
+    def __init__(self, message: str, output: Any) -> None:
+        super().__init__(message)
+        self.output = output
+
+
 def prepare(
     ns: argparse.Namespace, call: GenerateCall, cell: str, namespace: Mapping[str, Any], fill: bool
 ) -> Batch:
@@ -108,8 +117,11 @@ def run_map(
     if call.out:
         ctx.namespace[call.out] = result
     nothing = not any(e is None for e in report.errors)
-    if nothing and report.errors and not report.interrupted:
-        raise AllFailed(report.summary + (f" The results are in {call.out}." if call.out else ""))
+    kept = f" The results are in {call.out}." if call.out else ""
+    if report.interrupted:
+        raise Interrupted(report.summary + kept, None if call.out or call.quiet else result)
+    if nothing and report.errors:
+        raise AllFailed(report.summary + kept)
     if not call.quiet:
         print(report.summary)
     return None if call.out or call.quiet else result
