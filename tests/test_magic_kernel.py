@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from .helpers import Kernel, bodies, error_line, flatten
+from .helpers import Kernel, bodies, error_line, flatten, until
 
 
 def test_streams_markdown_and_binds_the_result(kernel: Kernel, ollama) -> None:
@@ -220,6 +220,26 @@ def test_interrupt_closes_the_stream_and_keeps_the_partial_answer(kernel: Kernel
     (request,) = [r for r in ollama.requests if r.path == "/api/generate"]
     assert request.finished.wait(5) and request.disconnected_at is not None
     assert kernel.run("1 + 1").ok
+
+
+def test_run_all_stops_at_an_interrupted_cell(kernel: Kernel, ollama) -> None:
+    """Run All sends every cell at once with ``stop_on_error``: the interrupted cell fails,
+    so ipykernel aborts the queued one, as after an interrupted Python cell."""
+    first = kernel.kc.execute("%%ollama slow --num-predict 400\nCount slowly.", stop_on_error=True)
+    second = kernel.kc.execute("%%ollama echo\nThe next cell.", stop_on_error=True)
+    until(lambda: bodies(ollama), timeout=20)
+    time.sleep(0.3)
+    kernel.interrupt()
+    replies: dict[str, dict] = {}
+    while len(replies) < 2:
+        msg = kernel.kc.get_shell_msg(timeout=30)
+        replies[msg["parent_header"]["msg_id"]] = msg["content"]
+    assert (replies[first]["status"], replies[first]["ename"]) == ("error", "UsageError")
+    assert replies[first]["traceback"] == []
+    assert replies[second]["status"] == "aborted"
+    assert kernel.run("1 + 1").ok  # anything the second cell sent would have arrived by now
+    assert [b["prompt"] for b in bodies(ollama)] == ["Count slowly."]
+    assert not [r for r in ollama.requests if "The next cell" in str(r.json)]
 
 
 def test_help_shows_every_flag(kernel: Kernel) -> None:
