@@ -184,3 +184,25 @@ def test_a_damaged_cache_file_is_one_line(ollama: OllamaServer, tmp_path: Path) 
         assert run.ok and kernel.value("r.failed") == []
     finally:
         kernel.shutdown()
+
+
+def test_ctrl_c_without_o_still_shows_the_finished_items(
+    slow: OllamaServer, tmp_path: Path
+) -> None:
+    slow.clear()
+    kernel = start(slow, tmp_path)
+    try:
+        assert kernel.run(WORDS).ok
+        interrupter = threading.Thread(
+            target=lambda: (until(lambda: len(bodies(slow)) >= 5, timeout=30), kernel.interrupt())
+        )
+        interrupter.start()
+        run = kernel.run("%%ollama echo --map words --parallel 2 --no-cache\nLabel: {item}")
+        interrupter.join()
+        assert "Interrupted: the finished answers are kept" in error_line(run)
+        (shown,) = [m["content"]["data"] for m in run.of_type("display_data")][-1:]
+        text = shown["text/plain"]  # what Out would have shown
+        assert text.startswith("BatchResults: 12 items") and "'Echo: " in text
+        assert "error: not finished: the run was interrupted" in text
+    finally:
+        kernel.shutdown()
