@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 from .helpers import run_ipython
@@ -94,3 +96,27 @@ def test_terminal_line_commands_print_aligned_text_and_progress_lines() -> None:
     assert any(line.startswith("Ollama server: http://127.0.0.1:") for line in lines)
     assert "<table" not in done.stdout and "Traceback" not in done.stdout + done.stderr
     assert "UsageError" not in done.stdout + done.stderr
+
+
+def test_terminal_ipython_ctrl_c_keeps_the_partial_answer_and_ends_with_one_line(ollama) -> None:
+    from .helpers import IPYTHON, bodies, until
+
+    env = dict(os.environ, OLLAMA_HOST=ollama.url)
+    code = "%%ollama slow --num-predict 400 -o r\nCount slowly.\n"
+    proc = subprocess.Popen(
+        [*IPYTHON, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
+    )
+    try:
+        until(lambda: bodies(ollama), timeout=30)
+        time.sleep(1.0)  # some words arrive
+        proc.send_signal(signal.SIGINT)  # Ctrl-C
+        out, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert "This is a slow answer about Count slowly." in out
+    assert "stopped: the answer above is partial]" in out
+    usage = [line for line in (out + err).splitlines() if "UsageError" in line]
+    assert usage == ["UsageError: Interrupted: the answer above is partial (kept in r)."]
+    assert "Traceback" not in out + err and "KeyboardInterrupt" not in out + err
