@@ -207,6 +207,7 @@ def outcome(
 
     A stop by the user is no failure: under a partial answer its footer says so, and there is
     nothing to add; with nothing shown, one quiet line says the model had not answered yet.
+    (The magics then end the cell with :func:`interrupted`, so that Run All stops there.)
 
     >>> outcome(GenerationResult("m", answer="Half an", done_reason=INTERRUPTED), None, list)
     >>> outcome(GenerationResult("m", done_reason=INTERRUPTED), None, list, stopped="Stopped")

@@ -301,3 +301,25 @@ def test_terminal_ipython_prefills_the_next_prompt(ollama) -> None:
         child.close(force=True)
     (body,) = bodies(ollama)
     assert body["prompt"] == FENCED
+
+
+def test_interrupted_fix_ends_with_one_line_and_adds_no_cell(kernel: Kernel, ollama) -> None:
+    kernel.run("1 / 0")
+
+    updates = threading.Event()
+
+    def watch(msg: dict) -> None:
+        if msg["msg_type"] == "update_display_data" and msg["content"]["data"]:
+            updates.set()
+
+    def interrupt_after_first_words() -> None:
+        updates.wait(20)
+        time.sleep(0.3)
+        kernel.interrupt()
+
+    threading.Thread(target=interrupt_after_first_words, daemon=True).start()
+    run = kernel.run("%ollama fix slow --code -o r", on_message=watch)
+    assert updates.is_set()
+    assert error_line(run) == "Interrupted: the answer above is partial (kept in r)."
+    assert next_input(run) == []
+    assert kernel.value("r.done_reason") == "interrupted"
