@@ -325,7 +325,7 @@ class OllamaMagics(Magics):
         if result.done_reason == INTERRUPTED:  # the user's stop: one line ends the cell
             if turn.stopped == TOOL_STOPPED:  # during a call, which the calls view shows
                 where = (result.error or "").removeprefix("interrupted by the user")
-                return result, f"Interrupted{where}.", []
+                return result, f"Interrupted{where}: the calls above show what ran.", []
             return result, interrupted(result, call.out or ""), []
         if turn.stopped == "limit":
             print(limit_note(turn.wanted, call.max_tool_rounds))

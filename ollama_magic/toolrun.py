@@ -216,7 +216,7 @@ def tool_turn(
     result: GenerationResult | None = turn.result
     if result is None:  # Ctrl-C during a call: keep what was shown, say where it stopped
         running = next((c for c in reversed(turn.calls) if c.status == INTERRUPTED), None)
-        where = f" during {running.name}" if running else ""
+        where = f" at the call to {running.name}()" if running else ""
         result = GenerationResult(
             str(body.get("model", "")),
             done_reason=INTERRUPTED,

@@ -201,7 +201,8 @@ def test_ctrl_c_during_a_tool_stops_and_keeps_what_was_shown(kernel: Kernel, srv
         timeout=25,
         on_message=interrupt_when_running,
     )
-    assert error_line(run) == "Interrupted during wait."  # one line, and Run All stops here
+    # one line, and Run All stops here
+    assert error_line(run) == "Interrupted at the call to wait(): the calls above show what ran."
     text = shown(run)["text/plain"]
     assert text.startswith("✓ add(a=1, b=1) → 2")
     assert "■ wait(seconds=30) → interrupted by the user" in text
@@ -337,7 +338,8 @@ def test_ctrl_c_while_asking_stops_the_turn(kernel: Kernel, srv) -> None:
         timeout=30,
         on_message=interrupt_when_asked,
     )
-    assert error_line(run) == "Interrupted during add."  # one line, and Run All stops here
+    # one line, and Run All stops here
+    assert error_line(run) == "Interrupted at the call to add(): the calls above show what ran."
     assert decisions(run) == ["Run add(a=4, b=5)? → stopped (Ctrl-C)"]
     text = shown_outputs(run)[-1]["text/plain"]
     assert "■ add(a=4, b=5) → interrupted by the user" in text
