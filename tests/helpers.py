@@ -198,6 +198,26 @@ class Kernel:
         self.km.shutdown_kernel(now=True)
 
 
+def interrupt_after_first_words(
+    kernel: Kernel, pause: float = 0.3
+) -> tuple[Callable[[dict[str, Any]], None], threading.Event]:
+    """Interrupt ``kernel`` ``pause`` s after a cell's first live update, as a user pressing Stop
+    mid-answer: returns the ``on_message`` watcher to run the cell with, and the event it sets."""
+    updates = threading.Event()
+
+    def watch(msg: dict[str, Any]) -> None:
+        if msg["msg_type"] == "update_display_data" and msg["content"]["data"]:
+            updates.set()
+
+    def interrupt() -> None:
+        updates.wait(20)
+        time.sleep(pause)
+        kernel.interrupt()
+
+    threading.Thread(target=interrupt, daemon=True).start()
+    return watch, updates
+
+
 @contextmanager
 def magic_kernel(host: str) -> Iterator[Kernel]:
     """A kernel with ``OLLAMA_HOST=host`` and the extension loaded; shut down afterwards."""

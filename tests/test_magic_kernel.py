@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from .helpers import Kernel, bodies, error_line, flatten, until
+from .helpers import Kernel, bodies, error_line, flatten, interrupt_after_first_words, until
 
 
 def test_streams_markdown_and_binds_the_result(kernel: Kernel, ollama) -> None:
@@ -193,19 +193,9 @@ def test_dropped_connection_keeps_the_partial_answer(kernel: Kernel, ollama) -> 
 
 
 def test_interrupt_closes_the_stream_and_keeps_the_partial_answer(kernel: Kernel, ollama) -> None:
-    updates = threading.Event()
-
-    def watch(msg: dict) -> None:
-        if msg["msg_type"] == "update_display_data" and msg["content"]["data"]:
-            updates.set()
-
-    def interrupt_after_first_words() -> None:
-        updates.wait(20)
-        time.sleep(0.3)
-        kernel.interrupt()
-
-    threading.Thread(target=interrupt_after_first_words, daemon=True).start()
+    watch, updates = interrupt_after_first_words(kernel)
     run = kernel.run("%%ollama slow -o r --num-predict 400\nCount slowly.", on_message=watch)
+    assert updates.is_set()  # stopped mid-answer, not before it began
     # The user's stop ends the cell as Ctrl-C ends a Python cell (so Run All stops there),
     # with one line; the footer says once that the answer is partial, with the tokens so far.
     assert error_line(run) == "Interrupted: the answer above is partial (kept in r)."

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import threading
 import time
 from collections.abc import Iterator
 
@@ -15,7 +14,15 @@ import pytest
 from ollama_magic.notebook import strip_ansi
 from ollama_magic.server import OllamaServer
 
-from .helpers import IPYTHON, CellRun, Kernel, bodies, error_line, magic_kernel
+from .helpers import (
+    IPYTHON,
+    CellRun,
+    Kernel,
+    bodies,
+    error_line,
+    interrupt_after_first_words,
+    magic_kernel,
+)
 
 FENCED = "Here is the fix:\n\n```sh\npip install x\n```\n\n```python\nprint('hi {there}')\n```"
 
@@ -171,21 +178,11 @@ def test_code_of_an_answer_cut_short_is_not_put_below(kernel: Kernel, ollama) ->
         "    if a < b:\n        return -1\n    return 1 if a > b else 0"
     ]
 
-    updates = threading.Event()
-
-    def watch(msg: dict) -> None:
-        if msg["msg_type"] == "update_display_data" and msg["content"]["data"]:
-            updates.set()
-
-    def interrupt_after_first_words() -> None:
-        updates.wait(20)
-        time.sleep(0.3)
-        kernel.interrupt()
-
-    threading.Thread(target=interrupt_after_first_words, daemon=True).start()
+    watch, updates = interrupt_after_first_words(kernel)
     run = kernel.run(
         f"%%ollama echo --code --literal -O scripted_delay=0.05\n{FENCED}", on_message=watch
     )
+    assert updates.is_set()
     assert error_line(run) == "Interrupted: the answer above is partial."
     assert next_input(run) == []
     assert run.stdout.strip() == "The answer was cut short, so no cell was added."
@@ -306,18 +303,7 @@ def test_terminal_ipython_prefills_the_next_prompt(ollama) -> None:
 def test_interrupted_fix_ends_with_one_line_and_adds_no_cell(kernel: Kernel, ollama) -> None:
     kernel.run("1 / 0")
 
-    updates = threading.Event()
-
-    def watch(msg: dict) -> None:
-        if msg["msg_type"] == "update_display_data" and msg["content"]["data"]:
-            updates.set()
-
-    def interrupt_after_first_words() -> None:
-        updates.wait(20)
-        time.sleep(0.3)
-        kernel.interrupt()
-
-    threading.Thread(target=interrupt_after_first_words, daemon=True).start()
+    watch, updates = interrupt_after_first_words(kernel)
     run = kernel.run("%ollama fix slow --code -o r", on_message=watch)
     assert updates.is_set()
     assert error_line(run) == "Interrupted: the answer above is partial (kept in r)."
