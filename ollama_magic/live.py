@@ -64,6 +64,32 @@ class Throttle:
         return True
 
 
+
+class RewrittenLine:
+    """One status line rewritten in place on a TTY, at most every ``interval`` seconds: the
+    terminal form of a progress view (pulls, ``--map``). Writes nothing when ``out`` is no TTY."""
+
+    def __init__(self, out: TextIO | None = None, *, interval: float) -> None:
+        self.out = out or sys.stdout
+        self.tty = bool(getattr(self.out, "isatty", lambda: False)())
+        self._throttle = Throttle(interval)
+        self._width = 0
+
+    def show(self, now: float, text: Callable[[], str]) -> None:
+        """Rewrite the line with ``text()`` (only built when an update may go out)."""
+        if not self.tty or not self._throttle.take(now):
+            return
+        said = text()
+        self.out.write("\r" + said.ljust(self._width))
+        self._width = len(said)
+        self.out.flush()
+
+    def clear(self) -> None:
+        if self._width:
+            self.out.write("\r" + " " * self._width + "\r")
+            self.out.flush()
+            self._width = 0
+
 class Sink(Protocol):
     """Receives a generation as it happens (the session calls these in order)."""
 
@@ -383,28 +409,18 @@ class ProgressText:
     """A pull, push or create in a terminal: one rewritten line on a TTY, else each status once."""
 
     def __init__(self, out: TextIO | None = None, *, interval: float = 0.1) -> None:
-        self._out = out or sys.stdout
-        self._tty = bool(getattr(self._out, "isatty", lambda: False)())
-        self._throttle = Throttle(interval)
-        self._width = 0
+        self._line = RewrittenLine(out, interval=interval)
         self._printed: set[str] = set()
 
     def update(self, progress: Progress, now: float) -> None:
-        if not self._tty:
+        if not self._line.tty:
             status = progress.status
             if status and status not in self._printed:
                 self._printed.add(status)
-                self._out.write(status + "\n")
-                self._out.flush()
+                self._line.out.write(status + "\n")
+                self._line.out.flush()
             return
-        if not self._throttle.take(now):
-            return
-        line = progress.line()
-        self._out.write("\r" + line.ljust(self._width))
-        self._width = len(line)
-        self._out.flush()
+        self._line.show(now, progress.line)
 
     def close(self, progress: Progress, now: float) -> None:
-        if self._tty and self._width:
-            self._out.write("\r" + " " * self._width + "\r")
-            self._out.flush()
+        self._line.clear()

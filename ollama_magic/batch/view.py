@@ -11,12 +11,11 @@ from __future__ import annotations
 
 import html
 import math
-import sys
 import uuid
 from collections.abc import Callable
 from typing import Protocol, TextIO
 
-from ..live import EMPTY, IPythonPublisher, Publisher, Throttle
+from ..live import EMPTY, IPythonPublisher, Publisher, RewrittenLine, Throttle
 from ..progress import bar
 from .core import HostState, Snapshot
 
@@ -203,24 +202,13 @@ class TerminalView:
     """One line rewritten in place on a TTY (twice a second); nothing when output is a file."""
 
     def __init__(self, out: TextIO | None = None, *, interval: float = 0.5) -> None:
-        self._out = out or sys.stdout
-        self._tty = bool(getattr(self._out, "isatty", lambda: False)())
-        self._throttle = Throttle(interval)
-        self._width = 0
+        self._line = RewrittenLine(out, interval=interval)
 
     def update(self, snapshot: Snapshot, now: float) -> None:
-        if not self._tty or not self._throttle.take(now):
-            return
-        text = line(snapshot)
-        self._out.write("\r" + text.ljust(self._width))
-        self._width = len(text)
-        self._out.flush()
+        self._line.show(now, lambda: line(snapshot))
 
     def close(self) -> None:
-        if self._width:
-            self._out.write("\r" + " " * self._width + "\r")
-            self._out.flush()
-
+        self._line.clear()
 
 def choose_view(mode: str, in_kernel: Callable[[], bool]) -> View:
     """``auto``: the notebook view in a kernel, the terminal line elsewhere; ``none``: nothing."""
